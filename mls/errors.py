@@ -1,0 +1,19 @@
+"""The mls package's single error tree."""
+
+from __future__ import annotations
+
+
+class MlsError(Exception):
+    """Root of every error the mls package raises on purpose."""
+
+
+class DecodeError(MlsError, ValueError):
+    """Bytes do not decode as the expected RFC 9420 structure."""
+
+
+class CryptoError(MlsError):
+    """A cryptographic check failed (bad signature, AEAD tag, HPKE open, ...)."""
+
+
+class ValidationError(MlsError):
+    """A structurally valid message breaks an RFC 9420 rule."""
