@@ -74,7 +74,9 @@ class Writer:
             write(self, value)
         return self
 
-    def vector(self, items: list[T] | tuple[T, ...], write: Callable[[Writer, T], object]) -> Writer:
+    def vector(
+        self, items: list[T] | tuple[T, ...], write: Callable[[Writer, T], object]
+    ) -> Writer:
         """``T items<V>``: varint byte length then the concatenated encodings."""
         inner = Writer()
         for item in items:
