@@ -1,0 +1,72 @@
+"""What the admin API needs from a running node: the :class:`NodeControl` Protocol.
+
+Defined here, beside its only consumer (``api.server``), so the API can be tested against a small
+in-memory implementation and the real ``node.daemon.Node`` just has to fit the shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from node.identity import PeerId
+from node.multiaddr import Multiaddr
+
+__all__ = ["Direction", "NodeControl", "NodeInfo", "PeerInfo"]
+
+Direction = Literal["inbound", "outbound"]
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """``GET /v1/node``. ``addrs`` are the listen multiaddrs, each ending in ``/p2p/<peer_id>``."""
+
+    peer_id: str
+    addrs: list[str]
+    version: str
+    uptime_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """One live connection, as ``GET /v1/peers`` lists it.
+
+    ``connected_since`` is a Unix timestamp (seconds). ``rtt_ms`` is the last keepalive round
+    trip, ``None`` until one was measured. Byte counters are application bytes on this link.
+    """
+
+    peer_id: str
+    addr: str
+    direction: Direction
+    connected_since: float
+    rtt_ms: float | None = None
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class NodeControl(Protocol):
+    """Implemented by ``node.daemon.Node``; consumed by ``api.server.create_app``.
+
+    Errors from :meth:`dial` are mapped to HTTP statuses by ``api.problems`` only:
+    ``DialTimeout`` -> 504; ``DialError``, ``HandshakeError``, ``PeerIdMismatch`` -> 502;
+    ``LimitExceeded`` -> 503.
+    """
+
+    def node_info(self) -> NodeInfo: ...
+
+    def peer_list(self) -> list[PeerInfo]: ...
+
+    def is_ready(self) -> bool: ...
+
+    async def dial(self, addr: Multiaddr) -> PeerInfo: ...
+
+    async def disconnect(self, peer_id: PeerId) -> bool:
+        """Close the connection to ``peer_id``; False when not connected (-> 404)."""
+        ...

@@ -1,0 +1,113 @@
+"""RFC 9457 problem details: THE one place where exceptions become HTTP statuses.
+
+Handlers raise domain errors (``node.errors``) or :class:`Problem`; the error middleware in
+``api.server`` calls :func:`problem_for` and :func:`problem_response`, nothing else decides a
+status. Unknown exceptions become an opaque 500 (the caller logs the traceback server-side).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+from node.errors import (
+    ConfigError,
+    DialError,
+    DialTimeout,
+    HandshakeError,
+    IdentityError,
+    LimitExceeded,
+    MultiaddrError,
+    PeerIdMismatch,
+    StorageError,
+    TransportError,
+)
+
+__all__ = ["PROBLEM_CONTENT_TYPE", "Problem", "problem_for", "problem_response"]
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+_TYPE_PREFIX = "urn:spacepanda:problem:"
+
+
+@dataclass
+class Problem(Exception):
+    """An HTTP error with its RFC 9457 body; raise it from a handler or build it from an error."""
+
+    status: int
+    title: str
+    detail: str = ""
+    type: str = "about:blank"
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.status} {self.title}: {self.detail}")
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        return body
+
+
+def _typed(slug: str, status: int, title: str, detail: str) -> Problem:
+    return Problem(status=status, title=title, detail=detail, type=_TYPE_PREFIX + slug)
+
+
+def _plain(status: int, detail: str = "") -> Problem:
+    # RFC 9457 4.2.1: with "about:blank" the title is the status phrase.
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    return Problem(status=status, title=title, detail=detail)
+
+
+# Most specific class first: DialTimeout is a DialError, PeerIdMismatch a HandshakeError.
+_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
+    (DialTimeout, 504, "dial-timeout", "Dial timed out"),
+    (PeerIdMismatch, 502, "peer-id-mismatch", "Peer proved a different identity"),
+    (HandshakeError, 502, "handshake-failed", "Handshake failed"),
+    (DialError, 502, "dial-failed", "Dial failed"),
+    (LimitExceeded, 503, "limit-exceeded", "Connection limit reached"),
+    (TransportError, 502, "transport-error", "Transport error"),
+    (MultiaddrError, 400, "bad-multiaddr", "Invalid multiaddr"),
+    (IdentityError, 400, "bad-peer-id", "Invalid peer id"),
+    (StorageError, 500, "storage-error", "Storage error"),
+    (ConfigError, 500, "config-error", "Configuration error"),
+)
+
+
+def problem_for(exc: BaseException) -> Problem:
+    """Map any exception to the problem a client sees. Never leaks unexpected errors' text."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, web.HTTPException):
+        # aiohttp's own 404/405/413...: keep its status, say what it means.
+        detail = ""
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            detail = f"method {exc.method} not allowed; allowed: {allowed}"
+        elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+            detail = "request body too large"
+        elif exc.status == 404:
+            detail = "no such resource"
+        return _plain(exc.status, detail)
+    for cls, status, slug, title in _TABLE:
+        if isinstance(exc, cls):
+            # Our own errors' messages are written for operators; storage/config ones may
+            # name local paths, so those stay server-side.
+            detail = "" if status >= 500 and status not in (502, 503, 504) else str(exc)
+            return _typed(slug, status, title, detail)
+    return _plain(500, "unexpected server error (see node log)")
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=problem.status,
+        text=json.dumps(problem.to_json()),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )

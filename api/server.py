@@ -1,0 +1,199 @@
+"""aiohttp admin API: routes, error handling, and a start/stop helper bound to a multiaddr.
+
+Thin adapter: every handler parses the request, calls one :class:`~api.control.NodeControl`
+method, and serialises the result. Errors are raised, and turned into problem+json by one
+middleware via ``api.problems`` (the only place statuses are chosen).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from api.auth import auth_middleware
+from api.control import NodeControl, PeerInfo
+from api.openapi import build_spec
+from api.problems import Problem, problem_for, problem_response
+from node.errors import IdentityError
+from node.identity import PeerId
+from node.multiaddr import Multiaddr
+
+__all__ = ["MAX_BODY_BYTES", "ApiServer", "create_app"]
+
+MAX_BODY_BYTES = 16 * 1024  # the largest valid request ({"addr": ...}) is well under 1 KiB
+_log = structlog.get_logger("api")
+
+CONTROL = web.AppKey("control", NodeControl)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+SPEC = web.AppKey("spec", dict)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return problem_response(problem_for(exc), headers=headers)
+    except Problem as exc:
+        return problem_response(exc)
+    except Exception as exc:
+        problem = problem_for(exc)
+        if problem.status >= 500 and problem.status not in (502, 503, 504):
+            # Full details stay in the node log; the client gets an opaque problem.
+            _log.exception("api.handler_failed", method=request.method, path=request.path)
+        return problem_response(problem)
+
+
+def _peer_id_param(request: web.Request) -> PeerId:
+    text = request.match_info["peer_id"]
+    try:
+        return PeerId.from_string(text)
+    except IdentityError as exc:
+        raise Problem(400, "Bad Request", f"invalid peer id: {exc}") from None
+
+
+async def _read_json(request: web.Request) -> Any:
+    raw = await request.read()  # raises 413 past client_max_size
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Problem(400, "Bad Request", f"request body is not valid JSON: {exc}") from None
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    if not request.app[CONTROL].is_ready():
+        raise Problem(503, "Service Unavailable", "node is starting")
+    return web.json_response({"status": "ready"})
+
+
+async def get_node(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CONTROL].node_info().to_json())
+
+
+async def list_peers(request: web.Request) -> web.Response:
+    peers = request.app[CONTROL].peer_list()
+    return web.json_response({"peers": [p.to_json() for p in peers]})
+
+
+def _find_peer(control: NodeControl, peer_id: PeerId) -> PeerInfo | None:
+    text = str(peer_id)
+    return next((p for p in control.peer_list() if p.peer_id == text), None)
+
+
+async def get_peer(request: web.Request) -> web.Response:
+    peer_id = _peer_id_param(request)
+    info = _find_peer(request.app[CONTROL], peer_id)
+    if info is None:
+        raise Problem(404, "Not Found", f"not connected to {peer_id}")
+    return web.json_response(info.to_json())
+
+
+async def connect_peer(request: web.Request) -> web.Response:
+    body = await _read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("addr"), str):
+        raise Problem(400, "Bad Request", 'body must be a JSON object {"addr": "<multiaddr>"}')
+    extra = sorted(set(body) - {"addr"})
+    if extra:
+        raise Problem(400, "Bad Request", f"unknown field(s): {', '.join(extra)}")
+    addr = Multiaddr.parse(body["addr"])  # MultiaddrError -> 400 with the parser's message
+    control = request.app[CONTROL]
+    before = {p.peer_id for p in control.peer_list()}
+    info = await control.dial(addr)
+    status = 200 if info.peer_id in before else 201
+    headers = {"Location": f"/v1/peers/{info.peer_id}"} if status == 201 else None
+    return web.json_response(info.to_json(), status=status, headers=headers)
+
+
+async def disconnect_peer(request: web.Request) -> web.Response:
+    peer_id = _peer_id_param(request)
+    if not await request.app[CONTROL].disconnect(peer_id):
+        raise Problem(404, "Not Found", f"not connected to {peer_id}")
+    return web.Response(status=204)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SPEC])
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(control: NodeControl, token: str, registry: CollectorRegistry) -> web.Application:
+    """The admin API application for one node (its own metrics registry, its own token)."""
+    app = web.Application(
+        middlewares=[_errors, auth_middleware(token)], client_max_size=MAX_BODY_BYTES
+    )
+    app[CONTROL] = control
+    app[REGISTRY] = registry
+    app[SPEC] = build_spec()
+    # allow_head=False: serve exactly what openapi.json documents.
+    r = app.router
+    r.add_get("/healthz", health, allow_head=False)
+    r.add_get("/readyz", ready, allow_head=False)
+    r.add_get("/v1/node", get_node, allow_head=False)
+    r.add_get("/v1/peers", list_peers, allow_head=False)
+    r.add_post("/v1/peers", connect_peer)
+    r.add_get("/v1/peers/{peer_id}", get_peer, allow_head=False)
+    r.add_delete("/v1/peers/{peer_id}", disconnect_peer)
+    r.add_get("/openapi.json", openapi, allow_head=False)
+    r.add_get("/metrics", metrics, allow_head=False)
+    return app
+
+
+class ApiServer:
+    """Serve an app on a multiaddr; :meth:`start` returns the address actually bound.
+
+    Port 0 picks a free port. The daemon writes the returned address to ``D/api``.
+    """
+
+    def __init__(self, app: web.Application, addr: Multiaddr, *, shutdown_timeout: float = 5.0):
+        if addr.peer_id is not None:
+            raise ValueError("API bind address must not contain /p2p")
+        self._app = app
+        self._addr = addr
+        self._shutdown_timeout = shutdown_timeout
+        self._runner: web.AppRunner | None = None
+        self.address: Multiaddr | None = None
+
+    async def start(self) -> Multiaddr:
+        if self._runner is not None:
+            raise RuntimeError("ApiServer already started")
+        host, port = self._addr.host_port()
+        if self._addr.is_ip and not ipaddress.ip_address(host).is_loopback:
+            _log.warning("api.non_loopback_bind", addr=str(self._addr))
+        runner = web.AppRunner(
+            self._app, handle_signals=False, shutdown_timeout=self._shutdown_timeout
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound = runner.addresses[0]
+        self.address = Multiaddr.from_host_port(str(bound[0]), int(bound[1]))
+        _log.info("api.listening", addr=str(self.address))
+        return self.address
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self.address = None

@@ -1,0 +1,282 @@
+"""``spacepanda`` command line (also ``python -m node``).
+
+Exit codes: 0 success, 1 failure (with a one-line reason on stderr, never a traceback),
+2 usage error (argparse's), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from api.client import ApiClient, ApiError, NodeUnreachable
+from api.openapi import api_version
+from node.config import load_config
+from node.datadir import DataDir, default_data_dir
+from node.errors import IdentityError, MultiaddrError, SpacePandaError
+from node.identity import PeerId
+from node.logs import LOG_LEVELS, configure_logging
+from node.multiaddr import Multiaddr
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# ---- argument types: a bad value is a usage error (exit 2) naming the argument ----------
+
+
+def _dial_addr(text: str) -> str:
+    try:
+        Multiaddr.parse(text)
+    except MultiaddrError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _bind_addr(text: str) -> str:
+    try:
+        addr = Multiaddr.parse(text, allow_port_zero=True)
+    except MultiaddrError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if addr.peer_id is not None:
+        raise argparse.ArgumentTypeError("a bind address must not end in /p2p/<PeerId>")
+    return text
+
+
+def _peer_id(text: str) -> str:
+    try:
+        PeerId.from_string(text)
+    except IdentityError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+# ---- output helpers ---------------------------------------------------------------------
+
+
+def _out(text: str = "") -> None:
+    print(text, file=sys.stdout)
+
+
+def _json(value: Any) -> None:
+    _out(json.dumps(value, indent=2, sort_keys=True))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart; the last column is not padded."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = []
+    for row in (headers, *rows):
+        cells = [c.ljust(widths[i]) for i, c in enumerate(row[:-1])] + [row[-1]]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d{h:02d}h"
+    if h:
+        return f"{h}h{m:02d}m"
+    if m:
+        return f"{m}m{s:02d}s"
+    return f"{s}s"
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+
+
+# ---- commands ---------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    d = DataDir(_data_dir(args))
+    identity = d.create()
+    if args.json:
+        _json({"peer_id": str(identity.peer_id), "data_dir": str(d.path)})
+    else:
+        print(f"initialised {d.path}", file=sys.stderr)
+        _out(str(identity.peer_id))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    d = DataDir(_data_dir(args))
+    if not d.is_initialised():
+        if not args.init:
+            raise SpacePandaError(
+                f"data dir {d.path} is not initialised; run `spacepanda init --data-dir "
+                f"{d.path}` first or pass --init"
+            )
+        identity = d.create()
+        print(f"initialised {d.path} as {identity.peer_id}", file=sys.stderr)
+    flags = {
+        "listen": args.listen,
+        "api": args.api,
+        "bootstrap": args.bootstrap,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
+    }
+    config = load_config(flags, data_dir=d.path)
+    configure_logging(config.log_format, config.log_level)
+    # Imported here: the daemon pulls in the whole network stack, which the other
+    # commands do not need.
+    from node.daemon import run as run_daemon
+
+    return int(run_daemon(config))
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    return ApiClient.from_data_dir(_data_dir(args))
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    info = _client(args).node()
+    if args.json:
+        _json(info)
+        return EXIT_OK
+    addrs = [str(a) for a in info.get("addrs", [])] or ["-"]
+    rows = [
+        ["peer id", str(info.get("peer_id", "?"))],
+        ["version", str(info.get("version", "?"))],
+        ["uptime", duration(float(info.get("uptime_s", 0)))],
+        ["addrs", addrs[0]],
+        *[["", a] for a in addrs[1:]],
+    ]
+    _out(table(["", ""], rows).split("\n", 1)[1])
+    return EXIT_OK
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    peers = _client(args).peers()
+    if args.json:
+        _json({"peers": peers})
+        return EXIT_OK
+    if not peers:
+        _out("no connected peers")
+        return EXIT_OK
+    now = time.time()
+    rows = []
+    for p in sorted(peers, key=lambda p: str(p.get("peer_id"))):
+        rtt = p.get("rtt_ms")
+        since = p.get("connected_since")
+        rows.append(
+            [
+                str(p.get("peer_id", "?")),
+                str(p.get("direction", "?")),
+                "-" if rtt is None else f"{float(rtt):.1f}ms",
+                "-" if since is None else duration(now - float(since)),
+                str(p.get("addr", "?")),
+            ]
+        )
+    _out(table(["PEER ID", "DIR", "RTT", "UP", "ADDRESS"], rows))
+    return EXIT_OK
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    info, created = _client(args).connect(args.multiaddr)
+    if args.json:
+        _json(info)
+    else:
+        verb = "connected to" if created else "already connected to"
+        _out(f"{verb} {info.get('peer_id')} at {info.get('addr')}")
+    return EXIT_OK
+
+
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    _client(args).disconnect(args.peer_id)
+    if args.json:
+        _json({"peer_id": args.peer_id, "disconnected": True})
+    else:
+        _out(f"disconnected {args.peer_id}")
+    return EXIT_OK
+
+
+# ---- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spacepanda", description="SpacePanda peer-to-peer encrypted messenger node"
+    )
+    parser.add_argument("--version", action="version", version=f"spacepanda {api_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        metavar="D",
+        help="data directory (default: $SPACEPANDA_DATA_DIR or ~/.local/share/spacepanda)",
+    )
+    with_json = argparse.ArgumentParser(add_help=False)
+    with_json.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str, *parents: Any) -> Any:
+        p = sub.add_parser(name, help=help, description=help, parents=[common, *parents])
+        p.set_defaults(func=func)
+        return p
+
+    add("init", cmd_init, "create identity, config.toml and api.token; print the PeerId", with_json)
+
+    run = add("run", cmd_run, "run the node in the foreground (SIGTERM/SIGINT stop it)")
+    run.add_argument("--listen", metavar="MULTIADDR", type=_bind_addr, help="transport address")
+    run.add_argument("--api", metavar="MULTIADDR", type=_bind_addr, help="admin API address")
+    run.add_argument(
+        "--bootstrap",
+        metavar="MULTIADDR",
+        type=_dial_addr,
+        action="append",
+        help="bootstrap peer (repeatable; replaces configured ones)",
+    )
+    run.add_argument("--init", action="store_true", help="initialise the data dir if missing")
+    run.add_argument("--log-format", choices=("console", "json"))
+    run.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower)
+
+    add("id", cmd_id, "show the running node's identity and addresses", with_json)
+    add("peers", cmd_peers, "list connected peers", with_json)
+    connect = add("connect", cmd_connect, "dial a peer and wait for the handshake", with_json)
+    connect.add_argument("multiaddr", metavar="MULTIADDR", type=_dial_addr)
+    disconnect = add("disconnect", cmd_disconnect, "close the connection to a peer", with_json)
+    disconnect.add_argument("peer_id", metavar="PEER_ID", type=_peer_id)
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"spacepanda: error: {message}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help / --version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print("spacepanda: error: a command is required", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except ApiError as exc:
+        hint = " (does D/api.token match the running node?)" if exc.status == 401 else ""
+        return _error(f"node API: {exc}{hint}")
+    except (SpacePandaError, NodeUnreachable) as exc:
+        return _error(str(exc))
+    except OSError as exc:
+        return _error(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))

@@ -1,0 +1,140 @@
+"""Logging setup: structlog in front, the stdlib (aiohttp, asyncio) bridged through it.
+
+One call, :func:`configure_logging`, at process start. Every record, whether it came from
+``structlog.get_logger()`` or from a library's ``logging.getLogger(...)``, goes through the same
+processor chain, so the redaction below applies to both and the output format is uniform.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.types import EventDict, Processor, WrappedLogger
+
+__all__ = ["LOG_LEVELS", "REDACTED", "configure_logging", "redact_secrets"]
+
+LogFormat = Literal["json", "console"]
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+REDACTED = "[redacted]"
+
+# A key is secret when one of its words (split on "_", "-" or ".") is one of these. Word
+# matching, not substring, so "keepalive" or "monkey" stay visible while "api_token",
+# "private_key" and "Authorization" are scrubbed.
+_SECRET_WORDS = frozenset(
+    {"token", "secret", "key", "private", "seed", "authorization", "password", "passphrase"}
+)
+_WORD_SPLIT = re.compile(r"[_\-.\s]+")
+# Credentials that slip into free text (an exception message, a logged header line).
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+_MAX_DEPTH = 8
+
+
+def _is_secret_key(name: object) -> bool:
+    if not isinstance(name, str):
+        return False
+    return any(w in _SECRET_WORDS for w in _WORD_SPLIT.split(name.lower()) if w)
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        return value
+    if isinstance(value, str):
+        return _BEARER.sub(r"\1 " + REDACTED, value)
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if _is_secret_key(k) else _scrub(v, depth + 1)) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v, depth + 1) for v in value)
+    return value
+
+
+def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: replace values of secret-looking keys, recursively."""
+    out: MutableMapping[str, Any] = event_dict
+    for k in list(out):
+        out[k] = REDACTED if _is_secret_key(k) else _scrub(out[k])
+    return event_dict
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is at emit time (test capture, redirection)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _level_number(level: str | int) -> int:
+    if isinstance(level, int):
+        return level
+    name = level.strip().lower()
+    if name not in LOG_LEVELS:
+        raise ValueError(f"unknown log level {level!r} (expected one of {', '.join(LOG_LEVELS)})")
+    return int(getattr(logging, name.upper()))
+
+
+def configure_logging(
+    format: LogFormat = "console",
+    level: str | int = "info",
+    *,
+    stream: TextIO | None = None,
+) -> None:
+    """Route structlog and stdlib logging to ``stream`` (stderr) as JSON lines or console text.
+
+    Safe to call more than once (tests do): it replaces the root handler it installed before.
+    """
+    if format not in ("json", "console"):
+        raise ValueError(f"unknown log format {format!r} (expected 'json' or 'console')")
+    lvl = _level_number(level)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        redact_secrets,
+    ]
+    renderer: Processor
+    if format == "json":
+        renderer = structlog.processors.JSONRenderer()
+        final: list[Processor] = [structlog.processors.dict_tracebacks, renderer]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        final = [renderer]
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached: reconfiguring (tests, `run` after `init`) must take effect everywhere.
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+    handler: logging.StreamHandler[TextIO] = (
+        logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    )
+    handler.setFormatter(formatter)
+    handler.set_name("spacepanda")
+
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if old.get_name() == "spacepanda":
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(lvl)
+    # aiohttp's access log is noisy at info on a busy API; keep it, at the chosen level.
+    logging.getLogger("aiohttp.access").setLevel(max(lvl, logging.INFO))

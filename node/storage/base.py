@@ -1,0 +1,101 @@
+"""The storage contract: records and the :class:`Storage` Protocol both backends implement.
+
+Times are always passed in by the caller (seconds, any monotonic-enough clock the node uses);
+storage never reads a clock, so tests and simulations control it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from node.errors import StorageError
+from node.identity import PeerId
+from node.multiaddr import Multiaddr
+
+__all__ = ["MAX_META_KEY", "MAX_META_VALUE", "MAX_PEER_ADDRS", "PeerEntry", "Storage"]
+
+MAX_PEER_ADDRS = 16  # a signed peer record fits one UDP datagram; so does what we keep of it
+MAX_META_KEY = 128
+MAX_META_VALUE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class PeerEntry:
+    """One address book row. ``failures`` counts dial failures since the last success."""
+
+    peer_id: PeerId
+    addrs: tuple[Multiaddr, ...]
+    last_seen: float | None
+    failures: int
+    last_failure: float | None
+    added: float
+
+
+class Storage(Protocol):
+    """The node database. ``SqliteStorage`` is the real one, ``MemoryStorage`` its twin."""
+
+    async def close(self) -> None: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def get_meta(self, key: str) -> bytes | None: ...
+
+    async def set_meta(self, key: str, value: bytes) -> None: ...
+
+    async def upsert_peer(
+        self, peer_id: PeerId, addrs: Sequence[Multiaddr], now: float
+    ) -> PeerEntry:
+        """Add a peer (``added = now``) or replace its address list; counters are kept."""
+        ...
+
+    async def mark_seen(self, peer_id: PeerId, now: float) -> PeerEntry | None:
+        """A successful contact: ``last_seen = now`` and ``failures = 0``. None if unknown."""
+        ...
+
+    async def mark_failure(self, peer_id: PeerId, now: float) -> PeerEntry | None:
+        """A failed dial: ``failures += 1``, ``last_failure = now``. None if unknown."""
+        ...
+
+    async def get_peer(self, peer_id: PeerId) -> PeerEntry | None: ...
+
+    async def list_peers(self) -> list[PeerEntry]:
+        """Every entry, ordered by PeerId bytes (deterministic)."""
+        ...
+
+    async def remove_peer(self, peer_id: PeerId) -> bool:
+        """Forget a peer; False when it was not there."""
+        ...
+
+
+# ---- argument checks shared by both backends, so they reject exactly the same inputs ----
+
+
+def check_time(now: float) -> float:
+    if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
+        raise StorageError(f"time must be a finite number, got {now!r}")
+    return float(now)
+
+
+def check_addrs(peer_id: PeerId, addrs: Sequence[Multiaddr]) -> tuple[Multiaddr, ...]:
+    out: list[Multiaddr] = []
+    for a in addrs:
+        if not isinstance(a, Multiaddr):
+            raise StorageError(f"address book entries must be Multiaddr, got {type(a).__name__}")
+        if a.peer_id is not None and a.peer_id != peer_id:
+            raise StorageError(f"address {a} names another peer than {peer_id}")
+        a = a.without_peer_id()  # stored bare: the row's key already says whose it is
+        if a not in out:
+            out.append(a)
+    if len(out) > MAX_PEER_ADDRS:
+        raise StorageError(f"too many addresses for one peer ({len(out)} > {MAX_PEER_ADDRS})")
+    return tuple(out)
+
+
+def check_meta(key: str, value: bytes | None = None) -> None:
+    if not isinstance(key, str) or not key or len(key) > MAX_META_KEY:
+        raise StorageError(f"meta key must be a 1..{MAX_META_KEY} character string")
+    if value is not None and (not isinstance(value, bytes) or len(value) > MAX_META_VALUE):
+        raise StorageError(f"meta value must be bytes of at most {MAX_META_VALUE}")

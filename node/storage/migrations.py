@@ -1,0 +1,67 @@
+"""Ordered, forward-only schema migrations for the node database.
+
+Version N is reached by applying ``MIGRATIONS[N-1]``; each one runs in its own transaction
+together with the version bump, so a crash mid-migration leaves the previous version intact.
+Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration"]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "node metadata key/value",
+        (
+            """CREATE TABLE meta (
+                key   TEXT PRIMARY KEY NOT NULL,
+                value BLOB NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
+    Migration(
+        2,
+        "peer address book",
+        (
+            """CREATE TABLE peers (
+                peer_id      BLOB PRIMARY KEY NOT NULL CHECK (length(peer_id) = 34),
+                added        REAL NOT NULL,
+                last_seen    REAL,
+                failures     INTEGER NOT NULL DEFAULT 0 CHECK (failures >= 0),
+                last_failure REAL
+            ) WITHOUT ROWID""",
+            # One row per address; position keeps the caller's preference order.
+            """CREATE TABLE peer_addrs (
+                peer_id  BLOB NOT NULL REFERENCES peers(peer_id) ON DELETE CASCADE,
+                position INTEGER NOT NULL,
+                addr     TEXT NOT NULL,
+                PRIMARY KEY (peer_id, position)
+            ) WITHOUT ROWID""",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def check_migrations(migrations: tuple[Migration, ...]) -> None:
+    """Versions must be exactly 1, 2, 3...: a gap or reorder is a programming error."""
+    for i, m in enumerate(migrations, start=1):
+        if m.version != i:
+            raise ValueError(f"migration #{i} has version {m.version}; versions must be 1..N")
+        if not m.statements:
+            raise ValueError(f"migration {m.version} has no statements")
+
+
+check_migrations(MIGRATIONS)
