@@ -1,0 +1,351 @@
+"""The running node: wires storage, transport and the admin API, and owns the TaskGroup.
+
+``Node`` implements ``api.control.NodeControl``. ``run(config)`` is what ``spacepanda run`` calls:
+it opens the data dir, database and API, runs until SIGTERM/SIGINT, and shuts down with a reason
+sent to every peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from api.control import NodeInfo, PeerInfo
+from node.backoff import backoff_delay
+from node.config import NodeConfig
+from node.connections import ConnectionManager, TransportSettings
+from node.errors import MultiaddrError, SpacePandaError, TransportError
+from node.identity import PeerId
+from node.keys import NodeKeys
+from node.messages import CloseCode
+from node.multiaddr import Multiaddr
+from node.session import Closed, SessionTimeouts
+from node.storage.base import Storage
+from node.transport import Link
+
+__all__ = ["VERSION", "Node", "run"]
+
+VERSION = "0.1.0"
+log = structlog.get_logger("node.daemon")
+
+ProtocolHandler = Callable[[PeerId, bytes], Awaitable[None] | None]
+_RECONNECT_TICK_S = 1.0
+
+
+class _Shutdown(Exception):
+    """Raised inside the TaskGroup to cancel every remaining task on stop."""
+
+
+def settings_from(config: NodeConfig) -> TransportSettings:
+    return TransportSettings(
+        max_connections=config.max_connections,
+        handshake_timeout_s=config.handshake_timeout_s,
+        dial_timeout_s=config.dial_timeout_s,
+        send_queue_frames=config.send_queue_frames,
+        timeouts=SessionTimeouts(
+            handshake_s=config.handshake_timeout_s,
+            keepalive_s=config.keepalive_interval_s,
+            idle_s=config.idle_timeout_s,
+        ),
+    )
+
+
+class Node:
+    """One SpacePanda node. Start with :meth:`run`; everything it starts ends with it."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        keys: NodeKeys,
+        storage: Storage,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.storage = storage
+        self._clock = clock
+        self._wall = wall
+        self._rng = rng
+        self._random = random.Random(int.from_bytes(rng(8), "big"))
+        self._started_at = clock()
+        self._conns: ConnectionManager | None = None
+        self._handlers: dict[str, ProtocolHandler] = {}
+        self._next_attempt: dict[PeerId, float] = {}
+        self._dialing: set[PeerId] = set()
+        self.started = asyncio.Event()
+        self.unknown_protocol_frames = 0
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.keys.identity.peer_id
+
+    @property
+    def connections(self) -> ConnectionManager:
+        if self._conns is None:
+            raise SpacePandaError("node is not running")
+        return self._conns
+
+    def listen_addrs(self) -> list[Multiaddr]:
+        if self._conns is None:
+            return []
+        return [a.with_peer_id(self.peer_id) for a in self._conns.listen_addrs]
+
+    # -- NodeControl -----------------------------------------------------------------------
+
+    def node_info(self) -> NodeInfo:
+        return NodeInfo(
+            peer_id=str(self.peer_id),
+            addrs=[str(a) for a in self.listen_addrs()],
+            version=VERSION,
+            uptime_s=round(self._clock() - self._started_at, 3),
+        )
+
+    def _peer_info(self, link: Link) -> PeerInfo:
+        stats = link.stats()
+        addr = link.dialed_addr or f"{link.remote[0]}:{link.remote[1]}"
+        with contextlib.suppress(MultiaddrError):
+            addr = str(Multiaddr.from_host_port(link.remote[0], link.remote[1], link.peer_id))
+        return PeerInfo(
+            peer_id=str(link.peer_id),
+            addr=addr,
+            direction=link.direction,
+            connected_since=link.connected_since,
+            rtt_ms=None if stats.rtt_ms is None else round(stats.rtt_ms, 3),
+            bytes_sent=stats.bytes_out,
+            bytes_received=stats.bytes_in,
+        )
+
+    def peer_list(self) -> list[PeerInfo]:
+        if self._conns is None:
+            return []
+        links = sorted(self._conns.links(), key=lambda link: link.peer_id)
+        return [self._peer_info(link) for link in links]
+
+    def is_ready(self) -> bool:
+        return self.started.is_set()
+
+    async def dial(self, addr: Multiaddr) -> PeerInfo:
+        link = await self.connections.dial(addr)
+        return self._peer_info(link)
+
+    async def disconnect(self, peer_id: PeerId) -> bool:
+        """Close the link and forget the peer, so the reconnect loop leaves it alone."""
+        closed = await self.connections.disconnect(
+            peer_id, CloseCode.NORMAL, "disconnected by operator"
+        )
+        forgotten = await self.storage.remove_peer(peer_id)
+        self._next_attempt.pop(peer_id, None)
+        return closed or forgotten
+
+    # -- application protocols -------------------------------------------------------------
+
+    def register_protocol(self, name: str, handler: ProtocolHandler) -> None:
+        self._handlers[name] = handler
+
+    async def send(self, peer_id: PeerId, protocol: str, payload: bytes) -> None:
+        link = self.connections.get(peer_id)
+        if link is None:
+            raise TransportError(f"not connected to {peer_id.short()}")
+        await link.send(protocol, payload)
+
+    async def _on_data(self, link: Link, protocol: str, payload: bytes) -> None:
+        handler = self._handlers.get(protocol)
+        if handler is None:
+            self.unknown_protocol_frames += 1
+            log.debug("unknown_protocol", peer=str(link.peer_id), protocol=protocol)
+            return
+        result = handler(link.peer_id, payload)
+        if result is not None:
+            await result
+
+    # -- address book ----------------------------------------------------------------------
+
+    def _addrs_for(self, link: Link) -> list[Multiaddr]:
+        """Where to reach this peer again: what we dialled, then what it says it listens on."""
+        found: list[Multiaddr] = []
+        texts = ([link.dialed_addr] if link.dialed_addr else []) + list(
+            link.session.peer_listen_addrs
+        )
+        for text in texts:
+            try:
+                addr = Multiaddr.parse(text)
+            except MultiaddrError:
+                log.info("peer_sent_bad_listen_addr", peer=str(link.peer_id), addr=text[:100])
+                continue
+            if addr.peer_id not in (None, link.peer_id):
+                continue
+            # An unspecified listen host means "the address you reached me from".
+            if addr.host in ("0.0.0.0", "::"):
+                addr = Multiaddr.from_host_port(link.remote[0], addr.port)
+            addr = addr.without_peer_id()
+            if addr not in found:
+                found.append(addr)
+        return found[:8]
+
+    async def _on_connected(self, link: Link) -> None:
+        now = self._wall()
+        addrs = self._addrs_for(link)
+        if addrs:
+            await self.storage.upsert_peer(link.peer_id, addrs, now)
+        await self.storage.mark_seen(link.peer_id, now)
+        self._next_attempt.pop(link.peer_id, None)
+
+    async def _on_disconnected(self, link: Link, closed: Closed) -> None:
+        await self.storage.mark_seen(link.peer_id, self._wall())
+
+    async def _reconnect_loop(self) -> None:
+        """Redial address-book peers that are not connected, with backoff and jitter."""
+        while True:
+            await asyncio.sleep(_RECONNECT_TICK_S)
+            try:
+                await self._reconnect_once()
+            except SpacePandaError as exc:
+                log.warning("reconnect_pass_failed", error=str(exc))
+
+    async def _reconnect_once(self) -> None:
+        conns = self.connections
+        now = self._clock()
+        for entry in await self.storage.list_peers():
+            if len(conns.links()) >= self.config.max_connections:
+                return
+            peer = entry.peer_id
+            if conns.get(peer) is not None or peer in self._dialing or not entry.addrs:
+                continue
+            if self._next_attempt.get(peer, 0.0) > now:
+                continue
+            self._dialing.add(peer)
+            assert self._tg is not None
+            self._tg.create_task(self._redial(peer, entry.addrs, entry.failures))
+
+    async def _redial(self, peer: PeerId, addrs: tuple[Multiaddr, ...], failures: int) -> None:
+        try:
+            for addr in addrs:
+                try:
+                    await self.connections.dial(addr.with_peer_id(peer))
+                    log.info("reconnected", peer=str(peer), addr=str(addr))
+                    return
+                except TransportError as exc:
+                    log.debug("redial_failed", peer=str(peer), addr=str(addr), error=str(exc))
+            entry = await self.storage.mark_failure(peer, self._wall())
+            count = entry.failures if entry is not None else failures + 1
+            delay = backoff_delay(count, uniform=self._random.random)
+            self._next_attempt[peer] = self._clock() + delay
+            log.info("redial_backoff", peer=str(peer), failures=count, retry_in_s=round(delay, 2))
+        finally:
+            self._dialing.discard(peer)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    _tg: asyncio.TaskGroup | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Listen, keep links, reconnect; return after ``stop`` is set and links are closed."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                self._conns = ConnectionManager(
+                    self.keys,
+                    settings_from(self.config),
+                    tg,
+                    on_data=self._on_data,
+                    on_connected=self._on_connected,
+                    on_disconnected=self._on_disconnected,
+                    clock=self._clock,
+                    rng=self._rng,
+                )
+                await self._conns.listen(self.config.listen)
+                tg.create_task(self._reconnect_loop(), name="reconnect")
+                self.started.set()
+                await stop.wait()
+                log.info("shutting_down", peers=len(self._conns.links()))
+                await self._conns.close(CloseCode.SHUTDOWN, "node shutting down")
+                raise _Shutdown
+        except* _Shutdown:
+            pass
+        finally:
+            self.started.clear()
+            self._tg = None
+
+    def statistics(self) -> dict[str, object]:
+        stats: dict[str, object] = {"unknown_protocol_frames": self.unknown_protocol_frames}
+        if self._conns is not None:
+            stats.update(self._conns.statistics())
+        return stats
+
+
+async def _serve(config: NodeConfig) -> int:
+    from api.server import ApiServer, create_app
+    from node.datadir import DataDir
+    from node.metrics import node_registry
+    from node.storage.sqlite import SqliteStorage
+
+    datadir = DataDir(config.data_dir)
+    identity = datadir.open()
+    datadir.lock()
+    try:
+        storage = await SqliteStorage.open(datadir.db_path)
+        try:
+            node = Node(config, NodeKeys.derive(identity), storage)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            runner = asyncio.create_task(node.run(stop), name="node")
+            started = asyncio.create_task(node.started.wait())
+            await asyncio.wait({runner, started}, return_when=asyncio.FIRST_COMPLETED)
+            if runner.done():
+                started.cancel()
+                runner.result()  # re-raise why the node could not start
+                return 1
+            app = create_app(node, datadir.read_token(), node_registry(node))
+            api = ApiServer(app, config.api)
+            try:
+                api_addr = await api.start()
+                datadir.write_api_address(api_addr)
+                log.info("node_started", peer_id=str(node.peer_id),
+                         addrs=[str(a) for a in node.listen_addrs()], api=str(api_addr))
+                await runner
+            finally:
+                stop.set()
+                with contextlib.suppress(Exception):
+                    datadir.remove_api_address()
+                await api.stop()
+                if not runner.done():
+                    await runner
+        finally:
+            await storage.close()
+    finally:
+        datadir.unlock()
+    log.info("node_stopped")
+    return 0
+
+
+def run(config: NodeConfig) -> int:
+    """Run a node until SIGTERM/SIGINT. Returns the process exit code."""
+    from node.logs import configure_logging
+
+    configure_logging(config.log_format, config.log_level)
+    try:
+        return asyncio.run(_serve(config))
+    except (SpacePandaError, OSError) as exc:
+        log.error("node_failed", error=str(exc), kind=type(exc).__name__)
+        return 1
+    except BaseExceptionGroup as group:
+        failures = group.subgroup((SpacePandaError, OSError))
+        if failures is None:
+            raise
+        for failure in failures.exceptions:
+            log.error("node_failed", error=str(failure), kind=type(failure).__name__)
+        return 1
