@@ -167,7 +167,11 @@ class Reader:
         sub = Reader(self._data, self._pos, self._pos + n)
         items: list[T] = []
         while sub.remaining:
+            before = sub._pos
             items.append(read(sub))
+            if sub._pos == before:
+                # An item that consumes nothing would loop forever on attacker input.
+                raise DecodeError("vector item consumed no bytes")
         self._pos += n
         return items
 

@@ -1,0 +1,295 @@
+"""The secret tree and per-sender ratchets (RFC 9420 section 9), derived lazily.
+
+Only the secrets on the way from the nearest stored ancestor down to a requested leaf are
+derived, and each parent is deleted as soon as both children exist, so a compromise later
+reveals nothing already consumed. Per leaf there is a handshake and an application ratchet;
+a receiver may jump up to ``max_forward`` generations ahead (the keys skipped over are kept
+for out-of-order messages) and keeps unused keys at most ``max_past`` generations behind the
+newest derived one. A key is deleted the moment it is handed out; asking again is an error.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from mls import tree_math
+from mls.codec import Reader, Writer, decode_exact
+from mls.crypto.labels import derive_tree_secret, expand_with_label
+from mls.crypto.suite import CipherSuite
+from mls.errors import CryptoError, DecodeError
+
+__all__ = [
+    "DEFAULT_MAX_FORWARD",
+    "DEFAULT_MAX_PAST",
+    "GenerationTooFarError",
+    "GenerationTooOldError",
+    "KeyReuseError",
+    "RatchetKey",
+    "RatchetType",
+    "SecretTree",
+    "SecretTreeError",
+    "sender_data_key_nonce",
+]
+
+DEFAULT_MAX_FORWARD = 1024
+DEFAULT_MAX_PAST = 1024
+_MAX_GENERATION = 0xFFFF_FFFF
+_MAX_LEAVES = 1 << 24
+_RATCHET_CODES = {"handshake": 1, "application": 2}
+
+
+class SecretTreeError(CryptoError):
+    """No key can be given for the requested (leaf, ratchet, generation)."""
+
+
+class KeyReuseError(SecretTreeError):
+    """The generation's key was already consumed (replay or nonce reuse attempt)."""
+
+
+class GenerationTooOldError(SecretTreeError):
+    """The generation fell behind the retention window and its key was forgotten."""
+
+
+class GenerationTooFarError(SecretTreeError):
+    """The generation is further ahead than the configured bound (or above 2^32 - 1)."""
+
+
+class RatchetType(enum.Enum):
+    HANDSHAKE = "handshake"
+    APPLICATION = "application"
+
+
+@dataclass(frozen=True)
+class RatchetKey:
+    generation: int
+    key: bytes = field(repr=False)
+    nonce: bytes = field(repr=False)
+
+
+def sender_data_key_nonce(
+    suite: CipherSuite, sender_data_secret: bytes, ciphertext: bytes
+) -> tuple[bytes, bytes]:
+    """Key and nonce for a PrivateMessage's sender data, from the first Nh ciphertext bytes."""
+    sample = ciphertext[: suite.nh]
+    key = expand_with_label(suite, sender_data_secret, "key", sample, suite.nk)
+    nonce = expand_with_label(suite, sender_data_secret, "nonce", sample, suite.nn)
+    return key, nonce
+
+
+def _increasing(keys: list[Any]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(keys))
+
+
+class _Ratchet:
+    """One hash ratchet: ``secret`` is the chain secret of generation ``generation``."""
+
+    __slots__ = ("generation", "secret", "skipped")
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.generation = 0
+        self.skipped: dict[int, tuple[bytes, bytes]] = {}
+
+    def __repr__(self) -> str:
+        return f"_Ratchet(generation={self.generation}, skipped={len(self.skipped)})"
+
+    def _step(self, suite: CipherSuite) -> tuple[bytes, bytes]:
+        """Key and nonce of the current generation, then advance the chain."""
+        g = self.generation
+        key = derive_tree_secret(suite, self.secret, "key", g, suite.nk)
+        nonce = derive_tree_secret(suite, self.secret, "nonce", g, suite.nn)
+        self.secret = derive_tree_secret(suite, self.secret, "secret", g, suite.nh)
+        self.generation = g + 1
+        return key, nonce
+
+
+class SecretTree:
+    """Secret tree for one epoch's ``encryption_secret`` over ``n_leaves`` (a power of two)."""
+
+    def __init__(
+        self,
+        suite: CipherSuite,
+        encryption_secret: bytes,
+        n_leaves: int,
+        *,
+        max_forward: int = DEFAULT_MAX_FORWARD,
+        max_past: int = DEFAULT_MAX_PAST,
+    ) -> None:
+        if max_forward < 0 or max_past < 0:
+            raise ValueError("bounds must be non-negative")
+        self._suite = suite
+        self._n_leaves = n_leaves
+        self._nodes: dict[int, bytes] = {tree_math.root(n_leaves): encryption_secret}
+        self._ratchets: dict[tuple[int, RatchetType], _Ratchet] = {}
+        self.max_forward = max_forward
+        self.max_past = max_past
+
+    def __repr__(self) -> str:
+        return (
+            f"SecretTree(n_leaves={self._n_leaves}, stored_nodes={len(self._nodes)}, "
+            f"ratchets={len(self._ratchets)})"
+        )
+
+    @property
+    def n_leaves(self) -> int:
+        return self._n_leaves
+
+    def _leaf_secret(self, leaf: int) -> bytes:
+        node = tree_math.leaf_to_node(leaf)
+        path = [node, *tree_math.direct_path(node, self._n_leaves)]
+        start = next((x for x in path if x in self._nodes), None)
+        if start is None:  # cannot happen unless the leaf's ratchets exist already
+            raise SecretTreeError(f"secret for leaf {leaf} already consumed")
+        x = start
+        while x != node:
+            secret = self._nodes.pop(x)
+            lx, rx = tree_math.left(x), tree_math.right(x)
+            self._nodes[lx] = expand_with_label(
+                self._suite, secret, "tree", b"left", self._suite.nh
+            )
+            self._nodes[rx] = expand_with_label(
+                self._suite, secret, "tree", b"right", self._suite.nh
+            )
+            x = lx if node < x else rx
+        return self._nodes.pop(node)
+
+    def _ratchet(self, leaf: int, kind: RatchetType) -> _Ratchet:
+        ratchet = self._ratchets.get((leaf, kind))
+        if ratchet is not None:
+            return ratchet
+        if not 0 <= leaf < self._n_leaves:
+            raise SecretTreeError(f"leaf {leaf} outside a tree of {self._n_leaves} leaves")
+        leaf_secret = self._leaf_secret(leaf)
+        nh = self._suite.nh
+        for k in RatchetType:
+            secret = expand_with_label(self._suite, leaf_secret, k.value, b"", nh)
+            self._ratchets[(leaf, k)] = _Ratchet(secret)
+        return self._ratchets[(leaf, kind)]
+
+    def next_key(self, leaf: int, kind: RatchetType) -> RatchetKey:
+        """Sender side: the next unused generation of ``leaf``'s ratchet."""
+        ratchet = self._ratchet(leaf, kind)
+        if ratchet.generation > _MAX_GENERATION:
+            raise GenerationTooFarError("ratchet exhausted")
+        g = ratchet.generation
+        key, nonce = ratchet._step(self._suite)
+        self._prune(ratchet)
+        return RatchetKey(g, key, nonce)
+
+    def key_for(self, leaf: int, kind: RatchetType, generation: int) -> RatchetKey:
+        """Receiver side: the key of ``generation``, consumed by this call."""
+        ratchet = self._ratchet(leaf, kind)
+        if generation < 0 or generation > _MAX_GENERATION:
+            raise GenerationTooFarError(f"generation {generation} out of range")
+        if generation < ratchet.generation:
+            kept = ratchet.skipped.pop(generation, None)
+            if kept is not None:
+                return RatchetKey(generation, *kept)
+            if generation < ratchet.generation - self.max_past:
+                raise GenerationTooOldError(f"generation {generation} is no longer kept")
+            raise KeyReuseError(f"generation {generation} was already used")
+        if generation - ratchet.generation > self.max_forward:
+            raise GenerationTooFarError(
+                f"generation {generation} is more than {self.max_forward} ahead"
+            )
+        while ratchet.generation < generation:
+            g = ratchet.generation
+            ratchet.skipped[g] = ratchet._step(self._suite)
+        key, nonce = ratchet._step(self._suite)
+        self._prune(ratchet)
+        return RatchetKey(generation, key, nonce)
+
+    def _prune(self, ratchet: _Ratchet) -> None:
+        floor = ratchet.generation - self.max_past
+        if ratchet.skipped and min(ratchet.skipped) < floor:
+            for g in [g for g in ratchet.skipped if g < floor]:
+                del ratchet.skipped[g]
+
+    # Conveniences matching RFC 9420's ratchet names.
+    def handshake_key(self, leaf: int, generation: int) -> RatchetKey:
+        return self.key_for(leaf, RatchetType.HANDSHAKE, generation)
+
+    def application_key(self, leaf: int, generation: int) -> RatchetKey:
+        return self.key_for(leaf, RatchetType.APPLICATION, generation)
+
+    def next_handshake_key(self, leaf: int) -> RatchetKey:
+        return self.next_key(leaf, RatchetType.HANDSHAKE)
+
+    def next_application_key(self, leaf: int) -> RatchetKey:
+        return self.next_key(leaf, RatchetType.APPLICATION)
+
+    # Storage: the live state (remaining node secrets, ratchets, kept keys) as bytes. It holds
+    # secrets, so it belongs in the node's protected store only.
+    def to_bytes(self) -> bytes:
+        w = Writer().uint32(self._n_leaves).uint32(self.max_forward).uint32(self.max_past)
+        w.vector(sorted(self._nodes.items()), lambda w, kv: w.uint32(kv[0]).opaque(kv[1]))
+        ratchets = sorted(self._ratchets.items(), key=lambda kv: (kv[0][0], kv[0][1].value))
+
+        def write_ratchet(w: Writer, item: tuple[tuple[int, RatchetType], _Ratchet]) -> None:
+            (leaf, kind), r = item
+            w.uint32(leaf).uint8(_RATCHET_CODES[kind.value]).uint32(r.generation)
+            w.opaque(r.secret)
+            w.vector(
+                sorted(r.skipped.items()),
+                lambda w, kv: w.uint32(kv[0]).opaque(kv[1][0]).opaque(kv[1][1]),
+            )
+
+        w.vector(ratchets, write_ratchet)
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(cls, suite: CipherSuite, data: bytes) -> SecretTree:
+        """Inverse of ``to_bytes``; raises DecodeError on anything inconsistent."""
+        return decode_exact(data, lambda r: cls._read(suite, r))
+
+    @classmethod
+    def _read(cls, suite: CipherSuite, r: Reader) -> SecretTree:
+        n_leaves, max_forward, max_past = r.uint32(), r.uint32(), r.uint32()
+        if n_leaves < 1 or n_leaves > _MAX_LEAVES or n_leaves & (n_leaves - 1):
+            raise DecodeError(f"bad secret tree leaf count {n_leaves}")
+        width = 2 * n_leaves - 1
+
+        def read_secret(r: Reader, size: int) -> bytes:
+            value = r.opaque(size)
+            if len(value) != size:
+                raise DecodeError("secret has the wrong length")
+            return value
+
+        def read_node(r: Reader) -> tuple[int, bytes]:
+            x = r.uint32()
+            if x >= width:
+                raise DecodeError(f"node {x} outside the tree")
+            return x, read_secret(r, suite.nh)
+
+        def read_kept(r: Reader) -> tuple[int, tuple[bytes, bytes]]:
+            return r.uint32(), (read_secret(r, suite.nk), read_secret(r, suite.nn))
+
+        kinds = {code: RatchetType(name) for name, code in _RATCHET_CODES.items()}
+
+        def read_ratchet(r: Reader) -> tuple[tuple[int, RatchetType], _Ratchet]:
+            leaf, code, generation = r.uint32(), r.uint8(), r.uint32()
+            if leaf >= n_leaves or code not in kinds:
+                raise DecodeError("bad ratchet leaf or type")
+            ratchet = _Ratchet(read_secret(r, suite.nh))
+            ratchet.generation = generation
+            kept = r.vector(read_kept)
+            gens = [g for g, _ in kept]
+            if not _increasing(gens) or (gens and gens[-1] >= generation):
+                raise DecodeError("bad kept generations")
+            ratchet.skipped = dict(kept)
+            return (leaf, kinds[code]), ratchet
+
+        nodes = r.vector(read_node)
+        ratchets = r.vector(read_ratchet)
+        tree = cls(suite, b"", n_leaves, max_forward=max_forward, max_past=max_past)
+        # Canonical form only (strictly increasing keys), so bytes -> state -> bytes is exact.
+        if not _increasing([x for x, _ in nodes]) or not _increasing(
+            [(leaf, kind.value) for (leaf, kind), _ in ratchets]
+        ):
+            raise DecodeError("nodes or ratchets not in canonical order")
+        tree._nodes = dict(nodes)
+        tree._ratchets = dict(ratchets)
+        return tree
