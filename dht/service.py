@@ -1,0 +1,382 @@
+"""The asyncio adapter the node uses: one DHT endpoint, its joins, publishes and lookups.
+
+All protocol logic lives in :mod:`dht.protocol`, :mod:`dht.routing`, :mod:`dht.crawling` and
+:mod:`dht.storage`; this module owns the socket, the background loops (one ``TaskGroup``) and
+persistence. Time (``clock``, unix seconds) and randomness (``randbytes``) are injected, and so
+is the datagram endpoint (``endpoint_factory``) so the simulator can run many nodes in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from kademlia.node import Node
+
+from dht.config import DhtConfig
+from dht.crawling import NodeCrawl, RecordCrawl
+from dht.errors import DhtError, RecordError
+from dht.persistence import ContactSnapshot, DhtStore, MemoryDhtStore
+from dht.protocol import DhtProtocol
+from dht.records import PeerRecord, VerifiedPeerRecord, record_key
+from dht.storage import RecordStorage
+from node.identity import Identity, PeerId
+
+__all__ = ["Bootstrap", "DhtService", "EndpointFactory", "udp_endpoint"]
+
+log = logging.getLogger(__name__)
+
+Bootstrap = tuple[str, int, PeerId | None]
+EndpointFactory = Callable[
+    [Callable[[], DhtProtocol], str, int], Awaitable[tuple[asyncio.DatagramTransport, Any]]
+]
+
+
+async def udp_endpoint(
+    factory: Callable[[], DhtProtocol], host: str, port: int
+) -> tuple[asyncio.DatagramTransport, Any]:
+    """A real UDP socket bound to (host, port)."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_datagram_endpoint(factory, local_addr=(host, port))
+
+
+class DhtService:
+    """A node's DHT presence: join through bootstrap nodes, publish, resolve, discover."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        noise_static_key: bytes,
+        envelope_key: bytes,
+        addrs_provider: Callable[[], list[str]],
+        store: DhtStore | None = None,
+        config: DhtConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        randbytes: Callable[[int], bytes] = os.urandom,
+        endpoint_factory: EndpointFactory = udp_endpoint,
+    ) -> None:
+        self.identity = identity
+        self.config = config or DhtConfig()
+        self._host = host
+        self._port = port
+        self._noise_static_key = noise_static_key
+        self._envelope_key = envelope_key
+        self._addrs_provider = addrs_provider
+        self._store: DhtStore = store if store is not None else MemoryDhtStore()
+        self._clock = clock
+        self._randbytes = randbytes
+        self._endpoint_factory = endpoint_factory
+        self.storage = RecordStorage(clock, self.config.storage)
+        self.protocol = DhtProtocol(
+            identity, self.storage, self.config, clock=clock, randbytes=randbytes
+        )
+        self._transport: asyncio.DatagramTransport | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._bootstrap: list[Bootstrap] = []
+        self._ready = False
+        self._seq = 0
+        self._published_addrs: list[str] | None = None
+        self._next_republish = 0.0
+        self._publish_lock = asyncio.Lock()
+        self.counters: Counter[str] = Counter()
+        self._last_rounds: list[int] = []
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.identity.peer_id
+
+    @property
+    def node_id(self) -> bytes:
+        return self.protocol.node_id
+
+    @property
+    def is_ready(self) -> bool:
+        return self._ready
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) the UDP endpoint is bound to."""
+        if self._transport is None:
+            raise DhtError("DHT service not started")
+        sockname = self._transport.get_extra_info("sockname")
+        return str(sockname[0]), int(sockname[1])
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, bootstrap: Sequence[Bootstrap] = ()) -> None:
+        """Bind, load saved state and start joining in the background (see ``is_ready``).
+
+        With neither bootstrap addresses nor saved contacts this is a bootstrap node and is
+        ready at once; otherwise it retries with backoff until one contact proves itself
+        (with the expected PeerId when one is given).
+        """
+        if self._transport is not None:
+            raise DhtError("DHT service already started")
+        for data in await self._store.load_records():
+            self.storage.put(record_key_of(data), data, None)
+        own = self.storage.get_verified(record_key(self.peer_id))
+        if own is not None:
+            self._seq = own.seq
+        saved = [(c.host, c.port, c.peer_id) for c in await self._store.load_contacts()]
+        self._bootstrap = [*bootstrap, *saved]
+        self._ready = not self._bootstrap
+        self._transport, _ = await self._endpoint_factory(
+            lambda: self.protocol, self._host, self._port
+        )
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop every background task, save a snapshot, close the socket."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        if self._transport is not None:
+            try:
+                await self.save_snapshot()
+            finally:
+                await self.protocol.close()
+                self._transport = None
+        self._ready = False
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._join_loop())
+            tg.create_task(self._maintain_loop())
+
+    def _jitter(self) -> float:
+        return 0.5 + int.from_bytes(self._randbytes(2), "big") / 65536
+
+    async def _join_loop(self) -> None:
+        delay = self.config.bootstrap_backoff_initial
+        while not self._ready:
+            if not self._bootstrap:
+                self._ready = True
+                break
+            self.counters["bootstrap_attempts"] += 1
+            if await self._join_once():
+                self._ready = True
+                break
+            self.counters["bootstrap_failures"] += 1
+            await asyncio.sleep(delay * self._jitter())
+            delay = min(delay * 2, self.config.bootstrap_backoff_max)
+        if self._addrs_provider():
+            await self._safe_publish()
+
+    async def _resolve_host(self, host: str, port: int) -> list[tuple[str, int]]:
+        try:
+            ipaddress.ip_address(host)
+            return [(host, port)]
+        except ValueError:
+            pass
+        family = socket.AF_INET6 if self.protocol._family == 6 else socket.AF_INET
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, family=family, type=socket.SOCK_DGRAM
+            )
+        except OSError:
+            self.counters["dns_failures"] += 1
+            return []
+        return [(str(info[4][0]), int(info[4][1])) for info in infos]
+
+    async def _join_once(self) -> bool:
+        async def try_one(host: str, port: int, expected: PeerId | None) -> bool:
+            for addr in await self._resolve_host(host, port):
+                proof = await self.protocol.prove(
+                    addr, expected_peer=expected, attempts=self.config.ping_retries + 1
+                )
+                if proof is not None:
+                    self.protocol.add_proven(addr, proof)
+                    return True
+            return False
+
+        results = await asyncio.gather(*(try_one(h, p, e) for h, p, e in self._bootstrap))
+        if not any(results):
+            return False
+        await self._lookup_nodes(self.node_id)
+        return True
+
+    async def _maintain_loop(self) -> None:
+        next_refresh = self._clock() + self.config.refresh_interval
+        next_snapshot = self._clock() + self.config.snapshot_interval
+        while True:
+            await asyncio.sleep(self.config.addr_check_interval)
+            if not self._ready:
+                continue
+            now = self._clock()
+            addrs = self._addrs_provider()
+            if addrs and (addrs != self._published_addrs or now >= self._next_republish):
+                await self._safe_publish()
+            if not self.protocol.router.contacts() and self._bootstrap:
+                self.counters["rejoins"] += 1
+                await self._join_once()
+            if now >= next_refresh:
+                next_refresh = now + self.config.refresh_interval
+                await self._refresh()
+            if now >= next_snapshot:
+                next_snapshot = now + self.config.snapshot_interval
+                await self.save_snapshot()
+
+    async def _refresh(self) -> None:
+        for node_id in self.protocol.get_refresh_ids():
+            await self._lookup_nodes(node_id)
+        await self.random_walk()
+
+    async def save_snapshot(self) -> None:
+        contacts = [ContactSnapshot(c.peer_id, c.ip, c.port) for c in self.protocol.contacts()]
+        try:
+            if contacts:
+                await self._store.save_contacts(contacts)
+            await self._store.save_records([data for _, data in self.storage])
+        except Exception:  # the store is the node's; a failed save must not kill the DHT
+            log.exception("saving the DHT snapshot failed")
+            self.counters["snapshot_failures"] += 1
+
+    # ------------------------------------------------------------------ lookups
+
+    async def _lookup_nodes(self, key: bytes) -> list[Node]:
+        target = Node(key)
+        nearest = self.protocol.router.find_neighbors(target)
+        if not nearest:
+            return []
+        crawl = NodeCrawl(
+            self.protocol,
+            target,
+            nearest,
+            self.config.ksize,
+            self.config.alpha,
+            self.config.max_lookup_rounds,
+        )
+        found: list[Node] = await crawl.find()
+        self._note_rounds(crawl.rounds)
+        return found
+
+    def _note_rounds(self, rounds: int) -> None:
+        self._last_rounds.append(rounds)
+        del self._last_rounds[:-100]
+
+    async def _safe_publish(self) -> None:
+        try:
+            await self.publish()
+        except DhtError:
+            log.warning("publishing our peer record failed", exc_info=True)
+            self.counters["publish_failures"] += 1
+
+    async def publish(self) -> int:
+        """Sign a fresh record (next seq, current addresses) and store it on the k closest
+        nodes. Returns how many nodes accepted it. Raises :class:`RecordError` if the
+        addresses do not fit a record."""
+        async with self._publish_lock:
+            addrs = list(self._addrs_provider())
+            now = self._clock()
+            # Millisecond wall time keeps seq increasing across restarts without saved state.
+            seq = max(self._seq + 1, int(now * 1000))
+            record = PeerRecord.create(
+                self.identity,
+                noise_static_key=self._noise_static_key,
+                envelope_key=self._envelope_key,
+                addrs=addrs,
+                seq=seq,
+                expires_at=int(now) + self.config.record_ttl,
+            )
+            self._seq = seq
+            self._published_addrs = addrs
+            self._next_republish = now + self.config.republish_interval
+            data = record.encode()
+            self.storage.put(record.key, data, None)
+            self.counters["publishes"] += 1
+            nodes = await self._lookup_nodes(record.key)
+            results = await asyncio.gather(
+                *(self.protocol.call_store(n, record.key, data) for n in nodes)
+            )
+            return sum(1 for ok, accepted in results if ok and accepted is True)
+
+    async def resolve(self, peer_id: PeerId) -> VerifiedPeerRecord | None:
+        """The highest-sequence valid record for ``peer_id`` (local or from the network)."""
+        key = record_key(peer_id)
+        self.counters["lookups"] += 1
+        best = self.storage.get_verified(key)
+        target = Node(key)
+        nearest = self.protocol.router.find_neighbors(target)
+        if nearest and peer_id != self.peer_id:
+            crawl = RecordCrawl(
+                self.protocol,
+                target,
+                nearest,
+                self.config.ksize,
+                self.config.alpha,
+                self.config.max_lookup_rounds,
+                self._clock,
+            )
+            found: VerifiedPeerRecord | None = await crawl.find()
+            self._note_rounds(crawl.rounds)
+            if found is not None and (best is None or found.seq > best.seq):
+                best = found
+        self.counters["lookups_found" if best is not None else "lookups_missed"] += 1
+        return best
+
+    async def random_walk(self) -> list[PeerId]:
+        """Look up a random id; the proven peers met on the way (for discovery)."""
+        self.counters["random_walks"] += 1
+        nodes = await self._lookup_nodes(self._randbytes(20))
+        seen: dict[PeerId, None] = {}
+        for n in nodes:
+            proof = self.protocol.proof_for(n)
+            if proof is not None and proof.peer_id != self.peer_id:
+                seen[proof.peer_id] = None
+        return list(seen)
+
+    def known_peers(self) -> list[PeerId]:
+        """PeerIds of every proven contact in the routing table."""
+        return [c.peer_id for c in self.protocol.contacts()]
+
+    def statistics(self) -> dict[str, Any]:
+        proto = self.protocol.statistics()
+        store = self.storage.statistics()
+        rounds = self._last_rounds
+        drops: Counter[str] = Counter(proto["drops"])
+        drops.update({f"store_{k}": v for k, v in dict(store["drops"]).items()})  # type: ignore[call-overload]
+        return {
+            "node_id": proto["node_id"],
+            "peer_id": str(self.peer_id),
+            "ready": self._ready,
+            "buckets": proto["buckets"],
+            "contacts": proto["contacts"],
+            "records": store["records"],
+            "record_bytes": store["bytes"],
+            "lookups": {
+                "total": self.counters["lookups"],
+                "found": self.counters["lookups_found"],
+                "missed": self.counters["lookups_missed"],
+                "random_walks": self.counters["random_walks"],
+                "mean_rounds": (sum(rounds) / len(rounds)) if rounds else None,
+            },
+            "publishes": self.counters["publishes"],
+            "seq": self._seq,
+            "rpc": proto["counters"],
+            "routing": proto["routing"],
+            "drops": dict(drops),
+            "service": dict(self.counters),
+        }
+
+
+def record_key_of(data: bytes) -> bytes:
+    """The key a saved record belongs under (empty for undecodable data: it will be refused)."""
+    try:
+        return PeerRecord.decode(data).key
+    except RecordError:
+        return b""

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kademlia.node import Node
+
+from dht.config import DhtConfig
+from dht.persistence import ContactSnapshot, MemoryDhtStore
+from dht.protocol import DhtProtocol, node_id_for
+from dht.records import PeerRecord
+from dht.routing import Contact
+from dht.storage import RecordStorage
+from node.identity import Identity
+
+CONFIG = DhtConfig(ksize=4, subnet_prefix_v4=32)
+
+
+def protocol() -> tuple[DhtProtocol, list[tuple[bytes, bytes]]]:
+    ident = Identity.from_seed(b"\x07" * 32)
+    storage = RecordStorage(time.time, CONFIG.storage)
+    proto = DhtProtocol(ident, storage, CONFIG, clock=time.time)
+    stores: list[tuple[bytes, bytes]] = []
+
+    async def fake_store(node: Node, key: bytes, value: bytes) -> Any:
+        stores.append((node.id, key))
+        return (True, True)
+
+    proto.call_store = fake_store  # type: ignore[method-assign]
+    return proto, stores
+
+
+def record() -> PeerRecord:
+    return PeerRecord.create(
+        Identity.from_seed(b"\x08" * 32),
+        noise_static_key=bytes(32),
+        envelope_key=bytes(32),
+        addrs=[],
+        seq=1,
+        expires_at=int(time.time()) + 600,
+    )
+
+
+def at_distance(key: bytes, distance: int, i: int) -> Contact:
+    peer = Identity.from_seed(bytes([i + 1]) * 32).peer_id
+    nid = (int.from_bytes(key, "big") ^ distance).to_bytes(20, "big")
+    return Contact(nid, f"10.0.0.{i + 1}", 4000, peer)
+
+
+def test_node_id_is_bound_to_the_key() -> None:
+    ident = Identity.from_seed(b"\x07" * 32)
+    proto, _ = protocol()
+    assert proto.node_id == node_id_for(ident.public_key_bytes)
+    assert proto.node_id != node_id_for(Identity.from_seed(b"\x09" * 32).public_key_bytes)
+    assert len(proto.node_id) == 20
+
+
+async def test_welcome_if_new_uses_the_stored_key_itself() -> None:
+    proto, stores = protocol()
+    rec = record()
+    assert proto.storage.put(rec.key, rec.encode(), None) == "stored"
+    ours = int.from_bytes(proto.node_id, "big") ^ int.from_bytes(rec.key, "big")
+    # The table is full of contacts farther from the key than we are.
+    for i in range(CONFIG.ksize):
+        proto.router.add_contact(at_distance(rec.key, ours + 1 + i, i))
+    far = at_distance(rec.key, ours + 100, 10)
+    proto.welcome_if_new(far)
+    await _settle()
+    assert stores == []  # farther than every current neighbour: not its business
+    near = at_distance(rec.key, 1, 11)  # right next to the key
+    proto.welcome_if_new(near)
+    await _settle()
+    assert stores == [(near.id, rec.key)]
+    # Unproven nodes (plain kademlia Nodes) are never welcomed into the table.
+    plain = Node(b"\x01" * 20, "10.0.0.99", 4000)
+    proto.welcome_if_new(plain)
+    assert plain.id not in {c.id for c in proto.router.contacts()}
+
+
+async def test_memory_store_roundtrip() -> None:
+    store = MemoryDhtStore()
+    peer = Identity.generate().peer_id
+    await store.save_contacts([ContactSnapshot(peer, "127.0.0.1", 5)])
+    await store.save_records([b"r"])
+    assert await store.load_contacts() == [ContactSnapshot(peer, "127.0.0.1", 5)]
+    assert await store.load_records() == [b"r"]
+
+
+async def _settle() -> None:
+    import asyncio
+
+    for _ in range(3):
+        await asyncio.sleep(0)

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from typing import Any
+
+from kademlia.node import Node
+from kademlia.routing import RoutingTable as UpstreamTable
+
+from dht.routing import Contact, RoutingTable
+from node.identity import Identity
+
+PEER = Identity.from_seed(b"\x05" * 32).peer_id
+
+
+class FakeProtocol:
+    def __init__(self) -> None:
+        self.checked: list[Node] = []
+
+    def check_contact(self, node: Node) -> None:
+        self.checked.append(node)
+
+    def call_ping(self, node: Node) -> Any:  # upstream's table calls this when a bucket is full
+        async def noop() -> None:
+            return None
+
+        return noop()
+
+
+def contact(long_id: int, ip: str = "10.0.0.1", port: int = 1) -> Contact:
+    return Contact(long_id.to_bytes(20, "big"), ip, port, PEER)
+
+
+def table(**kw: Any) -> RoutingTable:
+    kw.setdefault("subnet_prefix_v4", 32)
+    kw.setdefault("max_per_subnet_table", 1000)
+    kw.setdefault("max_per_subnet_bucket", 1000)
+    return RoutingTable(FakeProtocol(), 4, Node(b"\x00" * 20), clock=lambda: 0.0, **kw)
+
+
+def four_buckets(t: Any) -> None:
+    """Buckets [0,q) [q,2q) [2q,3q) [3q,4q) with contacts only in the first two."""
+    q = 2**158
+    t.split_bucket(0)
+    t.split_bucket(0)
+    t.split_bucket(2)
+    assert len(t.buckets) == 4
+    for i, base in enumerate((1, q + 1)):
+        for j in range(2):
+            n = contact(base + j, f"10.0.{i}.{j}")
+            t.buckets[i].add_node(n)
+    return None
+
+
+def test_find_neighbors_sees_every_bucket() -> None:
+    target = Node((2**160 - 1).to_bytes(20, "big"))  # falls in the last bucket
+    upstream = UpstreamTable(FakeProtocol(), 4, Node(b"\x00" * 20))
+    four_buckets(upstream)
+    # Upstream's traverser stops when the left side runs out: nothing, though 4 contacts exist.
+    assert upstream.find_neighbors(target) == []
+    ours = table()
+    four_buckets(ours)
+    got = ours.find_neighbors(target)
+    assert len(got) == 4
+    dists = [n.distance_to(target) for n in got]
+    assert dists == sorted(dists)
+
+
+def test_find_neighbors_k_closest_and_exclude() -> None:
+    t = table()
+    nodes = [contact(i * 1000 + 5, f"10.0.0.{i}") for i in range(1, 4)]
+    for n in nodes:
+        assert t.add_contact(n)
+    target = Node((1000 + 5).to_bytes(20, "big"))
+    assert t.find_neighbors(target) == [nodes[1], nodes[2]]  # the target's own id is skipped
+    assert t.find_neighbors(target, exclude=nodes[1]) == [nodes[2]]
+    got = t.find_neighbors(Node((0).to_bytes(20, "big")), k=2, exclude=nodes[0])
+    assert got == [nodes[1], nodes[2]]
+
+
+def test_subnet_limits() -> None:
+    t = table(subnet_prefix_v4=24, max_per_subnet_table=3, max_per_subnet_bucket=2)
+    added = [t.add_contact(contact(2**150 + i, f"10.9.9.{i}")) for i in range(6)]
+    assert added.count(True) == 2  # one bucket, at most 2 from 10.9.9.0/24
+    far = [t.add_contact(contact(2**159 + i, f"10.9.9.{50 + i}")) for i in range(3)]
+    assert sum(added) + sum(far) <= 3
+    assert t.rejected["subnet_limit"] >= 4
+    assert t.add_contact(contact(2**150 + 99, "10.9.8.1"))  # another /24 is fine
+
+
+def test_failures_evict_only_after_max_and_success_resets() -> None:
+    t = table(max_failures=3)
+    n = contact(12345)
+    t.add_contact(n)
+    assert not t.record_failure(n)
+    assert not t.record_failure(n)
+    t.record_success(n)
+    assert not t.record_failure(n)
+    assert not t.record_failure(n)
+    assert t.record_failure(n)
+    assert t.contacts() == []
+
+
+def test_full_bucket_checks_head_instead_of_dropping() -> None:
+    t = table()
+    t.node = Node((2**160 - 1).to_bytes(20, "big"))  # we sit at the top of the id space
+    proto = t.protocol
+    # Ids sharing exactly 5 leading bits: the bucket that does not hold us cannot split.
+    ids = [1, 2, 2**154 + 1, 2**154 + 2, 2**154 + 3]
+    added = [t.add_contact(contact(i, f"10.0.1.{n}")) for n, i in enumerate(ids)]
+    assert added == [True, True, True, True, False]
+    assert [n.long_id for n in proto.checked] == [1]  # the head is checked, not dropped
+    bucket = t.buckets[t.get_bucket_for(contact(1))]
+    assert (2**154 + 3).to_bytes(20, "big") in bucket.replacement_nodes
+
+
+def test_get_bucket_for_agrees_with_split() -> None:
+    t = table()
+    t.split_bucket(0)
+    mid = t.buckets[0].range[1]
+    n = contact(mid)
+    assert t.buckets[0].has_in_range(n)
+    assert t.get_bucket_for(n) == 0
+    t.add_contact(n)
+    t.remove_contact(n)
+    assert t.contacts() == []
+
+
+def test_lonely_buckets_use_injected_clock() -> None:
+    now = [1000.0]
+    t = RoutingTable(FakeProtocol(), 4, Node(b"\x00" * 20), clock=lambda: now[0])
+    assert t.lonely_buckets() == []
+    now[0] += 3601
+    assert len(t.lonely_buckets()) == 1

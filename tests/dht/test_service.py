@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import asyncio
+
+from dht.persistence import MemoryDhtStore
+from dht.records import record_key
+from node.identity import Identity
+from tests.dht.helpers import FAST, boot_of, make_node, wait_for
+
+
+async def test_ten_nodes_bootstrap_through_one_and_resolve_everyone() -> None:
+    boot = make_node(2)
+    await boot.start()
+    assert boot.is_ready  # no bootstrap list: it is a bootstrap node
+    nodes = [make_node(10 + i) for i in range(9)]
+    try:
+        for n in nodes:
+            await n.start([boot_of(boot)])
+        everyone = [boot, *nodes]
+        await wait_for(lambda: all(n.is_ready for n in everyone))
+        await wait_for(lambda: all(n.counters["publishes"] >= 1 for n in everyone))
+        for n in everyone:
+            await n.publish()
+        for asker in everyone:
+            for target in everyone:
+                rec = await asker.resolve(target.peer_id)
+                assert rec is not None, (asker.peer_id, target.peer_id)
+                assert rec.peer_id == target.peer_id
+                assert rec.addrs == tuple(target._addrs_provider())
+        # Discovery: routing-table reads and random walks only name proven peers.
+        all_ids = {n.peer_id for n in everyone}
+        for n in everyone:
+            known = set(n.known_peers())
+            assert known and known <= all_ids - {n.peer_id}
+            walked = set(await n.random_walk())
+            assert walked <= all_ids - {n.peer_id}
+        stats = nodes[0].statistics()
+        assert stats["ready"] and stats["contacts"] >= 1
+        assert stats["lookups"]["found"] >= 10
+        assert stats["node_id"] == nodes[0].node_id.hex()
+        assert sum(stats["buckets"]) == stats["contacts"]
+        # The bootstrap node dies: the rest still resolve each other, and a newcomer that
+        # knows only a non-bootstrap node joins and resolves everyone alive.
+        await boot.stop()
+        for n in nodes:
+            await n.publish()
+        late = make_node(30)
+        nodes.append(late)
+        await late.start([boot_of(nodes[3])])
+        await wait_for(lambda: late.is_ready)
+        for target in nodes[:-1]:
+            rec = await late.resolve(target.peer_id)
+            assert rec is not None and rec.peer_id == target.peer_id
+        rec = await nodes[0].resolve(late.peer_id)
+        assert rec is not None
+    finally:
+        for n in [*nodes, boot]:
+            await n.stop()
+
+
+async def test_bootstrap_by_dns_name() -> None:
+    boot = make_node(1)  # 127.0.0.1, which "localhost" resolves to
+    await boot.start()
+    joiner = make_node(27)
+    try:
+        await joiner.start([("localhost", boot.address[1], boot.peer_id)])
+        await wait_for(lambda: joiner.is_ready)
+        assert boot.peer_id in joiner.known_peers()
+    finally:
+        await joiner.stop()
+        await boot.stop()
+
+
+async def test_republish_on_address_change_increments_seq() -> None:
+    boot = make_node(3)
+    await boot.start()
+    addrs = ["/ip4/127.0.0.21/tcp/4001"]
+    node = make_node(21, addrs=lambda: list(addrs))
+    other = make_node(22)
+    try:
+        await node.start([boot_of(boot)])
+        await other.start([boot_of(boot)])
+        await wait_for(lambda: node.is_ready and other.is_ready)
+        await wait_for(lambda: node.counters["publishes"] >= 1)
+        first = await other.resolve(node.peer_id)
+        assert first is not None and first.addrs == ("/ip4/127.0.0.21/tcp/4001",)
+        addrs[0] = "/ip4/127.0.0.21/tcp/4002"
+        await wait_for(lambda: node.counters["publishes"] >= 2)
+        second = await other.resolve(node.peer_id)
+        assert second is not None and second.addrs == ("/ip4/127.0.0.21/tcp/4002",)
+        assert second.seq > first.seq
+    finally:
+        for n in (node, other, boot):
+            await n.stop()
+
+
+async def test_bootstrap_retries_until_bootstrap_node_is_up() -> None:
+    ident = Identity.generate()
+    probe = make_node(4, identity=ident)
+    await probe.start()
+    host, port = probe.address
+    await probe.stop()  # free the port, keep the identity: the node is "down" for now
+    joiner = make_node(23)
+    try:
+        await joiner.start([(host, port, ident.peer_id)])
+        await wait_for(lambda: joiner.counters["bootstrap_failures"] >= 2)
+        assert not joiner.is_ready
+        late = make_node(4, identity=ident, port=port)
+        await late.start()
+        try:
+            await wait_for(lambda: joiner.is_ready)
+            assert ident.peer_id in joiner.known_peers()
+        finally:
+            await late.stop()
+    finally:
+        await joiner.stop()
+
+
+async def test_bootstrap_peer_id_is_enforced() -> None:
+    boot = make_node(5)
+    await boot.start()
+    joiner = make_node(24)
+    try:
+        host, port = boot.address
+        await joiner.start([(host, port, Identity.generate().peer_id)])
+        await asyncio.sleep(0.4)
+        assert not joiner.is_ready
+        assert joiner.protocol.drops["peer_id_mismatch"] >= 1
+        # The node at that address may still enter the table under its *own* proven PeerId
+        # (it contacted us back), never under the one the bootstrap address claimed.
+        assert set(joiner.known_peers()) <= {boot.peer_id}
+    finally:
+        await joiner.stop()
+        await boot.stop()
+
+
+async def test_restart_rejoins_from_snapshot_without_bootstrap() -> None:
+    boot = make_node(6)
+    await boot.start()
+    store = MemoryDhtStore()
+    ident = Identity.generate()
+    a = make_node(25, store=store, identity=ident)
+    try:
+        await a.start([boot_of(boot)])
+        await wait_for(lambda: a.is_ready and a.counters["publishes"] >= 1)
+        seq_before = a.statistics()["seq"]
+        await a.stop()
+        assert [c.peer_id for c in store.contacts] == [boot.peer_id]
+        assert store.records  # own record (and any others) saved as bytes, no pickle
+        a2 = make_node(25, store=store, identity=ident)
+        await a2.start([])  # no bootstrap address given
+        try:
+            await wait_for(lambda: a2.is_ready)
+            assert boot.peer_id in a2.known_peers()
+            await wait_for(lambda: a2.counters["publishes"] >= 1)
+            assert a2.statistics()["seq"] > seq_before
+            rec = await boot.resolve(ident.peer_id)
+            assert rec is not None and rec.seq == a2.statistics()["seq"]
+        finally:
+            await a2.stop()
+    finally:
+        await boot.stop()
+
+
+async def test_stop_cancels_everything() -> None:
+    boot = make_node(7)
+    await boot.start()
+    n = make_node(26)
+    await n.start([boot_of(boot)])
+    await wait_for(lambda: n.is_ready)
+    await n.stop()
+    await boot.stop()
+    assert n.protocol._tasks == set()
+    assert n._runner is None
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert pending == []
+
+
+def test_record_key_matches_storage_key() -> None:
+    ident = Identity.generate()
+    assert len(record_key(ident.peer_id)) == 20
+    assert FAST.subnet_prefix_v4 == 32
