@@ -1,7 +1,9 @@
 """Per-operation timings of the MLS primitives under everything else in ``mls``.
 
 Each operation is timed one call at a time with ``time.perf_counter`` after a warm-up; the
-report gives the median and 95th percentile in microseconds, per cipher suite.
+report gives the median and 95th percentile in microseconds, per cipher suite. Decoding a
+1,024-member ratchet tree (every leaf signed, every parent set) is timed on 1/100 of the
+iterations (at least 10), since one call takes milliseconds.
 
     .venv/bin/python bench/mls_primitives.py [--iterations N] [--json]
 """
@@ -25,13 +27,17 @@ from mls.crypto import get_suite
 from mls.crypto.labels import sign_with_label, verify_with_label
 from mls.crypto.suite import CipherSuite
 from mls.group_context import GroupContext
+from mls.messages import Capabilities, Credential, LeafNode, LeafNodeSource, Lifetime
 from mls.messages.common import WireFormat
 from mls.messages.framing import FramedContent, MLSMessage, PrivateMessage, Sender
+from mls.messages.tree import ParentNode
 from mls.protection import authenticate, protect_private, unprotect_private
 from mls.secret_tree import RatchetType, SecretTree
+from mls.tree import RatchetTree, sign_leaf_node
 
 PAYLOAD = bytes(range(256)) * 4  # 1 KiB application message
 N_LEAVES = 2
+TREE_MEMBERS = 1024
 
 
 def _time_each(calls: Iterator[Callable[[], object]]) -> list[float]:
@@ -47,6 +53,26 @@ def _summary(samples: list[float], warmup: int) -> dict[str, float]:
     kept = sorted(samples[warmup:])
     p95 = kept[min(len(kept) - 1, int(0.95 * len(kept)))]
     return {"median_us": statistics.median(kept) * 1e6, "p95_us": p95 * 1e6, "n": len(kept)}
+
+
+def full_tree(suite: CipherSuite, members: int) -> bytes:
+    """RFC 9420 encoding of a tree where every leaf is a signed member and every parent set."""
+    tree = RatchetTree(suite)
+    for i in range(members):
+        _, enc = suite.generate_key_pair(os.urandom)
+        sig_priv, sig_pub = suite.generate_signature_key_pair(os.urandom)
+        leaf = LeafNode(
+            enc,
+            sig_pub,
+            Credential.basic(b"member-%d" % i),
+            Capabilities(cipher_suites=(suite.suite_id,), credentials=(1,)),
+            LeafNodeSource.KEY_PACKAGE,
+            lifetime=Lifetime(0, 2**64 - 1),
+        )
+        tree.add_leaf(sign_leaf_node(suite, leaf, sig_priv))
+    for p in range(1, tree.n_nodes, 2):
+        tree.set_parent(p, ParentNode(os.urandom(32), os.urandom(suite.nh)))
+    return tree.to_bytes()
 
 
 def bench_suite(suite: CipherSuite, n: int, warmup: int) -> dict[str, dict[str, float]]:
@@ -132,6 +158,16 @@ def bench_suite(suite: CipherSuite, n: int, warmup: int) -> dict[str, dict[str, 
 
     results["private_message_unprotect_1KiB"] = _summary(
         _time_each(partial(unprotect, d) for d in wire), warmup
+    )
+
+    tree_bytes = full_tree(suite, TREE_MEMBERS)
+    tree_n = max(10, n // 100)
+    tree_warmup = max(2, warmup // 100)
+    results[f"ratchet_tree_decode_{TREE_MEMBERS}"] = _summary(
+        _time_each(
+            partial(RatchetTree.from_bytes, suite, tree_bytes) for _ in range(tree_n + tree_warmup)
+        ),
+        tree_warmup,
     )
     return results
 

@@ -88,14 +88,23 @@ class Writer:
 
 
 class Reader:
-    """Bounds-checked decoder over untrusted bytes. Every failure is a ``DecodeError``."""
+    """Bounds-checked decoder over untrusted bytes. Every failure is a ``DecodeError``.
+
+    Tree and message decoding call these methods hundreds of thousands of times, so the hot
+    ones (``uint8``, ``varint``, ``opaque``, ``optional``) read ``_data`` directly instead of
+    going through ``_take``; every path still checks bounds and minimal varints."""
 
     __slots__ = ("_data", "_end", "_pos")
 
-    def __init__(self, data: bytes, start: int = 0, end: int | None = None) -> None:
-        self._data = data
+    def __init__(
+        self, data: bytes | bytearray | memoryview, start: int = 0, end: int | None = None
+    ) -> None:
+        # Slices of ``bytes`` are ``bytes``: with this, ``_take`` never needs another copy.
+        self._data: bytes = data if type(data) is bytes else bytes(data)
         self._pos = start
-        self._end = len(data) if end is None else end
+        self._end = len(self._data) if end is None else end
+        if not 0 <= start <= self._end <= len(self._data):
+            raise ValueError("reader window outside the data")
 
     @property
     def remaining(self) -> int:
@@ -105,15 +114,23 @@ class Reader:
     def position(self) -> int:
         return self._pos
 
+    def _short(self, n: int) -> DecodeError:
+        return DecodeError(f"need {n} bytes, {self._end - self._pos} left")
+
     def _take(self, n: int) -> bytes:
-        if n < 0 or n > self._end - self._pos:
-            raise DecodeError(f"need {n} bytes, {self._end - self._pos} left")
-        out = self._data[self._pos : self._pos + n]
-        self._pos += n
-        return bytes(out)
+        pos = self._pos
+        stop = pos + n
+        if n < 0 or stop > self._end:
+            raise self._short(n)
+        self._pos = stop
+        return self._data[pos:stop]
 
     def uint8(self) -> int:
-        return self._take(1)[0]
+        pos = self._pos
+        if pos >= self._end:
+            raise self._short(1)
+        self._pos = pos + 1
+        return self._data[pos]
 
     def uint16(self) -> int:
         return int.from_bytes(self._take(2), "big")
@@ -125,17 +142,25 @@ class Reader:
         return int.from_bytes(self._take(8), "big")
 
     def varint(self) -> int:
-        first = self._take(1)[0]
-        prefix = first >> 6
-        if prefix == 0:
+        pos = self._pos
+        if pos >= self._end:
+            raise self._short(1)
+        first = self._data[pos]
+        if first < 0x40:  # 1-byte form: the common case for every length in a tree
+            self._pos = pos + 1
             return first
+        return self._long_varint()
+
+    def _long_varint(self) -> int:
+        first = self._data[self._pos]
+        prefix = first >> 6
         if prefix == 1:
-            value = ((first & 0x3F) << 8) | self._take(1)[0]
+            value = int.from_bytes(self._take(2), "big") & 0x3FFF
             if value < 1 << 6:
                 raise DecodeError("non-minimal varint")
             return value
         if prefix == 2:
-            value = ((first & 0x3F) << 24) | int.from_bytes(self._take(3), "big")
+            value = int.from_bytes(self._take(4), "big") & 0x3FFF_FFFF
             if value < 1 << 14:
                 raise DecodeError("non-minimal varint")
             return value
@@ -145,10 +170,20 @@ class Reader:
         return self._take(n)
 
     def opaque(self, max_len: int = MAX_VARINT) -> bytes:
-        n = self.varint()
+        pos = self._pos
+        end = self._end
+        if pos < end and (n := self._data[pos]) < 0x40:
+            pos += 1  # 1-byte length, read inline
+        else:
+            n = self.varint()
+            pos = self._pos
         if n > max_len:
             raise DecodeError(f"opaque length {n} exceeds limit {max_len}")
-        return self._take(n)
+        stop = pos + n
+        if stop > end:
+            raise DecodeError(f"need {n} bytes, {end - pos} left")
+        self._pos = stop
+        return self._data[pos:stop]
 
     def optional(self, read: Callable[[Reader], T]) -> T | None:
         flag = self.uint8()
@@ -162,17 +197,21 @@ class Reader:
         n = self.varint()
         if n > max_len:
             raise DecodeError(f"vector length {n} exceeds limit {max_len}")
-        if n > self.remaining:
-            raise DecodeError(f"vector needs {n} bytes, {self.remaining} left")
-        sub = Reader(self._data, self._pos, self._pos + n)
+        start = self._pos
+        stop = start + n
+        if stop > self._end:
+            raise DecodeError(f"vector needs {n} bytes, {self._end - start} left")
+        sub = Reader.__new__(Reader)  # skips __init__: _data is already bytes
+        sub._data, sub._pos, sub._end = self._data, start, stop
         items: list[T] = []
-        while sub.remaining:
+        append = items.append
+        while sub._pos < stop:
             before = sub._pos
-            items.append(read(sub))
+            append(read(sub))
             if sub._pos == before:
                 # An item that consumes nothing would loop forever on attacker input.
                 raise DecodeError("vector item consumed no bytes")
-        self._pos += n
+        self._pos = stop
         return items
 
     def finish(self) -> None:

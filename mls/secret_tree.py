@@ -5,7 +5,9 @@ derived, and each parent is deleted as soon as both children exist, so a comprom
 reveals nothing already consumed. Per leaf there is a handshake and an application ratchet;
 a receiver may jump up to ``max_forward`` generations ahead (the keys skipped over are kept
 for out-of-order messages) and keeps unused keys at most ``max_past`` generations behind the
-newest derived one. A key is deleted the moment it is handed out; asking again is an error.
+newest derived one. A receiver first *peeks* at a key (derived and kept) and *consumes* it
+only once the message authenticates, so a forgery cannot burn a genuine message's key; a
+consumed key is deleted and asking for it again is an error (replay / nonce reuse).
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from mls import tree_math
 from mls.codec import Reader, Writer, decode_exact
 from mls.crypto.labels import derive_tree_secret, expand_with_label
 from mls.crypto.suite import CipherSuite
-from mls.errors import CryptoError, DecodeError
+from mls.errors import (
+    DecodeError,
+    GenerationTooFarError,
+    GenerationTooOldError,
+    KeyReuseError,
+    SecretTreeError,
+)
 
 __all__ = [
     "DEFAULT_MAX_FORWARD",
@@ -39,22 +47,6 @@ DEFAULT_MAX_PAST = 1024
 _MAX_GENERATION = 0xFFFF_FFFF
 _MAX_LEAVES = 1 << 24
 _RATCHET_CODES = {"handshake": 1, "application": 2}
-
-
-class SecretTreeError(CryptoError):
-    """No key can be given for the requested (leaf, ratchet, generation)."""
-
-
-class KeyReuseError(SecretTreeError):
-    """The generation's key was already consumed (replay or nonce reuse attempt)."""
-
-
-class GenerationTooOldError(SecretTreeError):
-    """The generation fell behind the retention window and its key was forgotten."""
-
-
-class GenerationTooFarError(SecretTreeError):
-    """The generation is further ahead than the configured bound (or above 2^32 - 1)."""
 
 
 class RatchetType(enum.Enum):
@@ -179,13 +171,17 @@ class SecretTree:
         self._prune(ratchet)
         return RatchetKey(g, key, nonce)
 
-    def key_for(self, leaf: int, kind: RatchetType, generation: int) -> RatchetKey:
-        """Receiver side: the key of ``generation``, consumed by this call."""
+    def peek_key(self, leaf: int, kind: RatchetType, generation: int) -> RatchetKey:
+        """Receiver side: the key of ``generation`` without consuming it.
+
+        Derives forward (within ``max_forward``) as needed and keeps the key until
+        ``consume`` is called, so a message can be authenticated before its generation is
+        spent: a forged copy must not burn the key the genuine message needs."""
         ratchet = self._ratchet(leaf, kind)
         if generation < 0 or generation > _MAX_GENERATION:
             raise GenerationTooFarError(f"generation {generation} out of range")
         if generation < ratchet.generation:
-            kept = ratchet.skipped.pop(generation, None)
+            kept = ratchet.skipped.get(generation)
             if kept is not None:
                 return RatchetKey(generation, *kept)
             if generation < ratchet.generation - self.max_past:
@@ -195,15 +191,32 @@ class SecretTree:
             raise GenerationTooFarError(
                 f"generation {generation} is more than {self.max_forward} ahead"
             )
-        while ratchet.generation < generation:
+        step = ratchet._step
+        skipped = ratchet.skipped
+        suite = self._suite
+        while ratchet.generation <= generation:
             g = ratchet.generation
-            ratchet.skipped[g] = ratchet._step(self._suite)
-        key, nonce = ratchet._step(self._suite)
-        self._prune(ratchet)
-        return RatchetKey(generation, key, nonce)
+            skipped[g] = step(suite)
+        self._prune(ratchet, keep=generation)
+        return RatchetKey(generation, *skipped[generation])
 
-    def _prune(self, ratchet: _Ratchet) -> None:
+    def consume(self, leaf: int, kind: RatchetType, generation: int) -> RatchetKey:
+        """Receiver side: spend ``generation``'s key (deriving it first if needed) and return
+        it; afterwards any request for it raises KeyReuseError."""
+        key = self.peek_key(leaf, kind, generation)
+        del self._ratchets[(leaf, kind)].skipped[generation]
+        return key
+
+    def key_for(self, leaf: int, kind: RatchetType, generation: int) -> RatchetKey:
+        """Receiver side: the key of ``generation``, consumed by this call."""
+        return self.consume(leaf, kind, generation)
+
+    def _prune(self, ratchet: _Ratchet, keep: int | None = None) -> None:
+        # ``keep`` survives this pass even with max_past == 0: it was just peeked and is
+        # waiting for its message to authenticate; a later pass may drop it.
         floor = ratchet.generation - self.max_past
+        if keep is not None:
+            floor = min(floor, keep)
         if ratchet.skipped and min(ratchet.skipped) < floor:
             for g in [g for g in ratchet.skipped if g < floor]:
                 del ratchet.skipped[g]

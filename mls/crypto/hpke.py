@@ -61,6 +61,8 @@ class Kdf:
     def expand(self, prk: bytes, info: bytes, length: int) -> bytes:
         if length < 0 or length > 255 * self.nh:
             raise CryptoError(f"HKDF-Expand length {length} out of range")
+        if length <= self.nh:  # every HPKE/MLS key, nonce and secret: one block
+            return hmac.digest(prk, info + b"\x01", self.hash_name)[:length]
         out = b""
         block = b""
         counter = 1
@@ -161,6 +163,10 @@ class Kem:
     def generate_key_pair(self, rng: Rng | None = None) -> tuple[bytes, bytes]:
         return self.derive_key_pair((rng or os.urandom)(self.n_sk))
 
+    def derive_private_key(self, ikm: bytes) -> bytes:
+        """DeriveKeyPair's private half only; subclasses skip computing the public key."""
+        return self.derive_key_pair(ikm)[0]
+
     def _extract_and_expand(self, dh: bytes, kem_context: bytes) -> bytes:
         prk = _labeled_extract(self.kdf, self.suite_id, b"", b"eae_prk", dh)
         return _labeled_expand(
@@ -205,16 +211,35 @@ class DhKemX25519(Kem):
         return self._priv(sk).public_key().public_bytes_raw()
 
     def dh(self, sk: bytes, pk: bytes) -> bytes:
+        return self._exchange(self._priv(sk), pk)
+
+    def derive_private_key(self, ikm: bytes) -> bytes:
+        prk = _labeled_extract(self.kdf, self.suite_id, b"", b"dkp_prk", ikm)
+        return _labeled_expand(self.kdf, self.suite_id, prk, b"sk", b"", self.n_sk)
+
+    def derive_key_pair(self, ikm: bytes) -> tuple[bytes, bytes]:
+        sk = self.derive_private_key(ikm)
+        return sk, self.public_key(sk)
+
+    # Building an X25519PrivateKey costs a scalar multiplication (about as much as the DH
+    # itself), so encap/decap build it once and take both the public key and the DH from it.
+    def _exchange(self, priv: x25519.X25519PrivateKey, pk: bytes) -> bytes:
         try:
             # cryptography rejects an all-zero result (low-order point), as RFC 9180 requires.
-            return self._priv(sk).exchange(self._pub(pk))
+            return priv.exchange(self._pub(pk))
         except ValueError:
             raise CryptoError("X25519 key exchange failed") from None
 
-    def derive_key_pair(self, ikm: bytes) -> tuple[bytes, bytes]:
-        prk = _labeled_extract(self.kdf, self.suite_id, b"", b"dkp_prk", ikm)
-        sk = _labeled_expand(self.kdf, self.suite_id, prk, b"sk", b"", self.n_sk)
-        return sk, self.public_key(sk)
+    def encap(self, pk_r: bytes, sk_e: bytes) -> tuple[bytes, bytes]:
+        priv = self._priv(sk_e)
+        enc = priv.public_key().public_bytes_raw()
+        dh = self._exchange(priv, pk_r)
+        return self._extract_and_expand(dh, enc + pk_r), enc
+
+    def decap(self, enc: bytes, sk_r: bytes) -> bytes:
+        priv = self._priv(sk_r)
+        dh = self._exchange(priv, enc)
+        return self._extract_and_expand(dh, enc + priv.public_key().public_bytes_raw())
 
 
 KEM_X25519_HKDF_SHA256 = DhKemX25519()
@@ -260,7 +285,7 @@ _LIB_AEAD = {0x0001: _lib.AEAD.AES_128_GCM, 0x0003: _lib.AEAD.CHACHA20_POLY1305}
 class HpkeSuite:
     """One (KEM, KDF, AEAD) combination in base mode."""
 
-    __slots__ = ("_lib_suite", "aead", "kdf", "kem", "suite_id")
+    __slots__ = ("_lib_suite", "_psk_id_hash", "aead", "kdf", "kem", "suite_id")
 
     def __init__(self, kem: Kem, kdf: Kdf, aead: Aead) -> None:
         self.kem = kem
@@ -282,6 +307,8 @@ class HpkeSuite:
             if lib_parts[0] is not None and lib_parts[1] is not None and lib_parts[2] is not None
             else None
         )
+        # Base mode has an empty psk_id, so its hash is a per-suite constant.
+        self._psk_id_hash = self.labeled_extract(b"", b"psk_id_hash", b"")
 
     def __repr__(self) -> str:
         return f"HpkeSuite({self.kem!r}, {self.kdf!r}, {self.aead!r})"
@@ -294,9 +321,8 @@ class HpkeSuite:
 
     def key_schedule(self, shared_secret: bytes, info: bytes) -> Context:
         """KeySchedule for mode_base (empty PSK and PSK id)."""
-        psk_id_hash = self.labeled_extract(b"", b"psk_id_hash", b"")
         info_hash = self.labeled_extract(b"", b"info_hash", info)
-        ksc = bytes((MODE_BASE,)) + psk_id_hash + info_hash
+        ksc = bytes((MODE_BASE,)) + self._psk_id_hash + info_hash
         secret = self.labeled_extract(shared_secret, b"secret", b"")
         key = self.labeled_expand(secret, b"key", ksc, self.aead.nk)
         base_nonce = self.labeled_expand(secret, b"base_nonce", ksc, self.aead.nn)
@@ -312,10 +338,11 @@ class HpkeSuite:
         ikm_e: bytes | None = None,
     ) -> tuple[bytes, Context]:
         """SetupBaseS -> (enc, context). ``ikm_e`` fixes the ephemeral key (tests only)."""
-        if ikm_e is not None:
-            sk_e, _ = self.kem.derive_key_pair(ikm_e)
-        else:
-            sk_e, _ = self.kem.generate_key_pair(rng)
+        # Same ephemeral key as generate_key_pair(rng) / derive_key_pair(ikm_e), without
+        # computing a public key that encap derives again anyway.
+        if ikm_e is None:
+            ikm_e = (rng or os.urandom)(self.kem.n_sk)
+        sk_e = self.kem.derive_private_key(ikm_e)
         shared_secret, enc = self.kem.encap(pk_r, sk_e)
         return enc, self.key_schedule(shared_secret, info)
 

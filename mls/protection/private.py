@@ -108,9 +108,10 @@ def unprotect_private(
     key that is unavailable: reused, too old, too far ahead, leaf outside the tree) or
     DecodeError (malformed sender data or plaintext, non-zero padding).
 
-    The secret-tree key of the claimed (leaf, generation) is consumed before the content AEAD
-    is checked, because ``SecretTree`` has no look-ahead: a forged ciphertext carrying valid
-    sender data burns that generation."""
+    The secret-tree key of the claimed (leaf, generation) is only peeked at until the content
+    AEAD and the padding check succeed, and consumed after: an on-path forgery that keeps the
+    sender data intact cannot burn the generation the genuine message needs, while a replay
+    of a message already accepted is refused (KeyReuseError)."""
     if msg.group_id != group_context.group_id:
         raise ValidationError("PrivateMessage is for another group")
     if msg.epoch != group_context.epoch:
@@ -123,9 +124,8 @@ def unprotect_private(
         suite.aead_open(sd_key, sd_nonce, sd_aad, msg.encrypted_sender_data)
     )
 
-    key = secret_tree.key_for(
-        sender_data.leaf_index, ratchet_type_for(content_type), sender_data.generation
-    )
+    leaf, kind = sender_data.leaf_index, ratchet_type_for(content_type)
+    key = secret_tree.peek_key(leaf, kind, sender_data.generation)
     aad = PrivateContentAAD(
         msg.group_id, msg.epoch, content_type, msg.authenticated_data
     ).to_bytes()
@@ -133,6 +133,7 @@ def unprotect_private(
         key.key, _guarded(key.nonce, sender_data.reuse_guard), aad, msg.ciphertext
     )
     pmc = PrivateMessageContent.from_bytes(plaintext, content_type)
+    secret_tree.consume(leaf, kind, sender_data.generation)
 
     content = FramedContent(
         msg.group_id,

@@ -182,3 +182,46 @@ def test_sequence_overflow() -> None:
     ctx.seal(b"", b"last")
     with pytest.raises(CryptoError):
         ctx.seal(b"", b"one too many")
+
+
+@settings(max_examples=20, deadline=None)
+@given(ikm_e=st.binary(min_size=32, max_size=32), ikm_r=st.binary(min_size=32, max_size=32))
+def test_injected_rng_is_deterministic_and_kem_matches_generic_dh(
+    ikm_e: bytes, ikm_r: bytes
+) -> None:
+    """The injected-RNG seal uses exactly generate_key_pair(rng)'s ephemeral key, and the
+    X25519 encap/decap shortcuts agree with the textbook DH + public-key formulation."""
+    suite = SUITES[1]
+    kem = suite.kem
+    sk_r, pk_r = kem.derive_key_pair(ikm_r)
+
+    def rng(n: int) -> bytes:
+        assert n == kem.n_sk
+        return ikm_e
+
+    sk_e, pk_e = kem.generate_key_pair(rng)
+    assert kem.derive_private_key(ikm_e) == sk_e
+    enc, ct = suite.seal(pk_r, b"info", b"aad", b"pt", rng=rng)
+    assert (enc, ct) == suite.seal(pk_r, b"info", b"aad", b"pt", ikm_e=ikm_e)
+    assert enc == pk_e
+    shared, enc2 = kem.encap(pk_r, sk_e)
+    assert enc2 == pk_e
+    assert shared == kem._extract_and_expand(kem.dh(sk_e, pk_r), pk_e + pk_r)
+    assert kem.decap(enc, sk_r) == shared
+    assert suite.open(enc, sk_r, b"info", b"aad", ct) == b"pt"
+
+
+def test_expand_single_and_multi_block() -> None:
+    import hashlib
+    import hmac
+
+    prk, info = b"\x07" * 32, b"ctx"
+    blocks = b""
+    prev = b""
+    for i in range(1, 4):
+        prev = hmac.new(prk, prev + info + bytes((i,)), hashlib.sha256).digest()
+        blocks += prev
+    for n in (0, 1, 16, 32, 33, 64, 96):
+        assert KDF_HKDF_SHA256.expand(prk, info, n) == blocks[:n]
+    with pytest.raises(CryptoError):
+        KDF_HKDF_SHA256.expand(prk, info, 255 * 32 + 1)

@@ -248,3 +248,98 @@ def test_state_decode_mutations(data: st.DataObject) -> None:
     except DecodeError:
         return
     assert tree2.to_bytes() == bytes(raw)
+
+
+def test_peek_does_not_consume_and_consume_does() -> None:
+    sender = SecretTree(SUITE, b"\x0b" * 32, 4)
+    receiver = SecretTree(SUITE, b"\x0b" * 32, 4, max_forward=20, max_past=20)
+    sent = [sender.next_application_key(2) for _ in range(6)]
+    # Peeking ahead derives forward and keeps the skipped keys and the peeked one.
+    assert receiver.peek_key(2, RatchetType.APPLICATION, 4) == sent[4]
+    assert receiver.peek_key(2, RatchetType.APPLICATION, 4) == sent[4]
+    ratchet = receiver._ratchets[(2, RatchetType.APPLICATION)]
+    assert sorted(ratchet.skipped) == [0, 1, 2, 3, 4] and ratchet.generation == 5
+    assert receiver.consume(2, RatchetType.APPLICATION, 4) == sent[4]
+    for op in (receiver.peek_key, receiver.consume, receiver.key_for):
+        with pytest.raises(KeyReuseError):
+            op(2, RatchetType.APPLICATION, 4)
+    # consume without a prior peek derives the key itself; the other ratchet is untouched.
+    assert receiver.consume(2, RatchetType.APPLICATION, 5) == sent[5]
+    assert receiver.peek_key(2, RatchetType.APPLICATION, 1) == sent[1]
+    assert receiver.application_key(2, 1) == sent[1]
+    assert sorted(ratchet.skipped) == [0, 2, 3]
+    assert receiver.peek_key(2, RatchetType.HANDSHAKE, 0) != sent[0]
+
+
+def test_peek_respects_bounds() -> None:
+    tree = SecretTree(SUITE, b"\x0c" * 32, 2, max_forward=4, max_past=2)
+    with pytest.raises(GenerationTooFarError):
+        tree.peek_key(0, RatchetType.APPLICATION, 5)
+    with pytest.raises(GenerationTooFarError):
+        tree.peek_key(0, RatchetType.APPLICATION, -1)
+    with pytest.raises(SecretTreeError):
+        tree.peek_key(2, RatchetType.APPLICATION, 0)
+    tree.peek_key(0, RatchetType.APPLICATION, 4)
+    # Only the window behind the newest derived generation is kept (plus the peeked key).
+    assert sorted(tree._ratchets[(0, RatchetType.APPLICATION)].skipped) == [3, 4]
+    with pytest.raises(GenerationTooOldError):
+        tree.peek_key(0, RatchetType.APPLICATION, 1)
+    assert tree._ratchets[(0, RatchetType.APPLICATION)].generation == 5
+
+
+def test_peek_survives_zero_past_window_until_consumed() -> None:
+    sender = SecretTree(SUITE, b"\x0d" * 32, 2)
+    receiver = SecretTree(SUITE, b"\x0d" * 32, 2, max_past=0)
+    sent = [sender.next_handshake_key(1) for _ in range(3)]
+    # A failed authentication after the peek must leave the key usable for the real message.
+    assert receiver.peek_key(1, RatchetType.HANDSHAKE, 2) == sent[2]
+    assert receiver.handshake_key(1, 2) == sent[2]
+    # Replay is refused; with no past window everything behind the ratchet counts as too old.
+    with pytest.raises(GenerationTooOldError):
+        receiver.handshake_key(1, 2)
+    # With no past window the skipped generations were never kept.
+    with pytest.raises(GenerationTooOldError):
+        receiver.handshake_key(1, 0)
+
+
+def test_peeked_key_persists_in_state() -> None:
+    tree = SecretTree(SUITE, b"\x0e" * 32, 4)
+    key = tree.peek_key(3, RatchetType.APPLICATION, 2)
+    copy = SecretTree.from_bytes(SUITE, tree.to_bytes())
+    assert copy.to_bytes() == tree.to_bytes()
+    assert copy.consume(3, RatchetType.APPLICATION, 2) == key
+    with pytest.raises(KeyReuseError):
+        copy.consume(3, RatchetType.APPLICATION, 2)
+
+
+def test_error_classes_live_in_mls_errors() -> None:
+    from mls import errors, secret_tree
+
+    for name in (
+        "SecretTreeError",
+        "KeyReuseError",
+        "GenerationTooOldError",
+        "GenerationTooFarError",
+    ):
+        assert getattr(secret_tree, name) is getattr(errors, name)
+        assert issubclass(getattr(errors, name), errors.CryptoError)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 11), st.booleans()), max_size=40))
+def test_peek_consume_model(ops: list[tuple[int, bool]]) -> None:
+    """Any interleaving of peeks and consumes within bounds: peeks always return the sender's
+    key until that generation is consumed, then every request raises KeyReuseError."""
+    sender = SecretTree(SUITE, b"\x0f" * 32, 2)
+    receiver = SecretTree(SUITE, b"\x0f" * 32, 2, max_forward=12, max_past=12)
+    sent = [sender.next_application_key(0) for _ in range(12)]
+    consumed: set[int] = set()
+    for g, do_consume in ops:
+        op = receiver.consume if do_consume else receiver.peek_key
+        if g in consumed:
+            with pytest.raises(KeyReuseError):
+                op(0, RatchetType.APPLICATION, g)
+            continue
+        assert op(0, RatchetType.APPLICATION, g) == sent[g]
+        if do_consume:
+            consumed.add(g)
