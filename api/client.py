@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from api.openapi import RECORD_NOT_FOUND
 from node.datadir import DataDir
 from node.errors import MultiaddrError
 from node.multiaddr import Multiaddr
@@ -26,11 +27,12 @@ _MAX_RESPONSE = 8 * 1024 * 1024
 class ApiError(Exception):
     """The API answered with an error (its problem+json fields, when it sent them)."""
 
-    def __init__(self, status: int, title: str, detail: str = "") -> None:
+    def __init__(self, status: int, title: str, detail: str = "", type: str = "") -> None:
         super().__init__(f"{status} {title}" + (f": {detail}" if detail else ""))
         self.status = status
         self.title = title
         self.detail = detail
+        self.type = type  # the problem's type URI, "" when the body had none
 
 
 class NodeUnreachable(Exception):
@@ -112,7 +114,24 @@ class ApiClient:
         return _object(body), status == 201
 
     def disconnect(self, peer_id: str) -> None:
+        """Disconnect from ``peer_id`` and forget it from the node's address book."""
         self.request("DELETE", "/v1/peers/" + urllib.parse.quote(peer_id, safe=""))
+
+    def dht(self) -> dict[str, Any]:
+        """``GET /v1/dht``: the node's DHT statistics."""
+        return _object(self.request("GET", "/v1/dht")[1])
+
+    def resolve(self, peer_id: str) -> dict[str, Any] | None:
+        """The verified peer record for ``peer_id``, or None when the DHT has no valid one."""
+        path = "/v1/dht/peers/" + urllib.parse.quote(peer_id, safe="")
+        try:
+            return _object(self.request("GET", path)[1])
+        except ApiError as exc:
+            # Only the typed 404 means "no record"; a plain 404 (e.g. an older node without
+            # this route) stays an error.
+            if exc.status == 404 and exc.type == RECORD_NOT_FOUND:
+                return None
+            raise
 
 
 def _decode(raw: bytes) -> Any:
@@ -138,7 +157,9 @@ def _api_error(exc: urllib.error.HTTPError) -> ApiError:
         body = json.loads(exc.read(64 * 1024))
     except (ValueError, OSError):
         body = None
+    type_ = ""
     if isinstance(body, dict):
         title = str(body.get("title", title))
         detail = str(body.get("detail", ""))
-    return ApiError(exc.code, title, detail)
+        type_ = str(body.get("type", ""))
+    return ApiError(exc.code, title, detail, type_)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from dht.records import VerifiedPeerRecord
 from node.identity import PeerId
 from node.multiaddr import Multiaddr
 
-__all__ = ["Direction", "NodeControl", "NodeInfo", "PeerInfo"]
+__all__ = ["Direction", "NodeControl", "NodeInfo", "PeerInfo", "record_json"]
 
 Direction = Literal["inbound", "outbound"]
 
@@ -50,13 +51,31 @@ class PeerInfo:
         return asdict(self)
 
 
+def record_json(record: VerifiedPeerRecord) -> dict[str, Any]:
+    """A verified peer record as ``GET /v1/dht/peers/{peer_id}`` returns it.
+
+    Keys as hex; ``expires_at`` in Unix seconds; ``signed_record`` is the record's canonical
+    CBOR encoding (hex), so a client can check the signature itself.
+    """
+    return {
+        "peer_id": str(record.peer_id),
+        "addrs": list(record.addrs),
+        "noise_static_key": record.noise_static_key.hex(),
+        "envelope_key": record.envelope_key.hex(),
+        "seq": record.seq,
+        "expires_at": record.expires_at,
+        "signed_record": record.encode().hex(),
+    }
+
+
 @runtime_checkable
 class NodeControl(Protocol):
     """Implemented by ``node.daemon.Node``; consumed by ``api.server.create_app``.
 
     Errors from :meth:`dial` are mapped to HTTP statuses by ``api.problems`` only:
     ``DialTimeout`` -> 504; ``DialError``, ``HandshakeError``, ``PeerIdMismatch`` -> 502;
-    ``LimitExceeded`` -> 503.
+    ``LimitExceeded`` -> 503. From :meth:`resolve` and :meth:`dht_statistics`: ``DhtError``
+    -> 503 (e.g. the DHT is not running); a lookup longer than the API's resolve timeout -> 504.
     """
 
     def node_info(self) -> NodeInfo: ...
@@ -68,5 +87,19 @@ class NodeControl(Protocol):
     async def dial(self, addr: Multiaddr) -> PeerInfo: ...
 
     async def disconnect(self, peer_id: PeerId) -> bool:
-        """Close the connection to ``peer_id``; False when not connected (-> 404)."""
+        """Close the connection to ``peer_id`` and forget it from the address book.
+
+        False when it was neither connected nor in the address book (-> 404).
+        """
+        ...
+
+    def dht_statistics(self) -> dict[str, Any]:
+        """``GET /v1/dht``: a JSON-serialisable snapshot, shaped like
+        ``dht.DhtService.statistics()`` (``node_id``, ``peer_id``, ``ready``, ``buckets``,
+        ``contacts``, ``records``, ``lookups``, ``drops``...)."""
+        ...
+
+    async def resolve(self, peer_id: PeerId) -> dict[str, Any] | None:
+        """``GET /v1/dht/peers/{peer_id}``: the verified record as :func:`record_json` gives
+        it, or None when no valid record was found (-> 404)."""
         ...

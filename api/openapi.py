@@ -10,7 +10,13 @@ import copy
 from importlib import metadata
 from typing import Any
 
-__all__ = ["api_version", "build_spec"]
+__all__ = ["PROBLEM_TYPE_PREFIX", "RECORD_NOT_FOUND", "api_version", "build_spec"]
+
+# Problem type URIs are part of the contract (here, not in api.problems, so the CLI's client
+# can use them without importing aiohttp).
+PROBLEM_TYPE_PREFIX = "urn:spacepanda:problem:"
+# The 404 of GET /v1/dht/peers/{id}; typed so a client can tell "no record" from "no route".
+RECORD_NOT_FOUND = PROBLEM_TYPE_PREFIX + "record-not-found"
 
 
 def api_version() -> str:
@@ -102,6 +108,90 @@ _SCHEMAS: dict[str, Any] = {
             "peers": {"type": "array", "items": {"$ref": "#/components/schemas/PeerInfo"}}
         },
     },
+    "DhtStatistics": {
+        "type": "object",
+        "description": "A snapshot of this node's DHT; fields beyond the required ones are "
+        "diagnostic and may grow.",
+        "required": ["node_id", "peer_id", "buckets", "contacts", "records", "lookups", "drops"],
+        "properties": {
+            "node_id": {"type": "string", "description": "160-bit DHT node id (hex)"},
+            "peer_id": {"type": "string"},
+            "ready": {"type": "boolean", "description": "joined (or a bootstrap node)"},
+            "buckets": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "description": "contacts per routing-table bucket, in bucket order",
+            },
+            "contacts": {"type": "integer", "description": "proven contacts in the table"},
+            "records": {"type": "integer", "description": "peer records held for the DHT"},
+            "record_bytes": {"type": "integer"},
+            "lookups": {
+                "type": "object",
+                "description": "record lookups (resolve) and discovery walks",
+                "properties": {
+                    "total": {"type": "integer"},
+                    "found": {"type": "integer"},
+                    "missed": {"type": "integer"},
+                    "random_walks": {"type": "integer"},
+                    "mean_rounds": {
+                        "type": ["number", "null"],
+                        "description": "mean rounds of the last 100 iterative lookups",
+                    },
+                },
+            },
+            "publishes": {"type": "integer", "description": "own record publications"},
+            "seq": {"type": "integer", "description": "sequence number of our own record"},
+            "drops": {
+                "type": "object",
+                "description": "datagrams, contacts and STOREs refused, counted by reason",
+                "additionalProperties": {"type": "integer"},
+            },
+            "rpc": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "routing": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "service": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "mesh": {
+                "type": "object",
+                "description": "auto-dial of discovered peers",
+                "properties": {
+                    "dials": {"type": "integer"},
+                    "dial_failures": {"type": "integer"},
+                    "backing_off": {"type": "integer", "description": "peers in dial backoff"},
+                },
+            },
+        },
+    },
+    "PeerRecord": {
+        "type": "object",
+        "description": "A signed peer record, verified by this node (signature, key binding, "
+        "expiry); the highest valid sequence number found.",
+        "required": ["peer_id", "addrs", "noise_static_key", "envelope_key", "seq", "expires_at"],
+        "additionalProperties": False,
+        "properties": {
+            "peer_id": {"type": "string"},
+            "addrs": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "multiaddrs the peer announces",
+            },
+            "noise_static_key": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{64}$",
+                "description": "X25519 Noise static public key (hex)",
+            },
+            "envelope_key": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{64}$",
+                "description": "X25519 public key for sealed envelopes (hex)",
+            },
+            "seq": {"type": "integer", "minimum": 0},
+            "expires_at": {"type": "integer", "description": "Unix time, seconds"},
+            "signed_record": {
+                "type": "string",
+                "pattern": "^([0-9a-f]{2})+$",
+                "description": "the record's canonical CBOR encoding, signature included (hex)",
+            },
+        },
+    },
     "DialRequest": {
         "type": "object",
         "required": ["addr"],
@@ -183,12 +273,41 @@ _PATHS: dict[str, Any] = {
         },
         "delete": {
             "operationId": "disconnectPeer",
-            "summary": "Close the connection to a peer",
+            "summary": "Disconnect from a peer and forget it",
+            "description": "Closes the connection (if any) and removes the peer from the "
+            "address book, so the node does not dial it again on its own. It can still be "
+            "rediscovered through the DHT, or dialled again with POST /v1/peers.",
             "responses": {
-                "204": {"description": "Disconnected"},
+                "204": {"description": "Disconnected and/or forgotten"},
                 "400": _problem("Malformed PeerId"),
                 **_UNAUTHORIZED,
-                "404": _problem("Not connected"),
+                "404": _problem("Neither connected nor in the address book"),
+            },
+        },
+    },
+    "/v1/dht": {
+        "get": {
+            "operationId": "getDht",
+            "summary": "DHT state: node id, bucket fill, stored records, lookups, drops",
+            "responses": {
+                "200": _json("DhtStatistics", "DHT statistics"),
+                **_UNAUTHORIZED,
+                "503": _problem("DHT not running"),
+            },
+        }
+    },
+    "/v1/dht/peers/{peer_id}": {
+        "parameters": [_PEER_ID_PARAM],
+        "get": {
+            "operationId": "resolvePeer",
+            "summary": "Resolve a PeerId to its verified peer record through the DHT",
+            "responses": {
+                "200": _json("PeerRecord", "The verified record"),
+                "400": _problem("Malformed PeerId"),
+                **_UNAUTHORIZED,
+                "404": _problem(f"No valid record found (problem type {RECORD_NOT_FOUND})"),
+                "503": _problem("DHT not running"),
+                "504": _problem("Lookup did not finish in time"),
             },
         },
     },

@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from api.openapi import PROBLEM_TYPE_PREFIX, RECORD_NOT_FOUND
+from dht.errors import DhtError, RecordError
 from node.errors import (
     ConfigError,
     DialError,
@@ -27,10 +29,16 @@ from node.errors import (
     TransportError,
 )
 
-__all__ = ["PROBLEM_CONTENT_TYPE", "Problem", "problem_for", "problem_response"]
+__all__ = [
+    "PROBLEM_CONTENT_TYPE",
+    "RECORD_NOT_FOUND",
+    "Problem",
+    "problem_for",
+    "problem_response",
+]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-_TYPE_PREFIX = "urn:spacepanda:problem:"
+_TYPE_PREFIX = PROBLEM_TYPE_PREFIX
 
 
 @dataclass
@@ -75,6 +83,8 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (TransportError, 502, "transport-error", "Transport error"),
     (MultiaddrError, 400, "bad-multiaddr", "Invalid multiaddr"),
     (IdentityError, 400, "bad-peer-id", "Invalid peer id"),
+    (RecordError, 502, "bad-record", "Invalid peer record"),
+    (DhtError, 503, "dht-unavailable", "DHT unavailable"),
     (StorageError, 500, "storage-error", "Storage error"),
     (ConfigError, 500, "config-error", "Configuration error"),
 )

@@ -7,6 +7,7 @@ middleware via ``api.problems`` (the only place statuses are chosen).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 from typing import Any
@@ -19,19 +20,23 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from api.auth import auth_middleware
 from api.control import NodeControl, PeerInfo
 from api.openapi import build_spec
-from api.problems import Problem, problem_for, problem_response
+from api.problems import RECORD_NOT_FOUND, Problem, problem_for, problem_response
 from node.errors import IdentityError
 from node.identity import PeerId
 from node.multiaddr import Multiaddr
 
-__all__ = ["MAX_BODY_BYTES", "ApiServer", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "RESOLVE_TIMEOUT", "ApiServer", "create_app"]
 
 MAX_BODY_BYTES = 16 * 1024  # the largest valid request ({"addr": ...}) is well under 1 KiB
+# A lookup against many dead contacts can take rounds x timeouts; the API answers 504 well
+# before the CLI's 60 s client timeout.
+RESOLVE_TIMEOUT = 30.0
 _log = structlog.get_logger("api")
 
 CONTROL = web.AppKey("control", NodeControl)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 SPEC = web.AppKey("spec", dict)
+RESOLVE_TIMEOUT_KEY = web.AppKey("resolve_timeout", float)
 
 
 @web.middleware
@@ -120,8 +125,27 @@ async def connect_peer(request: web.Request) -> web.Response:
 async def disconnect_peer(request: web.Request) -> web.Response:
     peer_id = _peer_id_param(request)
     if not await request.app[CONTROL].disconnect(peer_id):
-        raise Problem(404, "Not Found", f"not connected to {peer_id}")
+        raise Problem(404, "Not Found", f"not connected to {peer_id} and not in the address book")
     return web.Response(status=204)
+
+
+async def get_dht(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CONTROL].dht_statistics())
+
+
+async def resolve_peer(request: web.Request) -> web.Response:
+    peer_id = _peer_id_param(request)
+    limit = request.app[RESOLVE_TIMEOUT_KEY]
+    try:
+        async with asyncio.timeout(limit):
+            record = await request.app[CONTROL].resolve(peer_id)
+    except TimeoutError:
+        raise Problem(504, "Gateway Timeout", f"DHT lookup did not finish in {limit:g}s") from None
+    if record is None:
+        raise Problem(
+            404, "Not Found", f"no valid peer record for {peer_id} in the DHT", RECORD_NOT_FOUND
+        )
+    return web.json_response(record)
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -133,7 +157,13 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def create_app(control: NodeControl, token: str, registry: CollectorRegistry) -> web.Application:
+def create_app(
+    control: NodeControl,
+    token: str,
+    registry: CollectorRegistry,
+    *,
+    resolve_timeout: float = RESOLVE_TIMEOUT,
+) -> web.Application:
     """The admin API application for one node (its own metrics registry, its own token)."""
     app = web.Application(
         middlewares=[_errors, auth_middleware(token)], client_max_size=MAX_BODY_BYTES
@@ -141,6 +171,7 @@ def create_app(control: NodeControl, token: str, registry: CollectorRegistry) ->
     app[CONTROL] = control
     app[REGISTRY] = registry
     app[SPEC] = build_spec()
+    app[RESOLVE_TIMEOUT_KEY] = float(resolve_timeout)
     # allow_head=False: serve exactly what openapi.json documents.
     r = app.router
     r.add_get("/healthz", health, allow_head=False)
@@ -150,6 +181,8 @@ def create_app(control: NodeControl, token: str, registry: CollectorRegistry) ->
     r.add_post("/v1/peers", connect_peer)
     r.add_get("/v1/peers/{peer_id}", get_peer, allow_head=False)
     r.add_delete("/v1/peers/{peer_id}", disconnect_peer)
+    r.add_get("/v1/dht", get_dht, allow_head=False)
+    r.add_get("/v1/dht/peers/{peer_id}", resolve_peer, allow_head=False)
     r.add_get("/openapi.json", openapi, allow_head=False)
     r.add_get("/metrics", metrics, allow_head=False)
     return app

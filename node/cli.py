@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from node.identity import PeerId
 from node.logs import LOG_LEVELS, configure_logging
 from node.multiaddr import Multiaddr
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "format_dht", "format_record", "main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -205,6 +206,119 @@ def cmd_disconnect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _count(value: Any) -> str:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else "?"
+
+
+def size(n: int) -> str:
+    """Bytes for humans: ``512 B``, ``3.2 KiB``, ``1.5 MiB``."""
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def format_dht(stats: dict[str, Any]) -> str:
+    """The readable ``spacepanda dht`` summary; tolerant of missing or extra fields."""
+    ready = stats.get("ready")
+    buckets = stats.get("buckets")
+    if isinstance(buckets, list) and buckets:
+        fill = " ".join(_count(b) for b in buckets)
+        bucket_text = f"{len(buckets)}: {fill}"
+    else:
+        bucket_text = "-"
+    records = _count(stats.get("records"))
+    record_bytes = stats.get("record_bytes")
+    if isinstance(record_bytes, int) and not isinstance(record_bytes, bool):
+        records += f" ({size(record_bytes)})"
+    lookups = stats.get("lookups")
+    lk: dict[str, Any] = lookups if isinstance(lookups, dict) else {}
+    lookup_text = (
+        f"{_count(lk.get('total'))} ({_count(lk.get('found'))} found, "
+        f"{_count(lk.get('missed'))} missed), {_count(lk.get('random_walks'))} random walks"
+    )
+    mean = lk.get("mean_rounds")
+    if isinstance(mean, int | float) and not isinstance(mean, bool):
+        lookup_text += f", {float(mean):.1f} rounds on average"
+    rows = [
+        ["node id", str(stats.get("node_id", "?"))],
+        ["peer id", str(stats.get("peer_id", "?"))],
+        ["ready", ("yes" if ready else "no") if isinstance(ready, bool) else "?"],
+        ["contacts", _count(stats.get("contacts"))],
+        ["buckets", bucket_text],
+        ["records", records],
+        ["lookups", lookup_text],
+    ]
+    if "publishes" in stats:
+        rows.append(
+            ["publishes", f"{_count(stats.get('publishes'))} (seq {_count(stats.get('seq'))})"]
+        )
+    drops = stats.get("drops")
+    counted = (
+        sorted(
+            ((str(k), v) for k, v in drops.items() if isinstance(v, int) and v > 0),
+            key=lambda kv: (-kv[1], kv[0]),
+        )
+        if isinstance(drops, dict)
+        else []
+    )
+    if not counted:
+        rows.append(["drops", "none" if isinstance(drops, dict) else "?"])
+    else:
+        width = max(len(k) for k, _ in counted)
+        for i, (reason, n) in enumerate(counted):
+            rows.append(["drops" if i == 0 else "", f"{reason.ljust(width)}  {n}"])
+    return table(["", ""], rows).split("\n", 1)[1]
+
+
+def _expiry(expires_at: Any, now: float) -> str:
+    if isinstance(expires_at, bool) or not isinstance(expires_at, int):
+        return "?"
+    try:
+        when = datetime.fromtimestamp(expires_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return str(expires_at)
+    left = expires_at - now
+    return f"{when} (in {duration(left)})" if left > 0 else f"{when} (expired)"
+
+
+def format_record(record: dict[str, Any], now: float) -> str:
+    """The readable ``spacepanda resolve`` output."""
+    addrs = record.get("addrs")
+    addr_list = [str(a) for a in addrs] if isinstance(addrs, list) and addrs else ["-"]
+    rows = [
+        ["peer id", str(record.get("peer_id", "?"))],
+        ["seq", _count(record.get("seq"))],
+        ["expires", _expiry(record.get("expires_at"), now)],
+        ["noise key", str(record.get("noise_static_key", "?"))],
+        ["envelope key", str(record.get("envelope_key", "?"))],
+        ["addrs", addr_list[0]],
+        *[["", a] for a in addr_list[1:]],
+    ]
+    return table(["", ""], rows).split("\n", 1)[1]
+
+
+def cmd_dht(args: argparse.Namespace) -> int:
+    stats = _client(args).dht()
+    if args.json:
+        _json(stats)
+    else:
+        _out(format_dht(stats))
+    return EXIT_OK
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    record = _client(args).resolve(args.peer_id)
+    if record is None:
+        return _error(f"no valid peer record for {args.peer_id} found in the DHT")
+    if args.json:
+        _json(record)
+    else:
+        _out(format_record(record, time.time()))
+    return EXIT_OK
+
+
 # ---- parser -----------------------------------------------------------------------------
 
 
@@ -249,8 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("peers", cmd_peers, "list connected peers", with_json)
     connect = add("connect", cmd_connect, "dial a peer and wait for the handshake", with_json)
     connect.add_argument("multiaddr", metavar="MULTIADDR", type=_dial_addr)
-    disconnect = add("disconnect", cmd_disconnect, "close the connection to a peer", with_json)
+    disconnect = add(
+        "disconnect",
+        cmd_disconnect,
+        "close the connection to a peer and forget it from the address book",
+        with_json,
+    )
     disconnect.add_argument("peer_id", metavar="PEER_ID", type=_peer_id)
+    add("dht", cmd_dht, "show the DHT: node id, contacts, buckets, records, lookups", with_json)
+    resolve = add("resolve", cmd_resolve, "look up a peer's verified record in the DHT", with_json)
+    resolve.add_argument("peer_id", metavar="PEER_ID", type=_peer_id)
     return parser
 
 

@@ -53,6 +53,9 @@ class NodeConfig:
     dial_timeout_s: float = 10.0
     send_queue_frames: int = 256
     jitter_ms: int = 0
+    # Routing-table slots are limited per IPv4 subnet of this prefix length (anti-eclipse);
+    # 32 limits per address, which local meshes on 127.0.0.x need.
+    dht_subnet_prefix: int = 24
 
     def __post_init__(self) -> None:
         if self.min_connections > self.max_connections:
@@ -127,6 +130,18 @@ def _int_at_least(minimum: int) -> Callable[[object, bool], int]:
     return parse
 
 
+def _int_between(low: int, high: int) -> Callable[[object, bool], int]:
+    at_least = _int_at_least(low)
+
+    def parse(value: object, from_text: bool) -> int:
+        number = at_least(value, from_text)
+        if number > high:
+            raise ValueError(f"must be at most {high}")
+        return number
+
+    return parse
+
+
 def _positive_seconds(value: object, from_text: bool) -> float:
     if from_text and isinstance(value, str):
         try:
@@ -185,6 +200,12 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("dial_timeout_s", _positive_seconds, 10.0, "TCP connect + handshake deadline"),
     _Field("send_queue_frames", _int_at_least(1), 256, "per-peer send queue bound"),
     _Field("jitter_ms", _int_at_least(0), 0, "max random delay added to sends (privacy)"),
+    _Field(
+        "dht_subnet_prefix",
+        _int_between(8, 32),
+        24,
+        "IPv4 prefix length grouping DHT contacts for per-subnet limits; 32 means per address",
+    ),
 )
 _BY_NAME = {f.name: f for f in _FIELDS}
 assert set(_BY_NAME) | {"data_dir"} == {f.name for f in fields(NodeConfig)}

@@ -54,9 +54,14 @@ class TransportSettings:
     timeouts: SessionTimeouts = field(default_factory=SessionTimeouts)
 
 
-async def _maybe_await(result: Awaitable[None] | None) -> None:
-    if result is not None:
+async def _notify(what: str, result: Awaitable[None] | None) -> None:
+    """Run a callback's awaitable; a failing callback is logged, never kills the node."""
+    if result is None:
+        return
+    try:
         await result
+    except Exception:
+        log.exception("callback_failed", callback=what)
 
 
 class ConnectionManager:
@@ -246,7 +251,7 @@ class ConnectionManager:
                  remote=f"{link.remote[0]}:{link.remote[1]}")
         self._tg.create_task(self._run_link(link), name=f"link-{peer.short()}")
         if self._on_connected is not None:
-            await _maybe_await(self._on_connected(link))
+            await _notify("on_connected", self._on_connected(link))
         return link
 
     async def _run_link(self, link: Link) -> None:
@@ -257,7 +262,7 @@ class ConnectionManager:
             log.info("peer_disconnected", peer=str(peer), code=closed.code.name,
                      reason=closed.reason, by_peer=closed.by_peer)
             if self._on_disconnected is not None:
-                await _maybe_await(self._on_disconnected(link, closed))
+                await _notify("on_disconnected", self._on_disconnected(link, closed))
 
     def get(self, peer_id: PeerId) -> Link | None:
         link = self._links.get(peer_id)

@@ -14,10 +14,17 @@ import random
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
 
 import structlog
 
-from api.control import NodeInfo, PeerInfo
+from api.control import NodeInfo, PeerInfo, record_json
+from dht.config import DhtConfig
+from dht.errors import DhtError
+from dht.persistence import DhtStore
+from dht.service import Bootstrap, DhtService
+from node import mesh
 from node.backoff import backoff_delay
 from node.config import NodeConfig
 from node.connections import ConnectionManager, TransportSettings
@@ -37,10 +44,28 @@ log = structlog.get_logger("node.daemon")
 
 ProtocolHandler = Callable[[PeerId, bytes], Awaitable[None] | None]
 _RECONNECT_TICK_S = 1.0
+_MESH_TICK_S = 0.5
+_RANDOM_WALK_EVERY_S = 30.0
 
 
 class _Shutdown(Exception):
     """Raised inside the TaskGroup to cancel every remaining task on stop."""
+
+
+def dht_config_from(config: NodeConfig) -> DhtConfig:
+    return replace(DhtConfig(), subnet_prefix_v4=config.dht_subnet_prefix)
+
+
+def mesh_policy_from(config: NodeConfig) -> mesh.MeshPolicy:
+    return mesh.MeshPolicy(
+        target_degree=config.target_degree,
+        full_mesh_below=config.full_mesh_below,
+        max_connections=config.max_connections,
+    )
+
+
+def bootstrap_from(config: NodeConfig) -> list[Bootstrap]:
+    return [(a.host, a.port, a.peer_id) for a in config.bootstrap]
 
 
 def settings_from(config: NodeConfig) -> TransportSettings:
@@ -66,6 +91,8 @@ class Node:
         keys: NodeKeys,
         storage: Storage,
         *,
+        dht_store: DhtStore | None = None,
+        dht_config: DhtConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
@@ -84,6 +111,14 @@ class Node:
         self._dialing: set[PeerId] = set()
         self.started = asyncio.Event()
         self.unknown_protocol_frames = 0
+        self._dht_store = dht_store
+        self._dht_config = dht_config or dht_config_from(config)
+        self._dht: DhtService | None = None
+        self._mesh_policy = mesh_policy_from(config)
+        self._mesh_backoff: dict[PeerId, tuple[int, float]] = {}
+        self._last_walk = -_RANDOM_WALK_EVERY_S
+        self.mesh_dials = 0
+        self.mesh_dial_failures = 0
 
     # -- identity --------------------------------------------------------------------------
 
@@ -134,7 +169,26 @@ class Node:
         return [self._peer_info(link) for link in links]
 
     def is_ready(self) -> bool:
-        return self.started.is_set()
+        return self.started.is_set() and self._dht is not None and self._dht.is_ready
+
+    @property
+    def dht(self) -> DhtService:
+        if self._dht is None:
+            raise DhtError("the DHT is not running")
+        return self._dht
+
+    def dht_statistics(self) -> dict[str, Any]:
+        stats = self.dht.statistics()
+        stats["mesh"] = {
+            "dials": self.mesh_dials,
+            "dial_failures": self.mesh_dial_failures,
+            "backing_off": len(self._mesh_backoff),
+        }
+        return stats
+
+    async def resolve(self, peer_id: PeerId) -> dict[str, Any] | None:
+        record = await self.dht.resolve(peer_id)
+        return None if record is None else record_json(record)
 
     async def dial(self, addr: Multiaddr) -> PeerInfo:
         link = await self.connections.dial(addr)
@@ -214,11 +268,20 @@ class Node:
             except SpacePandaError as exc:
                 log.warning("reconnect_pass_failed", error=str(exc))
 
+    def _network_size(self) -> int:
+        known = set(self._dht.known_peers()) if self._dht is not None else set()
+        known.update(self.connections.connected_peers())
+        return len(known) + 1
+
     async def _reconnect_once(self) -> None:
         conns = self.connections
         now = self._clock()
-        for entry in await self.storage.list_peers():
-            if len(conns.links()) >= self.config.max_connections:
+        entries = await self.storage.list_peers()
+        # Address-book peers count towards the network size too: after a restart the DHT
+        # may not know anyone yet, and the address book is how we rejoin.
+        wanted = self._mesh_policy.wanted_links(max(self._network_size(), len(entries) + 1))
+        for entry in entries:
+            if len(conns.links()) + len(self._dialing) >= wanted:
                 return
             peer = entry.peer_id
             if conns.get(peer) is not None or peer in self._dialing or not entry.addrs:
@@ -243,6 +306,68 @@ class Node:
             delay = backoff_delay(count, uniform=self._random.random)
             self._next_attempt[peer] = self._clock() + delay
             log.info("redial_backoff", peer=str(peer), failures=count, retry_in_s=round(delay, 2))
+        except SpacePandaError as exc:
+            log.warning("redial_failed", peer=str(peer), error=str(exc))
+        finally:
+            self._dialing.discard(peer)
+
+    # -- mesh ------------------------------------------------------------------------------
+
+    async def _mesh_loop(self) -> None:
+        """Discover peers through the DHT and dial them until the wanted degree is met."""
+        while True:
+            try:
+                await self._mesh_once()
+            except (SpacePandaError, OSError) as exc:
+                log.warning("mesh_round_failed", error=str(exc))
+            await asyncio.sleep(_MESH_TICK_S)
+
+    async def _mesh_once(self) -> None:
+        dht = self.dht
+        if not dht.is_ready:
+            return
+        now = self._clock()
+        candidates = set(dht.known_peers())
+        connected = self.connections.connected_peers()
+        wanted = self._mesh_policy.wanted_links(self._network_size())
+        if len(connected) < wanted and now - self._last_walk >= _RANDOM_WALK_EVERY_S:
+            self._last_walk = now
+            candidates.update(await dht.random_walk())
+        backing_off = {p for p, (_, until) in self._mesh_backoff.items() if until > now}
+        decision = mesh.plan(
+            self.peer_id,
+            connected=connected,
+            candidates=candidates,
+            network_size=self._network_size(),
+            policy=self._mesh_policy,
+            excluded=backing_off | self._dialing,
+        )
+        assert self._tg is not None
+        for peer in decision.dial:
+            self._dialing.add(peer)
+            self._tg.create_task(self._mesh_dial(peer))
+        for peer in decision.trim:
+            await self.connections.disconnect(peer, CloseCode.LIMIT_REACHED, "trimming mesh")
+
+    async def _mesh_dial(self, peer: PeerId) -> None:
+        try:
+            record = await self.dht.resolve(peer)
+            if record is not None:
+                for addr in record.multiaddrs():
+                    try:
+                        self.mesh_dials += 1
+                        await self.connections.dial(addr.with_peer_id(peer))
+                        self._mesh_backoff.pop(peer, None)
+                        return
+                    except TransportError as exc:
+                        self.mesh_dial_failures += 1
+                        log.debug("mesh_dial_failed", peer=str(peer), addr=str(addr),
+                                  error=str(exc))
+            failures = self._mesh_backoff.get(peer, (0, 0.0))[0] + 1
+            delay = backoff_delay(failures, uniform=self._random.random)
+            self._mesh_backoff[peer] = (failures, self._clock() + delay)
+        except SpacePandaError as exc:
+            log.info("mesh_dial_aborted", peer=str(peer), error=str(exc))
         finally:
             self._dialing.discard(peer)
 
@@ -265,8 +390,22 @@ class Node:
                     clock=self._clock,
                     rng=self._rng,
                 )
-                await self._conns.listen(self.config.listen)
+                bound = await self._conns.listen(self.config.listen)
+                # The DHT speaks UDP on the same port number as the TCP transport.
+                self._dht = DhtService(
+                    self.keys.identity,
+                    host=bound.host,
+                    port=bound.port,
+                    noise_static_key=self.keys.noise_public,
+                    envelope_key=self.keys.envelope_public,
+                    addrs_provider=lambda: [str(a) for a in self._conns_addrs()],
+                    store=self._dht_store,
+                    config=self._dht_config,
+                    randbytes=self._rng,
+                )
+                await self._dht.start(bootstrap_from(self.config))
                 tg.create_task(self._reconnect_loop(), name="reconnect")
+                tg.create_task(self._mesh_loop(), name="mesh")
                 self.started.set()
                 await stop.wait()
                 log.info("shutting_down", peers=len(self._conns.links()))
@@ -277,9 +416,19 @@ class Node:
         finally:
             self.started.clear()
             self._tg = None
+            if self._dht is not None:
+                await self._dht.stop()
+
+    def _conns_addrs(self) -> tuple[Multiaddr, ...]:
+        return self._conns.listen_addrs if self._conns is not None else ()
 
     def statistics(self) -> dict[str, object]:
-        stats: dict[str, object] = {"unknown_protocol_frames": self.unknown_protocol_frames}
+        stats: dict[str, object] = {
+            "unknown_protocol_frames": self.unknown_protocol_frames,
+            "mesh_dials": self.mesh_dials,
+            "mesh_dial_failures": self.mesh_dial_failures,
+            "dht_ready": self._dht is not None and self._dht.is_ready,
+        }
         if self._conns is not None:
             stats.update(self._conns.statistics())
         return stats
@@ -292,12 +441,14 @@ async def _serve(config: NodeConfig) -> int:
     from node.storage.sqlite import SqliteStorage
 
     datadir = DataDir(config.data_dir)
-    identity = datadir.open()
-    datadir.lock()
+    if not datadir.is_initialised():
+        datadir.open()  # raises the "run spacepanda init" error
+    datadir.lock()  # before open(): open() may rewrite a lost token or peer_id file
     try:
+        identity = datadir.open()
         storage = await SqliteStorage.open(datadir.db_path)
         try:
-            node = Node(config, NodeKeys.derive(identity), storage)
+            node = Node(config, NodeKeys.derive(identity), storage, dht_store=storage.dht_store())
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -3,7 +3,7 @@
 Errors raised because *we* misused an API are ``Local*``; errors caused by what a peer sent are
 ``Remote*`` (h11 style), so callers can tell "bug or bad config" from "hostile or broken peer".
 Wire close codes and HTTP statuses are mapped from these in exactly one place each
-(``node.wire.close_code_for`` and ``api.problems``).
+(``node.messages.close_code_for`` and ``api.problems``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ class TransportError(SpacePandaError):
     """
 
     remote: bool = True
+
+
+class LocalProtocolError(TransportError):
+    """We misused a protocol object (wrong turn, spent cipher...): our bug, not the peer's."""
+
+    remote = False
 
 
 class DecodeError(TransportError):

@@ -164,12 +164,12 @@ class Link:
             protocol, payload = await self._queue.get()
             try:
                 self.session.send_data(protocol, payload, self._clock())
+                # Coalesce what is already queued into one write.
+                while not self._queue.empty():
+                    protocol, payload = self._queue.get_nowait()
+                    self.session.send_data(protocol, payload, self._clock())
             except ConnectionClosed:
                 return
-            # Coalesce what is already queued into one write.
-            while not self._queue.empty():
-                protocol, payload = self._queue.get_nowait()
-                self.session.send_data(protocol, payload, self._clock())
             await self._flush()
 
     async def _timer_loop(self) -> None:
@@ -217,10 +217,25 @@ class Link:
     # -- API for the connection manager ---------------------------------------------------
 
     async def send(self, protocol: str, payload: bytes) -> None:
-        """Queue a message, waiting while the peer's queue is full (backpressure)."""
+        """Queue a message, waiting while the peer's queue is full (backpressure).
+
+        Raises ConnectionClosed if the link closes before there is room.
+        """
         if self.closed.is_set():
             raise ConnectionClosed("link is closed")
-        await self._queue.put((protocol, payload))
+        if not self._queue.full():
+            self._queue.put_nowait((protocol, payload))
+            return
+        put = asyncio.ensure_future(self._queue.put((protocol, payload)))
+        closed = asyncio.ensure_future(self.closed.wait())
+        try:
+            await asyncio.wait({put, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not put.done():
+                put.cancel()
+        if not put.done() or put.cancelled():
+            raise ConnectionClosed("link closed while waiting to send")
 
     def try_send(self, protocol: str, payload: bytes) -> None:
         """Queue a message or raise LimitExceeded when the peer's queue is full."""

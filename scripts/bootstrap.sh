@@ -9,7 +9,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.spacepanda-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[test]'
+  echo "installing into .venv (log: .venv/install.log)..."
+  if ! { .venv/bin/python -m pip install --upgrade pip \
+         && .venv/bin/python -m pip install -e '.[test]'; } > .venv/install.log 2>&1; then
+    tail -40 .venv/install.log
+    echo "install failed; full log in .venv/install.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi

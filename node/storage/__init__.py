@@ -6,6 +6,7 @@ against both).
 """
 
 from node.storage.base import PeerEntry, Storage
+from node.storage.dhtstore import NodeDhtStore
 from node.storage.memory import MemoryStorage
 from node.storage.migrations import LATEST_VERSION, MIGRATIONS, Migration
 from node.storage.sqlite import SqliteStorage
@@ -15,6 +16,7 @@ __all__ = [
     "MIGRATIONS",
     "MemoryStorage",
     "Migration",
+    "NodeDhtStore",
     "PeerEntry",
     "SqliteStorage",
     "Storage",

@@ -7,13 +7,16 @@ storage never reads a clock, so tests and simulations control it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from node.errors import StorageError
 from node.identity import PeerId
 from node.multiaddr import Multiaddr
+
+if TYPE_CHECKING:
+    from node.storage.dhtstore import NodeDhtStore
 
 __all__ = ["MAX_META_KEY", "MAX_META_VALUE", "MAX_PEER_ADDRS", "PeerEntry", "Storage"]
 
@@ -67,6 +70,14 @@ class Storage(Protocol):
 
     async def remove_peer(self, peer_id: PeerId) -> bool:
         """Forget a peer; False when it was not there."""
+        ...
+
+    def dht_store(self, clock: Callable[[], float] | None = None) -> NodeDhtStore:
+        """A ``dht.persistence.DhtStore`` over this database (pass it to ``DhtService``).
+
+        ``clock`` (unix seconds, default ``time.time``) stamps ``saved_at``. Each call gives a
+        new view with its own counters over the same tables.
+        """
         ...
 
 

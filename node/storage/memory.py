@@ -6,13 +6,15 @@ both to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from node.errors import StorageError
 from node.identity import PeerId
 from node.multiaddr import Multiaddr
 from node.storage.base import PeerEntry, check_addrs, check_meta, check_time
+from node.storage.dhtstore import DhtTables, MemoryStorageDhtStore
 from node.storage.migrations import LATEST_VERSION
 
 __all__ = ["MemoryStorage"]
@@ -22,6 +24,7 @@ class MemoryStorage:
     def __init__(self) -> None:
         self._meta: dict[str, bytes] = {}
         self._peers: dict[PeerId, PeerEntry] = {}
+        self.dht_tables = DhtTables()
         self._closed = False
 
     def _check_open(self) -> None:
@@ -89,3 +92,6 @@ class MemoryStorage:
     async def remove_peer(self, peer_id: PeerId) -> bool:
         self._check_open()
         return self._peers.pop(peer_id, None) is not None
+
+    def dht_store(self, clock: Callable[[], float] | None = None) -> MemoryStorageDhtStore:
+        return MemoryStorageDhtStore(self.dht_tables, self._check_open, clock or time.time)

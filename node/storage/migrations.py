@@ -50,6 +50,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        3,
+        "DHT routing-table snapshot and stored records",
+        (
+            # Replaced wholesale by each snapshot; position keeps the table's order.
+            """CREATE TABLE dht_contacts (
+                position INTEGER PRIMARY KEY NOT NULL CHECK (position >= 0),
+                peer_id  BLOB NOT NULL UNIQUE,
+                host     TEXT NOT NULL,
+                port     INTEGER NOT NULL,
+                saved_at REAL NOT NULL
+            )""",
+            # key: the record's 20-byte DHT key; value: the signed record as received (it is
+            # verified again when the DHT loads it).
+            """CREATE TABLE dht_records (
+                key      BLOB PRIMARY KEY NOT NULL,
+                value    BLOB NOT NULL,
+                saved_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from node.errors import IdentityError, MultiaddrError, StorageError
 from node.identity import PeerId
 from node.multiaddr import Multiaddr
 from node.storage.base import PeerEntry, check_addrs, check_meta, check_time
+from node.storage.dhtstore import SqliteDhtStore
 from node.storage.migrations import MIGRATIONS, Migration, check_migrations
 
 __all__ = ["SqliteStorage"]
@@ -128,11 +130,16 @@ class SqliteStorage:
         if self._closed:
             raise StorageError("storage is closed")
         async with self._lock:
+            if self._db.in_transaction:
+                # A task cancelled while awaiting BEGIN left one open (the statement still ran
+                # on aiosqlite's thread): undo it rather than fail every later transaction.
+                await self._db.execute("ROLLBACK")
             await self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    await asyncio.shield(self._db.execute("ROLLBACK"))
                 raise
             await self._db.execute("COMMIT")
 
@@ -142,6 +149,16 @@ class SqliteStorage:
             return list(await cur.fetchall())
         except sqlite3.Error as exc:
             raise StorageError(f"database {self._path}: {exc}") from None
+
+    async def _run_many(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        try:
+            await self._db.executemany(sql, [tuple(r) for r in rows])
+        except sqlite3.Error as exc:
+            raise StorageError(f"database {self._path}: {exc}") from None
+
+    def dht_store(self, clock: Callable[[], float] | None = None) -> SqliteDhtStore:
+        """The DHT snapshot tables, on this connection (see ``node.storage.dhtstore``)."""
+        return SqliteDhtStore(self, clock or time.time)
 
     async def close(self) -> None:
         if self._closed:

@@ -2,18 +2,71 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Counter
 
-from api.control import NodeInfo, PeerInfo
+from api.control import NodeInfo, PeerInfo, record_json
 from api.server import create_app
+from dht.errors import DhtError
+from dht.records import PeerRecord, VerifiedPeerRecord
 from node.errors import DialError, DialTimeout, HandshakeError, LimitExceeded, PeerIdMismatch
 from node.identity import Identity, PeerId
 from node.multiaddr import Multiaddr
+
+Client = TestClient[web.Request, web.Application]
+
+
+def signed_record(
+    identity: Identity | None = None, *, seq: int = 7, addrs: tuple[str, ...] | None = None
+) -> VerifiedPeerRecord:
+    """A real signed and verified peer record (for resolve responses)."""
+    identity = identity or Identity.generate()
+    now = time.time()
+    record = PeerRecord.create(
+        identity,
+        noise_static_key=os.urandom(32),
+        envelope_key=os.urandom(32),
+        addrs=addrs if addrs is not None else ("/ip4/127.0.0.1/tcp/4100", "/ip6/::1/tcp/4100"),
+        seq=seq,
+        expires_at=int(now) + 3600,
+    )
+    return record.verify(now)
+
+
+def dht_stats(peer_id: PeerId) -> dict[str, Any]:
+    """Shaped like ``dht.DhtService.statistics()`` (test_openapi checks the real one too)."""
+    return {
+        "node_id": "ab" * 20,
+        "peer_id": str(peer_id),
+        "ready": True,
+        "buckets": [20, 7, 1],
+        "contacts": 28,
+        "records": 5,
+        "record_bytes": 2560,
+        "lookups": {
+            "total": 10,
+            "found": 8,
+            "missed": 2,
+            "random_walks": 4,
+            "mean_rounds": 2.25,
+        },
+        "publishes": 3,
+        "seq": 1_700_000_000_000,
+        "rpc": {"ping_in": 40},
+        "routing": {"evicted": 1},
+        "drops": {"rate_limited": 2, "bad_msgpack": 3, "store_invalid": 0},
+        "service": {"lookups": 10},
+    }
+
 
 TOKEN = "test-token-0123456789abcdef0123456789abcdef"
 
@@ -26,6 +79,11 @@ class FakeNode:
     identity: Identity = field(default_factory=Identity.generate)
     peers: dict[str, PeerInfo] = field(default_factory=dict)
     dialled: list[Multiaddr] = field(default_factory=list)
+    # DHT: records by PeerId text; an error to raise from the DHT calls; a resolve delay.
+    records: dict[str, VerifiedPeerRecord] = field(default_factory=dict)
+    dht_error: DhtError | None = None
+    resolve_delay: float = 0.0
+    resolved: list[PeerId] = field(default_factory=list)
 
     def node_info(self) -> NodeInfo:
         addr = f"/ip4/127.0.0.1/tcp/4001/p2p/{self.identity.peer_id}"
@@ -58,6 +116,20 @@ class FakeNode:
     async def disconnect(self, peer_id: PeerId) -> bool:
         return self.peers.pop(str(peer_id), None) is not None
 
+    def dht_statistics(self) -> dict[str, Any]:
+        if self.dht_error is not None:
+            raise self.dht_error
+        return dht_stats(self.identity.peer_id)
+
+    async def resolve(self, peer_id: PeerId) -> dict[str, Any] | None:
+        self.resolved.append(peer_id)
+        if self.dht_error is not None:
+            raise self.dht_error
+        if self.resolve_delay:
+            await asyncio.sleep(self.resolve_delay)
+        record = self.records.get(str(peer_id))
+        return None if record is None else record_json(record)
+
 
 @pytest.fixture
 def fake() -> FakeNode:
@@ -72,7 +144,7 @@ def registry() -> CollectorRegistry:
 
 
 @pytest.fixture
-async def client(fake: FakeNode, registry: CollectorRegistry) -> AsyncIterator[TestClient]:
+async def client(fake: FakeNode, registry: CollectorRegistry) -> AsyncIterator[Client]:
     async with TestClient(TestServer(create_app(fake, TOKEN, registry))) as c:
         yield c
 

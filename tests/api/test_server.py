@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from api.control import NodeControl
+from api.openapi import RECORD_NOT_FOUND
 from api.server import MAX_BODY_BYTES, ApiServer, create_app
+from dht.errors import DhtError
 from node.identity import Identity
 from node.multiaddr import Multiaddr
-from tests.api.conftest import AUTH, TOKEN, FakeNode
+from tests.api.conftest import AUTH, TOKEN, Client, FakeNode, signed_record
 
 PROBLEM = "application/problem+json"
 
@@ -34,12 +36,12 @@ def test_fake_fits_protocol(fake: FakeNode) -> None:
     assert isinstance(fake, NodeControl)
 
 
-async def test_health_needs_no_auth(client: TestClient) -> None:
+async def test_health_needs_no_auth(client: Client) -> None:
     resp = await client.get("/healthz")
     assert resp.status == 200 and await resp.json() == {"status": "ok"}
 
 
-async def test_readyz_503_until_ready(client: TestClient, fake: FakeNode) -> None:
+async def test_readyz_503_until_ready(client: Client, fake: FakeNode) -> None:
     fake.ready = False
     body = await _problem(await client.get("/readyz"), 503)
     assert "starting" in body["detail"]
@@ -54,6 +56,8 @@ async def test_readyz_503_until_ready(client: TestClient, fake: FakeNode) -> Non
         ("GET", "/v1/peers"),
         ("POST", "/v1/peers"),
         ("DELETE", "/v1/peers/x"),
+        ("GET", "/v1/dht"),
+        ("GET", "/v1/dht/peers/x"),
         ("GET", "/openapi.json"),
         ("GET", "/metrics"),
         ("GET", "/nope"),
@@ -62,16 +66,14 @@ async def test_readyz_503_until_ready(client: TestClient, fake: FakeNode) -> Non
 @pytest.mark.parametrize(
     "header", [None, "Bearer wrong-token-wrong-token", "Basic " + TOKEN, "Bearer", TOKEN]
 )
-async def test_auth_required(
-    client: TestClient, method: str, path: str, header: str | None
-) -> None:
+async def test_auth_required(client: Client, method: str, path: str, header: str | None) -> None:
     headers = {} if header is None else {"Authorization": header}
     resp = await client.request(method, path, headers=headers)
     await _problem(resp, 401)
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-async def test_node_info(client: TestClient, fake: FakeNode) -> None:
+async def test_node_info(client: Client, fake: FakeNode) -> None:
     resp = await client.get("/v1/node", headers=AUTH)
     assert resp.status == 200
     body = await resp.json()
@@ -80,7 +82,7 @@ async def test_node_info(client: TestClient, fake: FakeNode) -> None:
     assert body["addrs"][0].endswith(str(fake.identity.peer_id))
 
 
-async def test_connect_list_get_disconnect(client: TestClient, fake: FakeNode) -> None:
+async def test_connect_list_get_disconnect(client: Client, fake: FakeNode) -> None:
     assert await (await client.get("/v1/peers", headers=AUTH)).json() == {"peers": []}
     peer = Identity.generate().peer_id
     addr = f"/ip4/127.0.0.1/tcp/4002/p2p/{peer}"
@@ -116,7 +118,7 @@ async def test_connect_list_get_disconnect(client: TestClient, fake: FakeNode) -
         (b'{"addr": "/ip4/127.0.0.1/tcp/0"}', "port 0"),
     ],
 )
-async def test_connect_bad_requests(client: TestClient, body: bytes, needle: str) -> None:
+async def test_connect_bad_requests(client: Client, body: bytes, needle: str) -> None:
     resp = await client.post("/v1/peers", data=body, headers=AUTH)
     problem = await _problem(resp, 400)
     assert needle in problem["detail"]
@@ -133,7 +135,7 @@ async def test_connect_bad_requests(client: TestClient, body: bytes, needle: str
     ],
 )
 async def test_failed_dials_map_to_gateway_errors(
-    client: TestClient, port: int, status: int, needle: str
+    client: Client, port: int, status: int, needle: str
 ) -> None:
     resp = await client.post("/v1/peers", json={"addr": f"/ip4/127.0.0.1/tcp/{port}"}, headers=AUTH)
     problem = await _problem(resp, status)
@@ -141,7 +143,7 @@ async def test_failed_dials_map_to_gateway_errors(
     assert problem["type"].startswith("urn:spacepanda:problem:")
 
 
-async def test_unexpected_error_is_opaque_500_and_logged(client: TestClient) -> None:
+async def test_unexpected_error_is_opaque_500_and_logged(client: Client) -> None:
     with structlog.testing.capture_logs() as logs:
         resp = await client.post(
             "/v1/peers", json={"addr": "/ip4/127.0.0.1/tcp/9999"}, headers=AUTH
@@ -154,19 +156,83 @@ async def test_unexpected_error_is_opaque_500_and_logged(client: TestClient) -> 
     assert failed[0]["exc_info"] is True
 
 
-async def test_body_size_limit(client: TestClient) -> None:
+async def test_body_size_limit(client: Client) -> None:
     big = json.dumps({"addr": "x" * (MAX_BODY_BYTES + 10)})
     resp = await client.post("/v1/peers", data=big, headers=AUTH)
     await _problem(resp, 413)
 
 
 @pytest.mark.parametrize("bad", ["nope", "sp" + "a" * 60])
-async def test_bad_peer_id_400(client: TestClient, bad: str) -> None:
+async def test_bad_peer_id_400(client: Client, fake: FakeNode, bad: str) -> None:
     await _problem(await client.delete(f"/v1/peers/{bad}", headers=AUTH), 400)
     await _problem(await client.get(f"/v1/peers/{bad}", headers=AUTH), 400)
+    problem = await _problem(await client.get(f"/v1/dht/peers/{bad}", headers=AUTH), 400)
+    assert problem["detail"].startswith("invalid peer id")
+    assert fake.resolved == []  # refused before reaching the node
 
 
-async def test_unknown_route_and_method_are_problems(client: TestClient) -> None:
+async def test_disconnect_404_says_neither_connected_nor_known(client: Client) -> None:
+    peer = Identity.generate().peer_id
+    problem = await _problem(await client.delete(f"/v1/peers/{peer}", headers=AUTH), 404)
+    assert problem["detail"] == f"not connected to {peer} and not in the address book"
+
+
+# ---- DHT ----------------------------------------------------------------------------------
+
+
+async def test_dht_statistics_passed_through(client: Client, fake: FakeNode) -> None:
+    resp = await client.get("/v1/dht", headers=AUTH)
+    assert resp.status == 200 and resp.content_type == "application/json"
+    assert await resp.json() == fake.dht_statistics()
+
+
+async def test_resolve_returns_the_verified_record(client: Client, fake: FakeNode) -> None:
+    rec = signed_record()
+    fake.records[str(rec.peer_id)] = rec
+    resp = await client.get(f"/v1/dht/peers/{rec.peer_id}", headers=AUTH)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body == {
+        "peer_id": str(rec.peer_id),
+        "addrs": list(rec.addrs),
+        "noise_static_key": rec.noise_static_key.hex(),
+        "envelope_key": rec.envelope_key.hex(),
+        "seq": rec.seq,
+        "expires_at": rec.expires_at,
+        "signed_record": rec.encode().hex(),
+    }
+    assert fake.resolved == [rec.peer_id]
+
+
+async def test_resolve_unknown_is_typed_404(client: Client) -> None:
+    peer = Identity.generate().peer_id
+    problem = await _problem(await client.get(f"/v1/dht/peers/{peer}", headers=AUTH), 404)
+    assert problem["type"] == RECORD_NOT_FOUND
+    assert str(peer) in problem["detail"]
+    # An unknown route's 404 is a different problem type, so clients can tell them apart.
+    plain = await _problem(await client.get("/v1/dht/nope", headers=AUTH), 404)
+    assert plain["type"] == "about:blank"
+
+
+async def test_dht_errors_are_503(client: Client, fake: FakeNode) -> None:
+    fake.dht_error = DhtError("DHT service not started")
+    body = await _problem(await client.get("/v1/dht", headers=AUTH), 503)
+    assert body["type"].endswith("dht-unavailable") and "not started" in body["detail"]
+    peer = Identity.generate().peer_id
+    body = await _problem(await client.get(f"/v1/dht/peers/{peer}", headers=AUTH), 503)
+    assert "not started" in body["detail"]
+
+
+async def test_slow_resolve_is_504(fake: FakeNode) -> None:
+    fake.resolve_delay = 5.0
+    app = create_app(fake, TOKEN, CollectorRegistry(), resolve_timeout=0.05)
+    async with TestClient(TestServer(app)) as c:
+        peer = Identity.generate().peer_id
+        body = await _problem(await c.get(f"/v1/dht/peers/{peer}", headers=AUTH), 504)
+    assert "0.05s" in body["detail"]
+
+
+async def test_unknown_route_and_method_are_problems(client: Client) -> None:
     await _problem(await client.get("/v2/whatever", headers=AUTH), 404)
     resp = await client.put("/v1/peers", headers=AUTH)
     body = await _problem(resp, 405)
@@ -175,7 +241,7 @@ async def test_unknown_route_and_method_are_problems(client: TestClient) -> None
     assert head.status == 405 and head.content_type == PROBLEM
 
 
-async def test_metrics_from_given_registry(client: TestClient) -> None:
+async def test_metrics_from_given_registry(client: Client) -> None:
     resp = await client.get("/metrics", headers=AUTH)
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain")

@@ -319,7 +319,9 @@ async def test_lost_replies_do_not_evict_and_dead_contacts_do_not_stall() -> Non
         for dead in nodes[4:]:
             await asker.resolve(dead.peer_id)  # still stored on live nodes, or None
         elapsed = time.monotonic() - start
-        assert elapsed < 3.0, elapsed
+        # Waiting out the 5 s maximum even once per lookup would take >= 30 s; the bound is
+        # loose so a loaded CI machine does not make this flaky.
+        assert elapsed < 10.0, elapsed
         assert asker.protocol.rtt.timeout(boot.address) < 0.5
         # publish() with every neighbour dead returns 0 instead of raising (upstream: max([])).
         for n in [boot, *nodes[1:4]]:

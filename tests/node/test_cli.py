@@ -15,12 +15,14 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from api.server import ApiServer, create_app
-from node.cli import duration, main, table
+from dht.errors import DhtError
+from node.cli import duration, format_dht, format_record, main, size, table
+from node.config import NodeConfig
 from node.datadir import DataDir
 from node.identity import Identity, PeerId
 from node.logs import REDACTED, configure_logging
 from node.multiaddr import Multiaddr
-from tests.api.conftest import FakeNode
+from tests.api.conftest import FakeNode, dht_stats, signed_record
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,7 +55,13 @@ def test_init_uses_env_data_dir(
     assert (tmp_path / "env" / "identity.key").is_file()
 
 
-@pytest.mark.parametrize("cmd", [["id"], ["peers"], ["connect", "/ip4/127.0.0.1/tcp/4001"]])
+_SOME_PEER = str(Identity.generate().peer_id)
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [["id"], ["peers"], ["connect", "/ip4/127.0.0.1/tcp/4001"], ["dht"], ["resolve", _SOME_PEER]],
+)
 def test_commands_without_running_node(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], cmd: list[str]
 ) -> None:
@@ -86,6 +94,9 @@ def test_stale_api_file_is_unreachable(tmp_path: Path, capsys: pytest.CaptureFix
         (["connect", "/ip4/127.0.0.1/udp/1"], "udp"),
         (["connect"], "MULTIADDR"),
         (["disconnect", "not-a-peer"], "PeerId"),
+        (["resolve", "not-a-peer"], "PeerId"),
+        (["resolve"], "PEER_ID"),
+        (["dht", "extra"], "unrecognized arguments"),
         (["run", "--listen", "/ip4/1.2.3/tcp/1"], "--listen"),
         (["run", "--log-format", "xml"], "--log-format"),
     ],
@@ -124,9 +135,9 @@ def test_run_builds_config_and_calls_daemon(
 ) -> None:
     import node.daemon
 
-    seen = []
+    seen: list[NodeConfig] = []
 
-    def fake_run(config: object) -> int:
+    def fake_run(config: NodeConfig) -> int:
         seen.append(config)
         return 7
 
@@ -225,6 +236,112 @@ async def test_wrong_token_hint(
     (d / "api.token").write_text("x" * 43 + "\n")
     assert await _cli("id", "--data-dir", str(d)) == 1
     assert "api.token" in capsys.readouterr().err
+
+
+async def test_dht_human_and_json(
+    live: tuple[Path, FakeNode], capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, fake = live
+    assert await _cli("dht", "--data-dir", str(d)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"node id    {'ab' * 20}",
+        f"peer id    {fake.identity.peer_id}",
+        "ready      yes",
+        "contacts   28",
+        "buckets    3: 20 7 1",
+        "records    5 (2.5 KiB)",
+        "lookups    10 (8 found, 2 missed), 4 random walks, 2.2 rounds on average",
+        "publishes  3 (seq 1700000000000)",
+        "drops      bad_msgpack   3",
+        "           rate_limited  2",
+    ]
+    assert await _cli("dht", "--data-dir", str(d), "--json") == 0
+    assert json.loads(capsys.readouterr().out) == dht_stats(fake.identity.peer_id)
+
+
+async def test_dht_unavailable_reports_reason(
+    live: tuple[Path, FakeNode], capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, fake = live
+    fake.dht_error = DhtError("DHT service not started")
+    assert await _cli("dht", "--data-dir", str(d)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "503" in captured.err and "DHT service not started" in captured.err
+    assert "Traceback" not in captured.err
+
+
+async def test_resolve_human_and_json(
+    live: tuple[Path, FakeNode], capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, fake = live
+    rec = signed_record(seq=42)
+    fake.records[str(rec.peer_id)] = rec
+    assert await _cli("resolve", str(rec.peer_id), "--data-dir", str(d)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"peer id       {rec.peer_id}"
+    assert lines[1] == "seq           42"
+    assert lines[2].startswith("expires       ") and "(in 59m" in lines[2]
+    assert lines[3] == f"noise key     {rec.noise_static_key.hex()}"
+    assert lines[4] == f"envelope key  {rec.envelope_key.hex()}"
+    assert lines[5:] == [
+        "addrs         /ip4/127.0.0.1/tcp/4100",
+        "              /ip6/::1/tcp/4100",
+    ]
+    assert await _cli("resolve", str(rec.peer_id), "--data-dir", str(d), "--json") == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["seq"] == 42 and body["envelope_key"] == rec.envelope_key.hex()
+    assert bytes.fromhex(body["signed_record"]) == rec.encode()
+
+
+async def test_resolve_not_found_exits_1_with_clear_message(
+    live: tuple[Path, FakeNode], capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, fake = live
+    for extra in ([], ["--json"]):
+        assert await _cli("resolve", _SOME_PEER, "--data-dir", str(d), *extra) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        # (stderr also carries the in-process server's access log)
+        expected = f"spacepanda: error: no valid peer record for {_SOME_PEER} found in the DHT"
+        assert expected in captured.err.splitlines()
+        assert "Traceback" not in captured.err
+    assert [str(p) for p in fake.resolved] == [_SOME_PEER, _SOME_PEER]
+
+
+def test_format_dht_tolerates_missing_and_odd_fields() -> None:
+    out = format_dht({"node_id": "00", "buckets": [], "drops": {}, "lookups": "x", "ready": 1})
+    assert out.splitlines() == [
+        "node id   00",
+        "peer id   ?",
+        "ready     ?",
+        "contacts  ?",
+        "buckets   -",
+        "records   ?",
+        "lookups   ? (? found, ? missed), ? random walks",
+        "drops     none",
+    ]
+    assert "drops     ?" in format_dht({})
+
+
+def test_format_record_expiry_and_missing_fields() -> None:
+    out = format_record({"expires_at": 100, "addrs": []}, now=200.0).splitlines()
+    assert out[2] == "expires       1970-01-01 00:01:40Z (expired)"
+    assert out[5] == "addrs         -" and out[0] == "peer id       ?"
+    huge = format_record({"expires_at": 2**64 - 1}, now=0.0).splitlines()
+    assert huge[2] == f"expires       {2**64 - 1}"
+    assert format_record({"expires_at": "soon"}, now=0.0).splitlines()[2] == "expires       ?"
+
+
+def test_size_helper() -> None:
+    assert [size(n) for n in (0, 1023, 1024, 2560, 3 * 1024 * 1024 // 2)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "2.5 KiB",
+        "1.5 MiB",
+    ]
 
 
 def test_python_dash_m_node_runs_cli(tmp_path: Path) -> None:

@@ -235,3 +235,21 @@ def test_migration_versions_must_be_contiguous() -> None:
     check_migrations(MIGRATIONS)
     with pytest.raises(ValueError):
         check_migrations((MIGRATIONS[0], Migration(3, "gap", ("SELECT 1",))))
+
+
+async def test_v2_database_gains_dht_tables_and_keeps_peers(tmp_path: Path) -> None:
+    db = tmp_path / "node.db"
+    p = _pid()
+    s = await SqliteStorage.open(db, migrations=MIGRATIONS[:2])
+    await s.upsert_peer(p, [_addr(7)], now=1.0)
+    await s.close()
+    s = await SqliteStorage.open(db)
+    try:
+        assert await s.schema_version() == LATEST_VERSION >= 3
+        assert (await s.get_peer(p)) is not None
+        assert await s.dht_store().load_contacts() == []
+    finally:
+        await s.close()
+    with sqlite3.connect(db) as raw:
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"dht_contacts", "dht_records"} <= tables

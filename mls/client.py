@@ -1,0 +1,176 @@
+"""A client: one identity (basic credential) and signature key, its KeyPackages' private
+keys, and the groups it creates or joins."""
+
+from __future__ import annotations
+
+import os
+
+from mls.crypto.hpke import Rng
+from mls.crypto.suite import get_suite
+from mls.errors import MlsError
+from mls.events import UnexpectedMessageError
+from mls.group import Clock, Group
+from mls.group_context import GroupContext
+from mls.key_packages import (
+    DEFAULT_LIFETIME,
+    KeyPackageBundle,
+    create_key_package,
+    default_capabilities,
+)
+from mls.key_schedule import key_schedule
+from mls.messages import (
+    Credential,
+    LeafNode,
+    LeafNodeSource,
+    Lifetime,
+    MLSMessage,
+    Welcome,
+    WireFormat,
+)
+from mls.proposals import PskStore
+from mls.secret_tree import SecretTree
+from mls.state import GroupState
+from mls.transcript import initial
+from mls.tree.ratchet_tree import RatchetTree
+from mls.tree.treekem import PathPrivate
+from mls.tree.validation import sign_leaf_node
+from mls.welcome import WelcomeError, join_from_welcome
+
+__all__ = ["Client"]
+
+
+class Client:
+    """``Client(identity, suite=1, signing_key=None, *, rng=None, clock=None)``.
+
+    ``signing_key`` is a 32-byte Ed25519 seed (generated when absent). ``clock`` returns
+    Unix seconds; it is used for KeyPackage lifetimes (generated short, accepted
+    tolerantly). Unused KeyPackage private keys live in memory only (``key_package()``
+    bundles are not persisted by this class).
+    """
+
+    def __init__(
+        self,
+        identity: bytes,
+        suite: int = 1,
+        signing_key: bytes | None = None,
+        *,
+        rng: Rng | None = None,
+        clock: Clock | None = None,
+        psk_store: PskStore | None = None,
+        handshake_format: WireFormat = WireFormat.PRIVATE_MESSAGE,
+        max_past_epochs: int = 2,
+        key_package_lifetime: int = DEFAULT_LIFETIME,
+    ) -> None:
+        self.identity = bytes(identity)
+        self.suite = get_suite(suite)
+        self._rng = rng
+        self._clock = clock
+        self._psk_store = psk_store
+        self.handshake_format = handshake_format
+        self.max_past_epochs = max_past_epochs
+        self.key_package_lifetime = key_package_lifetime
+        if signing_key is None:
+            signing_key, _ = self.suite.generate_signature_key_pair(self._draw)
+        self._signing_key = signing_key
+        self.signature_public_key = self.suite.signature_public_key(signing_key)
+        self._bundles: dict[bytes, KeyPackageBundle] = {}
+
+    def __repr__(self) -> str:
+        return f"Client(identity={self.identity!r}, suite={self.suite.suite_id})"
+
+    def _draw(self, n: int) -> bytes:
+        return (self._rng or os.urandom)(n)
+
+    def _now(self) -> int:
+        if self._clock is None:
+            raise MlsError("a clock is needed to date KeyPackages")
+        return int(self._clock())
+
+    @property
+    def credential(self) -> Credential:
+        return Credential.basic(self.identity)
+
+    def _group(self, state: GroupState) -> Group:
+        return Group(
+            state,
+            rng=self._rng,
+            clock=self._clock,
+            psk_store=self._psk_store,
+            handshake_format=self.handshake_format,
+        )
+
+    def key_package(self) -> bytes:
+        """A fresh KeyPackage as MLSMessage bytes; its private keys are kept to join later."""
+        bundle = create_key_package(
+            self.suite,
+            self.credential,
+            self._signing_key,
+            rng=self._draw,
+            now=self._now(),
+            lifetime=self.key_package_lifetime,
+        )
+        self._bundles[bundle.ref(self.suite)] = bundle
+        return bundle.to_message()
+
+    def create_group(self, group_id: bytes) -> Group:
+        """A one-member group at epoch 0 (RFC 9420 section 11)."""
+        suite = self.suite
+        enc_priv, enc_pub = suite.generate_key_pair(self._draw)
+        leaf = LeafNode(
+            encryption_key=enc_pub,
+            signature_key=self.signature_public_key,
+            credential=self.credential,
+            capabilities=default_capabilities(suite),
+            leaf_node_source=LeafNodeSource.KEY_PACKAGE,
+            lifetime=_lifetime(self._clock, self.key_package_lifetime),
+        )
+        leaf = sign_leaf_node(suite, leaf, self._signing_key)
+        tree = RatchetTree(suite, [leaf])
+        ctx = GroupContext(suite.suite_id, bytes(group_id), 0, tree.tree_hash(), b"")
+        ks = key_schedule(suite, self._draw(suite.nh), None, None, ctx)
+        secrets = ks.epoch
+        hashes = initial(suite, secrets.confirmation_key)
+        state = GroupState(
+            suite=suite,
+            context=ctx,
+            tree=tree,
+            private=PathPrivate(0, enc_priv, {}),
+            signature_priv=self._signing_key,
+            secrets=secrets,
+            secret_tree=SecretTree(suite, secrets.encryption_secret, tree.n_leaves),
+            interim_hash=hashes.interim,
+            max_past_epochs=self.max_past_epochs,
+        )
+        return self._group(state)
+
+    def join(self, welcome: bytes, ratchet_tree: bytes | None = None) -> Group:
+        """Join from an MLSMessage(Welcome) addressed to one of our KeyPackages."""
+        payload = MLSMessage.from_bytes(welcome).payload
+        if not isinstance(payload, Welcome):
+            raise UnexpectedMessageError("expected an MLSMessage carrying a Welcome")
+        refs = {s.new_member for s in payload.secrets}
+        ref = next((r for r in self._bundles if r in refs), None)
+        if ref is None:
+            raise WelcomeError("Welcome is not for any of our KeyPackages")
+        bundle = self._bundles[ref]
+        state = join_from_welcome(
+            self.suite,
+            payload,
+            bundle,
+            ratchet_tree=ratchet_tree,
+            psk_store=self._psk_store,
+            max_past_epochs=self.max_past_epochs,
+        )
+        del self._bundles[ref]  # a KeyPackage is used once
+        return self._group(state)
+
+    def group_from_bytes(self, data: bytes) -> Group:
+        return Group.from_bytes(data, rng=self._rng, clock=self._clock, psk_store=self._psk_store)
+
+
+def _lifetime(clock: Clock | None, lifetime: int) -> Lifetime:
+    if clock is None:
+        # Creator's own leaf: no clock injected means no dating; a wide lifetime is accepted.
+        return Lifetime(0, 0xFFFF_FFFF_FFFF_FFFF)
+    now = int(clock())
+    return Lifetime(max(0, now - 3600), now + lifetime)

@@ -1,0 +1,393 @@
+"""Creating and processing Commits (RFC 9420 section 12.4), member committers only.
+
+Both directions work on a provisional copy of the tree (``RatchetTree.copy()`` keeps the hash
+caches, so only the touched paths are rehashed) and return a new ``GroupState``; the caller
+swaps it in only when everything checked out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from mls import tree_math
+from mls.crypto.hpke import Rng
+from mls.crypto.labels import encrypt_with_label, sign_with_label
+from mls.errors import ValidationError
+from mls.group_context import GroupContext
+from mls.key_packages import key_package_ref
+from mls.key_schedule import KeyScheduleResult, key_schedule, welcome_key_nonce
+from mls.messages import (
+    AuthenticatedContent,
+    Commit,
+    EncryptedGroupSecrets,
+    Extension,
+    ExtensionType,
+    FramedContentAuthData,
+    GroupInfo,
+    GroupSecrets,
+    HPKECiphertext,
+    KeyPackage,
+    LeafNode,
+    MLSMessage,
+    PathSecret,
+    Proposal,
+    ProposalOrRef,
+    ProposalRef,
+    Remove,
+    Sender,
+    Update,
+    Welcome,
+    WireFormat,
+)
+from mls.outbound import own_content, seal
+from mls.proposals import (
+    AppliedProposals,
+    ProposalError,
+    PskStore,
+    ResolvedProposal,
+    apply_proposals,
+    path_required,
+    resolve_proposals,
+    resolve_psks,
+    validate_proposal,
+    validate_proposal_list,
+)
+from mls.protection import VerifiedContent, sign_content
+from mls.psk import psk_secret
+from mls.secret_tree import SecretTree
+from mls.state import GroupState
+from mls.transcript import (
+    confirmation_tag,
+    confirmed_hash,
+    interim_hash,
+    verify_confirmation_tag,
+)
+from mls.tree.ratchet_tree import RatchetTree
+from mls.tree.treekem import PathPrivate, TreeKemError, create_update_path, process_update_path
+
+__all__ = [
+    "GROUP_INFO_TBS_LABEL",
+    "WELCOME_LABEL",
+    "CommitError",
+    "CreatedCommit",
+    "ProcessedCommit",
+    "create_commit",
+    "process_commit",
+    "sign_group_info",
+]
+
+GROUP_INFO_TBS_LABEL = "GroupInfoTBS"
+WELCOME_LABEL = "Welcome"
+
+
+class CommitError(ValidationError):
+    """A commit cannot be created or applied."""
+
+
+@dataclass(frozen=True)
+class CreatedCommit:
+    state: GroupState  # the next epoch, to install on merge
+    message: bytes  # MLSMessage (PublicMessage or PrivateMessage)
+    welcome: bytes | None  # MLSMessage(Welcome) when members were added
+    group_info: bytes  # MLSMessage(GroupInfo) of the new epoch
+    added: tuple[tuple[int, KeyPackage], ...] = ()
+    removed: tuple[tuple[int, LeafNode], ...] = ()
+
+
+@dataclass(frozen=True)
+class ProcessedCommit:
+    state: GroupState
+    added: tuple[tuple[int, KeyPackage], ...] = ()
+    removed: tuple[tuple[int, LeafNode], ...] = ()
+    removed_self: bool = False
+    committer: int = 0
+    psks: int = field(default=0)
+
+
+def _provisional(state: GroupState, applied: AppliedProposals) -> GroupContext:
+    ctx = state.context
+    return replace(
+        ctx,
+        epoch=ctx.epoch + 1,
+        extensions=ctx.extensions if applied.extensions is None else applied.extensions,
+    )
+
+
+def _psk_secret(
+    state: GroupState, applied: AppliedProposals, store: PskStore | None
+) -> bytes | None:
+    if not applied.psks:
+        return None
+    values = resolve_psks(state.suite, applied.psks, store, state.resumption_psk)
+    return psk_secret(state.suite, values)
+
+
+def _next_state(
+    state: GroupState,
+    tree: RatchetTree,
+    private: PathPrivate,
+    ctx: GroupContext,
+    ks: KeyScheduleResult,
+    interim: bytes,
+) -> GroupState:
+    past, psks = state.ended()
+    secrets = ks.epoch
+    return replace(
+        state,
+        context=ctx,
+        tree=tree,
+        private=private.pruned(tree),
+        secrets=secrets,
+        secret_tree=SecretTree(state.suite, secrets.encryption_secret, tree.n_leaves),
+        interim_hash=interim,
+        proposals={},
+        past=past,
+        resumption_psks=psks,
+    )
+
+
+def _select_cached(state: GroupState, now: int | None) -> tuple[list[ResolvedProposal], bool]:
+    """Valid, mutually compatible cached proposals in arrival order; True if one of ours was
+    an Update (then the commit must carry a path instead)."""
+    out: list[ResolvedProposal] = []
+    touched: set[int] = set()
+    own_update = False
+    me = state.leaf_index
+    for sp in state.proposals.values():
+        body = sp.proposal.body
+        if isinstance(body, Update) and sp.sender.index == me:
+            own_update = True
+            continue
+        try:
+            validate_proposal(
+                state.suite,
+                sp.proposal,
+                sp.sender,
+                context=state.context,
+                tree=state.tree,
+                now=now,
+            )
+        except ValidationError:
+            continue
+        target = None
+        if isinstance(body, Update):
+            target = sp.sender.index
+        elif isinstance(body, Remove):
+            if body.removed == me:
+                continue
+            target = body.removed
+        if target is not None:
+            if target in touched:
+                continue
+            touched.add(target)
+        rp = ResolvedProposal(sp.proposal, sp.sender, sp.ref)
+        try:
+            validate_proposal_list([*out, rp], me, tree=state.tree)
+        except ProposalError:
+            continue
+        out.append(rp)
+    return out, own_update
+
+
+def sign_group_info(state: GroupState, gi: GroupInfo) -> GroupInfo:
+    sig = sign_with_label(state.suite, state.signature_priv, GROUP_INFO_TBS_LABEL, gi.tbs())
+    return replace(gi, signature=sig)
+
+
+def create_commit(
+    state: GroupState,
+    proposals: list[Proposal],
+    *,
+    rng: Rng,
+    hpke_rng: Rng | None,
+    wire_format: WireFormat,
+    force_path: bool = False,
+    psk_store: PskStore | None = None,
+    now: int | None = None,
+    ratchet_tree_extension: bool = True,
+    authenticated_data: bytes = b"",
+) -> CreatedCommit:
+    """Commit every valid cached proposal plus ``proposals`` (by value, from us).
+
+    The current epoch's handshake ratchet advances (PrivateMessage); nothing else in
+    ``state`` changes: the result carries the next epoch's state."""
+    suite = state.suite
+    me = state.leaf_index
+    committer = Sender.member(me)
+    cached, own_update = _select_cached(state, now)
+    removed_by_ref = {
+        rp.proposal.body.removed for rp in cached if isinstance(rp.proposal.body, Remove)
+    }
+    by_value: list[ResolvedProposal] = []
+    for p in proposals:
+        if isinstance(p.body, Remove) and p.body.removed in removed_by_ref:
+            continue
+        try:
+            validate_proposal(suite, p, committer, context=state.context, tree=state.tree, now=now)
+        except ProposalError as exc:
+            raise CommitError(f"cannot commit proposal: {exc}") from None
+        by_value.append(ResolvedProposal(p, committer, None))
+    resolved = cached + by_value
+    try:
+        validate_proposal_list(resolved, me, tree=state.tree)
+    except ProposalError as exc:
+        raise CommitError(str(exc)) from None
+
+    tree = state.tree.copy()
+    applied = apply_proposals(tree, resolved)
+    prov = _provisional(state, applied)
+    psk_sec = _psk_secret(state, applied, psk_store)
+    added_leaves = [i for i, _ in applied.added]
+
+    private = state.private
+    commit_secret: bytes | None = None
+    path = None
+    created = None
+    if force_path or own_update or path_required(resolved):
+        created = create_update_path(
+            tree,
+            me,
+            group_id=prov.group_id,
+            signature_priv=state.signature_priv,
+            group_context=lambda th: replace(prov, tree_hash=th).encode(),
+            rng=rng,
+            hpke_rng=hpke_rng,
+            exclude=added_leaves,
+        )
+        path = created.update_path
+        private = created.private
+        commit_secret = created.commit_secret
+
+    items: list[ProposalOrRef] = [
+        ProposalRef(rp.ref) if rp.ref is not None else rp.proposal for rp in resolved
+    ]
+    commit = Commit(tuple(items), path)
+    content = own_content(state, commit, authenticated_data)
+    signature = sign_content(suite, wire_format, content, state.signature_priv, state.context)
+    confirmed = confirmed_hash(suite, state.interim_hash, wire_format, content, signature)
+    new_ctx = replace(prov, tree_hash=tree.tree_hash(), confirmed_transcript_hash=confirmed)
+    ks = key_schedule(suite, state.secrets.init_secret, commit_secret, psk_sec, new_ctx)
+    tag = confirmation_tag(suite, ks.epoch.confirmation_key, confirmed)
+    ac = AuthenticatedContent(wire_format, content, FramedContentAuthData(signature, tag))
+    message = seal(state, ac, rng=rng)
+    new_state = _next_state(state, tree, private, new_ctx, ks, interim_hash(suite, confirmed, tag))
+
+    exts: tuple[Extension, ...] = ()
+    if ratchet_tree_extension:
+        exts = (Extension(ExtensionType.RATCHET_TREE, tree.to_bytes()),)
+    gi = sign_group_info(new_state, GroupInfo(new_ctx.encode(), exts, tag, me))
+    welcome = None
+    if applied.added:
+        key, nonce = welcome_key_nonce(suite, ks.welcome_secret)
+        encrypted_gi = suite.aead_seal(key, nonce, b"", gi.to_bytes())
+        secrets = []
+        for leaf_index, kp in applied.added:
+            ps = None
+            if created is not None:
+                found = created.path_secret_for(tree, leaf_index)
+                if found is not None:
+                    ps = PathSecret(found[1])
+            gs = GroupSecrets(ks.joiner_secret, ps, tuple(applied.psks))
+            kem_output, ct = encrypt_with_label(
+                suite, kp.init_key, WELCOME_LABEL, encrypted_gi, gs.to_bytes(), rng=hpke_rng
+            )
+            secrets.append(
+                EncryptedGroupSecrets(key_package_ref(suite, kp), HPKECiphertext(kem_output, ct))
+            )
+        welcome = MLSMessage(Welcome(suite.suite_id, tuple(secrets), encrypted_gi)).to_bytes()
+    return CreatedCommit(
+        new_state,
+        message,
+        welcome,
+        MLSMessage(gi).to_bytes(),
+        tuple(applied.added),
+        tuple(applied.removed),
+    )
+
+
+def process_commit(
+    state: GroupState,
+    vc: VerifiedContent,
+    *,
+    psk_store: PskStore | None = None,
+    now: int | None = None,
+) -> ProcessedCommit:
+    """Apply another member's verified commit; returns the next epoch's state.
+
+    Raises CommitError / ProposalError / TreeKemError / CryptoError; ``state`` is untouched
+    either way (apart from nothing: all work is on copies)."""
+    suite = state.suite
+    commit = vc.content.content
+    if not isinstance(commit, Commit):
+        raise CommitError("not a commit")
+    sender = vc.sender
+    if sender.sender_type != Sender.member(0).sender_type:
+        raise CommitError("only member commits are supported")
+    c = sender.index
+    if c == state.leaf_index:
+        raise CommitError("commit from our own leaf that is not our pending commit")
+    if c >= state.tree.n_leaves or state.tree.leaf(c) is None:
+        raise CommitError("commit from a blank leaf")
+
+    resolved = resolve_proposals(commit.proposals, state.proposals, sender)
+    for rp in resolved:
+        if rp.ref is None:
+            validate_proposal(
+                suite, rp.proposal, rp.sender, context=state.context, tree=state.tree, now=now
+            )
+    validate_proposal_list(resolved, c, tree=state.tree)
+    if commit.path is None and path_required(resolved):
+        raise CommitError("commit must carry an UpdatePath")
+
+    private = state.private
+    me = private.leaf_index
+    # Our own Update committed by someone else: install the leaf key we kept for it.
+    for rp in resolved:
+        if isinstance(rp.proposal.body, Update) and rp.sender.index == me and rp.ref:
+            stored = state.proposals[rp.ref]
+            if stored.encryption_priv is None:
+                raise CommitError("commit applies an Update of ours we have no key for")
+            private = replace(private, encryption_priv=stored.encryption_priv)
+
+    tree = state.tree.copy()
+    applied = apply_proposals(tree, resolved)
+    added = tuple(applied.added)
+    removed = tuple(applied.removed)
+    if any(i == me for i, _ in removed):
+        return ProcessedCommit(
+            replace(state, active=False), added, removed, removed_self=True, committer=c
+        )
+    prov = _provisional(state, applied)
+    psk_sec = _psk_secret(state, applied, psk_store)
+    private = private.pruned(tree)
+    commit_secret: bytes | None = None
+    if commit.path is not None:
+        try:
+            processed = process_update_path(
+                tree,
+                private,
+                c,
+                commit.path,
+                group_id=prov.group_id,
+                group_context=lambda th: replace(prov, tree_hash=th).encode(),
+                exclude=[i for i, _ in applied.added],
+            )
+        except TreeKemError:
+            raise
+        private = processed.private
+        commit_secret = processed.commit_secret
+
+    signature = vc.auth.signature
+    tag = vc.auth.confirmation_tag
+    if tag is None:
+        raise CommitError("commit has no confirmation tag")
+    confirmed = confirmed_hash(suite, state.interim_hash, vc.wire_format, vc.content, signature)
+    new_ctx = replace(prov, tree_hash=tree.tree_hash(), confirmed_transcript_hash=confirmed)
+    ks = key_schedule(suite, state.secrets.init_secret, commit_secret, psk_sec, new_ctx)
+    verify_confirmation_tag(suite, ks.epoch.confirmation_key, confirmed, tag)
+    new_state = _next_state(state, tree, private, new_ctx, ks, interim_hash(suite, confirmed, tag))
+    return ProcessedCommit(new_state, added, removed, committer=c, psks=len(applied.psks))
+
+
+def lowest_common_ancestor(a_leaf: int, b_leaf: int) -> int:
+    return tree_math.common_ancestor(2 * a_leaf, 2 * b_leaf)

@@ -1,0 +1,549 @@
+"""The Group API: one member's view of an MLS group, driven with MLSMessage bytes.
+
+Every inbound message is processed against copies (the secret tree is cloned, commits build
+a new ``GroupState``); the live state is replaced only when the message fully checked out,
+so a tampered, replayed, wrong-epoch or wrong-group message raises a typed ``MlsError`` and
+changes nothing. Randomness and time are injected (``rng``, ``clock``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from mls.codec import Reader, Writer, decode_exact
+from mls.commit import CommitError, CreatedCommit, create_commit, process_commit
+from mls.crypto.hpke import Rng
+from mls.crypto.labels import make_proposal_ref
+from mls.errors import DecodeError, MlsError
+from mls.events import (
+    ApplicationMessage,
+    CommitApplied,
+    CommitOutput,
+    DuplicateProposalError,
+    GroupInactiveError,
+    PendingCommitError,
+    ProposalMessage,
+    UnexpectedMessageError,
+    UnknownMemberError,
+    WrongEpochError,
+    WrongGroupError,
+)
+from mls.key_packages import KeyPackageError
+from mls.messages import (
+    Add,
+    ContentType,
+    ExtensionType,
+    ExternalSenders,
+    KeyPackage,
+    LeafNode,
+    LeafNodeSource,
+    MLSMessage,
+    PreSharedKey,
+    PreSharedKeyID,
+    PrivateMessage,
+    Proposal,
+    PublicMessage,
+    Remove,
+    Sender,
+    SenderType,
+    Update,
+    WireFormat,
+)
+from mls.outbound import sign_and_seal
+from mls.proposals import PskError, PskStore, StoredProposal, validate_proposal
+from mls.protection import UnverifiedContent, VerifiedContent, unprotect_private, unprotect_public
+from mls.state import GroupState, PastEpoch, clone_secret_tree, decode_state, encode_state
+from mls.tree.ratchet_tree import RatchetTree
+from mls.tree.validation import sign_leaf_node
+
+__all__ = ["Clock", "Group", "Inbound"]
+
+Clock = Callable[[], float]
+Inbound = ApplicationMessage | ProposalMessage | CommitApplied
+_GROUP_MAGIC = b"MLSP"
+_GROUP_VERSION = 1
+
+
+def _identity(leaf: LeafNode | None) -> bytes:
+    return b"" if leaf is None else leaf.credential.identity
+
+
+@dataclass(frozen=True)
+class _Pending:
+    created: CreatedCommit
+    output: CommitOutput
+
+
+class Group:
+    """One member's state of an MLS group (RFC 9420), sans I/O.
+
+    ``handshake_format``: proposals and commits go out as PrivateMessage (default) or
+    PublicMessage; both are accepted on receipt. ``max_past_epochs`` bounds how many ended
+    epochs are kept to read late application messages.
+    """
+
+    def __init__(
+        self,
+        state: GroupState,
+        *,
+        rng: Rng | None = None,
+        clock: Clock | None = None,
+        psk_store: PskStore | None = None,
+        handshake_format: WireFormat = WireFormat.PRIVATE_MESSAGE,
+        ratchet_tree_extension: bool = True,
+        padding: int = 0,
+    ) -> None:
+        if handshake_format not in (WireFormat.PRIVATE_MESSAGE, WireFormat.PUBLIC_MESSAGE):
+            raise ValueError("handshake messages are PublicMessage or PrivateMessage")
+        self._state = state
+        self._rng: Rng = rng or os.urandom
+        # Without an injected rng, HPKE draws its ephemerals from the library CSPRNG (faster).
+        self._hpke_rng: Rng | None = rng
+        self._clock = clock
+        self._psk_store = psk_store
+        self.handshake_format = handshake_format
+        self.ratchet_tree_extension = ratchet_tree_extension
+        self.padding = padding
+        self._pending: _Pending | None = None
+        self._own_proposals: dict[bytes, bytes] = {}  # message bytes -> ref (echo detection)
+
+    def __repr__(self) -> str:
+        s = self._state
+        return (
+            f"Group(group_id={s.context.group_id.hex()}, epoch={s.epoch}, "
+            f"leaf={s.leaf_index}, members={s.tree.member_count()})"
+        )
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def state(self) -> GroupState:
+        return self._state
+
+    @property
+    def epoch(self) -> int:
+        return self._state.epoch
+
+    @property
+    def group_id(self) -> bytes:
+        return self._state.context.group_id
+
+    @property
+    def cipher_suite(self) -> int:
+        return self._state.suite.suite_id
+
+    @property
+    def leaf_index(self) -> int:
+        return self._state.leaf_index
+
+    @property
+    def active(self) -> bool:
+        return self._state.active
+
+    @property
+    def members(self) -> list[bytes]:
+        """Member identities in leaf order."""
+        return [_identity(leaf) for _, leaf in self._state.tree.leaves()]
+
+    @property
+    def epoch_authenticator(self) -> bytes:
+        return self._state.secrets.epoch_authenticator
+
+    @property
+    def has_pending_commit(self) -> bool:
+        return self._pending is not None
+
+    @property
+    def pending_proposals(self) -> list[ProposalMessage]:
+        return [self._proposal_event(sp) for sp in self._state.proposals.values()]
+
+    def export_secret(self, label: bytes | str, context: bytes, length: int) -> bytes:
+        return self._state.secrets.export(label, context, length)
+
+    def export_tree(self) -> bytes:
+        return self._state.tree.to_bytes()
+
+    def _now(self) -> int | None:
+        return None if self._clock is None else int(self._clock())
+
+    def _check_active(self) -> None:
+        if not self._state.active:
+            raise GroupInactiveError("we were removed from this group")
+
+    # -- sending --------------------------------------------------------------------------
+    def encrypt(self, data: bytes, aad: bytes = b"") -> bytes:
+        """An application message (PrivateMessage) for the current epoch."""
+        self._check_active()
+        _, msg = sign_and_seal(
+            self._state,
+            data,
+            WireFormat.PRIVATE_MESSAGE,
+            rng=self._rng,
+            aad=aad,
+            padding=self.padding,
+        )
+        return msg
+
+    def _key_packages(self, key_packages: Iterable[bytes | KeyPackage]) -> list[KeyPackage]:
+        out = []
+        for item in key_packages:
+            if isinstance(item, KeyPackage):
+                out.append(item)
+                continue
+            payload = MLSMessage.from_bytes(item).payload
+            if not isinstance(payload, KeyPackage):
+                raise KeyPackageError("expected an MLSMessage carrying a KeyPackage")
+            out.append(payload)
+        return out
+
+    def _leaf_of(self, identity: bytes) -> int:
+        for i, leaf in self._state.tree.leaves():
+            if leaf.credential.identity == identity:
+                return i
+        raise UnknownMemberError(f"no member with identity {identity!r}")
+
+    def add(self, key_packages: Iterable[bytes | KeyPackage]) -> CommitOutput:
+        proposals = [Proposal(Add(kp)) for kp in self._key_packages(key_packages)]
+        if not proposals:
+            raise CommitError("nothing to add")
+        return self._commit(proposals)
+
+    def remove(self, identities: Iterable[bytes]) -> CommitOutput:
+        leaves = [self._leaf_of(i) for i in identities]
+        if self._state.leaf_index in leaves:
+            raise CommitError("cannot remove ourselves with a commit")
+        if not leaves:
+            raise CommitError("nothing to remove")
+        return self._commit([Proposal(Remove(i)) for i in dict.fromkeys(leaves)])
+
+    def update(self) -> CommitOutput:
+        """Commit a fresh UpdatePath (new leaf and path keys) plus any cached proposals."""
+        return self._commit([], force_path=True)
+
+    def commit(self, *, force_path: bool = False) -> CommitOutput:
+        """Commit the cached proposals (an empty commit carries a path)."""
+        return self._commit([], force_path=force_path)
+
+    def _commit(self, proposals: list[Proposal], *, force_path: bool = False) -> CommitOutput:
+        self._check_active()
+        if self._pending is not None:
+            raise PendingCommitError("a commit is already pending")
+        created = create_commit(
+            self._state,
+            proposals,
+            rng=self._rng,
+            hpke_rng=self._hpke_rng,
+            wire_format=self.handshake_format,
+            force_path=force_path,
+            psk_store=self._psk_store,
+            now=self._now(),
+            ratchet_tree_extension=self.ratchet_tree_extension,
+        )
+        output = CommitOutput(created.message, created.welcome, created.group_info)
+        self._pending = _Pending(created, output)
+        return output
+
+    def merge_pending_commit(self) -> CommitApplied:
+        if self._pending is None:
+            raise PendingCommitError("no pending commit")
+        created = self._pending.created
+        # Keep the live secret tree of the epoch we leave (it may have advanced since the
+        # commit was created), so late messages cannot be read twice.
+        past, psks = self._state.ended()
+        self._install(replace(created.state, past=past, resumption_psks=psks))
+        return CommitApplied(
+            created.state.epoch,
+            _identity(self._state.tree.leaf(self._state.leaf_index)),
+            tuple(_identity(kp.leaf_node) for _, kp in created.added),
+            tuple(_identity(leaf) for _, leaf in created.removed),
+            own=True,
+        )
+
+    def clear_pending_commit(self) -> None:
+        if self._pending is None:
+            raise PendingCommitError("no pending commit")
+        self._pending = None
+
+    def _install(self, state: GroupState) -> None:
+        self._state = state
+        self._pending = None
+        self._own_proposals = {}
+
+    def _propose(self, proposal: Proposal, encryption_priv: bytes | None = None) -> bytes:
+        self._check_active()
+        state = self._state
+        validate_proposal(
+            state.suite,
+            proposal,
+            Sender.member(state.leaf_index),
+            context=state.context,
+            tree=state.tree,
+            now=self._now(),
+        )
+        ac, msg = sign_and_seal(state, proposal, self.handshake_format, rng=self._rng)
+        ref = make_proposal_ref(state.suite, ac.to_bytes())
+        stored = StoredProposal(ref, proposal, ac.content.sender, encryption_priv)
+        self._state = state.with_proposal(stored)
+        self._own_proposals[msg] = ref
+        return msg
+
+    def propose_add(self, key_package: bytes | KeyPackage) -> bytes:
+        (kp,) = self._key_packages([key_package])
+        return self._propose(Proposal(Add(kp)))
+
+    def propose_remove(self, identity: bytes) -> bytes:
+        leaf = self._leaf_of(identity)
+        return self._propose(Proposal(Remove(leaf)))
+
+    def propose_external_psk(self, psk_id: bytes) -> bytes:
+        """Propose injecting the external PSK ``psk_id`` (every member needs it in its
+        PSK store, or the commit cannot be processed)."""
+        pid = PreSharedKeyID.external(psk_id, self._rng(self._state.suite.nh))
+        if self._psk_store is None or self._psk_store.get(psk_id) is None:
+            raise PskError("unknown external PSK")
+        return self._propose(Proposal(PreSharedKey(pid)))
+
+    def propose_update(self) -> bytes:
+        state = self._state
+        suite = state.suite
+        old = state.tree.leaf(state.leaf_index)
+        assert old is not None
+        priv, pub = suite.generate_key_pair(self._rng)
+        leaf = LeafNode(
+            encryption_key=pub,
+            signature_key=old.signature_key,
+            credential=old.credential,
+            capabilities=old.capabilities,
+            leaf_node_source=LeafNodeSource.UPDATE,
+            extensions=old.extensions,
+        )
+        leaf = sign_leaf_node(suite, leaf, state.signature_priv, self.group_id, state.leaf_index)
+        return self._propose(Proposal(Update(leaf)), encryption_priv=priv)
+
+    # -- receiving ------------------------------------------------------------------------
+    def process(self, message: bytes) -> Inbound:
+        """Read one MLSMessage (PublicMessage or PrivateMessage) sent to the group."""
+        pending = self._pending
+        if pending is not None and message == pending.output.commit:
+            return self.merge_pending_commit()
+        own_ref = self._own_proposals.get(message)
+        if own_ref is not None and own_ref in self._state.proposals:
+            return self._proposal_event(self._state.proposals[own_ref])
+        self._check_active()
+        payload = MLSMessage.from_bytes(message).payload
+        if isinstance(payload, PublicMessage):
+            state, vc = self._open_public(payload)
+        elif isinstance(payload, PrivateMessage):
+            state, vc, past = self._open_private(payload)
+            if past is not None:
+                return self._application(state, vc, past_tree=past)
+        else:
+            raise UnexpectedMessageError(f"cannot process a {type(payload).__name__} here")
+        ct = vc.content_type
+        if ct == ContentType.APPLICATION:
+            return self._application(state, vc)
+        if ct == ContentType.PROPOSAL:
+            return self._store_proposal(state, vc)
+        return self._apply_commit(state, vc)
+
+    def _check_group(self, group_id: bytes) -> None:
+        if group_id != self.group_id:
+            raise WrongGroupError("message is for another group")
+
+    def _open_public(self, msg: PublicMessage) -> tuple[GroupState, VerifiedContent]:
+        state = self._state
+        self._check_group(msg.content.group_id)
+        if msg.content.epoch != state.epoch:
+            raise WrongEpochError(
+                f"handshake message for epoch {msg.content.epoch}, we are at {state.epoch}"
+            )
+        uc = unprotect_public(
+            state.suite,
+            msg,
+            group_context=state.context,
+            membership_key=state.secrets.membership_key,
+        )
+        return state, self._verify(uc, state.tree, state)
+
+    def _open_private(
+        self, msg: PrivateMessage
+    ) -> tuple[GroupState, VerifiedContent, RatchetTree | None]:
+        state = self._state
+        self._check_group(msg.group_id)
+        if msg.epoch == state.epoch:
+            st = clone_secret_tree(state.suite, state.secret_tree)
+            uc = unprotect_private(
+                state.suite,
+                msg,
+                group_context=state.context,
+                secret_tree=st,
+                sender_data_secret=state.secrets.sender_data_secret,
+            )
+            vc = self._verify(uc, state.tree, state)
+            return replace(state, secret_tree=st), vc, None
+        past = next((p for p in state.past if p.context.epoch == msg.epoch), None)
+        if past is None or msg.content_type != ContentType.APPLICATION:
+            raise WrongEpochError(f"message for epoch {msg.epoch}, we are at {state.epoch}")
+        st = clone_secret_tree(state.suite, past.secret_tree)
+        uc = unprotect_private(
+            state.suite,
+            msg,
+            group_context=past.context,
+            secret_tree=st,
+            sender_data_secret=past.sender_data_secret,
+        )
+        vc = self._verify(uc, past.tree, state)
+        new_past = tuple(
+            PastEpoch(p.context, p.tree, st, p.sender_data_secret) if p is past else p
+            for p in state.past
+        )
+        return replace(state, past=new_past), vc, past.tree
+
+    def _verify(
+        self, uc: UnverifiedContent, tree: RatchetTree, state: GroupState
+    ) -> VerifiedContent:
+        sender = uc.sender
+        st = sender.sender_type
+        if st == SenderType.MEMBER:
+            leaf = tree.leaf(sender.index) if sender.index < tree.n_leaves else None
+            if leaf is None:
+                raise UnknownMemberError(f"sender leaf {sender.index} is blank")
+            return uc.verify(leaf.signature_key)
+        if st == SenderType.EXTERNAL:
+            ext = next(
+                (d for t, d in state.context.extensions if t == ExtensionType.EXTERNAL_SENDERS),
+                None,
+            )
+            senders = ExternalSenders.from_bytes(ext).senders if ext is not None else ()
+            if sender.index >= len(senders):
+                raise UnknownMemberError("unknown external sender")
+            return uc.verify(senders[sender.index].signature_key)
+        if st == SenderType.NEW_MEMBER_PROPOSAL:
+            content = uc.authenticated_content.content.content
+            if not (isinstance(content, Proposal) and isinstance(content.body, Add)):
+                raise UnexpectedMessageError("new_member_proposal must carry an Add")
+            return uc.verify(content.body.key_package.leaf_node.signature_key)
+        raise UnexpectedMessageError("external commits are not supported")
+
+    def _application(
+        self, state: GroupState, vc: VerifiedContent, past_tree: RatchetTree | None = None
+    ) -> ApplicationMessage:
+        data = vc.content.content
+        assert isinstance(data, bytes)
+        tree = past_tree or state.tree
+        sender = _identity(tree.leaf(vc.sender.index))
+        event = ApplicationMessage(sender, data, vc.content.authenticated_data, vc.content.epoch)
+        self._state = state
+        return event
+
+    def _proposal_event(self, sp: StoredProposal) -> ProposalMessage:
+        sender = None
+        if sp.sender.sender_type == SenderType.MEMBER:
+            sender = _identity(self._state.tree.leaf(sp.sender.index))
+        return ProposalMessage(sp.ref, sp.proposal, sender)
+
+    def _store_proposal(self, state: GroupState, vc: VerifiedContent) -> ProposalMessage:
+        proposal = vc.content.content
+        assert isinstance(proposal, Proposal)
+        ref = make_proposal_ref(state.suite, vc.to_bytes())
+        if ref in state.proposals:
+            raise DuplicateProposalError("proposal already received")
+        validate_proposal(
+            state.suite,
+            proposal,
+            vc.sender,
+            context=state.context,
+            tree=state.tree,
+            now=self._now(),
+        )
+        stored = StoredProposal(ref, proposal, vc.sender)
+        self._state = state.with_proposal(stored)
+        return self._proposal_event(stored)
+
+    def _apply_commit(self, state: GroupState, vc: VerifiedContent) -> CommitApplied:
+        result = process_commit(state, vc, psk_store=self._psk_store, now=self._now())
+        committer = _identity(state.tree.leaf(result.committer))
+        event = CommitApplied(
+            result.state.epoch if not result.removed_self else state.epoch,
+            committer,
+            tuple(_identity(kp.leaf_node) for _, kp in result.added),
+            tuple(_identity(leaf) for _, leaf in result.removed),
+            removed_self=result.removed_self,
+        )
+        self._install(result.state)
+        return event
+
+    # -- storage --------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Versioned storage encoding of everything, private keys and pending commit
+        included: keep it in protected storage only."""
+        w = Writer().raw(_GROUP_MAGIC).uint16(_GROUP_VERSION)
+        w.uint16(self.handshake_format).uint8(1 if self.ratchet_tree_extension else 0)
+        w.uint32(self.padding).opaque(encode_state(self._state))
+
+        def write_pending(w2: Writer, p: _Pending) -> None:
+            c = p.created
+            w2.opaque(encode_state(c.state)).opaque(c.message)
+            w2.optional(c.welcome, Writer.opaque)
+            w2.opaque(c.group_info)
+            w2.vector(list(c.added), lambda w3, a: w3.uint32(a[0]).opaque(a[1].to_bytes()))
+            w2.vector(list(c.removed), lambda w3, r: w3.uint32(r[0]).opaque(r[1].to_bytes()))
+
+        w.optional(self._pending, write_pending)
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        rng: Rng | None = None,
+        clock: Clock | None = None,
+        psk_store: PskStore | None = None,
+    ) -> Group:
+        def read(r: Reader) -> Group:
+            if r.raw(4) != _GROUP_MAGIC:
+                raise DecodeError("not a stored MLS group")
+            if r.uint16() != _GROUP_VERSION:
+                raise DecodeError("unsupported stored group version")
+            fmt = r.uint16()
+            if fmt not in (WireFormat.PUBLIC_MESSAGE, WireFormat.PRIVATE_MESSAGE):
+                raise DecodeError("bad handshake format")
+            rt_ext = r.uint8()
+            if rt_ext > 1:
+                raise DecodeError("bad flag")
+            padding = r.uint32()
+            state = decode_state(r.opaque())
+
+            def read_pending(r2: Reader) -> _Pending:
+                new_state = decode_state(r2.opaque())
+                message = r2.opaque()
+                welcome = r2.optional(Reader.opaque)
+                gi = r2.opaque()
+                added = r2.vector(lambda r3: (r3.uint32(), KeyPackage.from_bytes(r3.opaque())))
+                removed = r2.vector(lambda r3: (r3.uint32(), LeafNode.from_bytes(r3.opaque())))
+                created = CreatedCommit(
+                    new_state, message, welcome, gi, tuple(added), tuple(removed)
+                )
+                return _Pending(created, CommitOutput(message, welcome, gi))
+
+            pending = r.optional(read_pending)
+            group = cls(
+                state,
+                rng=rng,
+                clock=clock,
+                psk_store=psk_store,
+                handshake_format=WireFormat(fmt),
+                ratchet_tree_extension=bool(rt_ext),
+                padding=padding,
+            )
+            group._pending = pending
+            return group
+
+        try:
+            return decode_exact(data, read)
+        except (ValueError, MlsError) as exc:
+            if isinstance(exc, DecodeError):
+                raise
+            raise DecodeError(f"bad stored group: {exc}") from None

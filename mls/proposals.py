@@ -1,0 +1,355 @@
+"""Proposals (RFC 9420 sections 12.1-12.3): the per-epoch cache, resolving a commit's
+ProposalOrRef list, validating each proposal and the list as a whole, and applying the list
+to a (provisional) ratchet tree.
+
+PSK values come from outside: external PSKs through a ``PskStore`` (by psk_id), resumption
+PSKs through a lookup over the group's own past epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mls.crypto.suite import CipherSuite
+from mls.errors import MlsError, ValidationError
+from mls.group_context import GroupContext
+from mls.key_packages import KeyPackageError, validate_key_package
+from mls.messages import (
+    Add,
+    ExtensionType,
+    GroupContextExtensions,
+    KeyPackage,
+    LeafNode,
+    LeafNodeSource,
+    PreSharedKey,
+    PreSharedKeyID,
+    Proposal,
+    ProposalOrRef,
+    ProposalRef,
+    ProposalType,
+    PSKType,
+    Remove,
+    RequiredCapabilities,
+    ResumptionPSKUsage,
+    Sender,
+    SenderType,
+    Update,
+)
+from mls.tree.ratchet_tree import RatchetTree, TreeError
+from mls.tree.validation import (
+    DEFAULT_EXTENSION_TYPES,
+    DEFAULT_PROPOSAL_TYPES,
+    LeafValidationError,
+    validate_leaf_node,
+)
+
+__all__ = [
+    "AppliedProposals",
+    "DictPskStore",
+    "ProposalError",
+    "PskError",
+    "PskStore",
+    "ResolvedProposal",
+    "ResumptionLookup",
+    "StoredProposal",
+    "apply_proposals",
+    "path_required",
+    "required_capabilities",
+    "resolve_proposals",
+    "resolve_psks",
+    "validate_proposal",
+    "validate_proposal_list",
+]
+
+# Types whose commit may omit the UpdatePath (RFC 9420 section 12.4, "path required").
+_PATHLESS = frozenset({ProposalType.ADD, ProposalType.PSK, ProposalType.REINIT})
+
+
+class ProposalError(ValidationError):
+    """A proposal, or a commit's proposal list, breaks a rule of RFC 9420 section 12."""
+
+
+class PskError(ProposalError):
+    """A PSK named by a proposal or a Welcome is unknown or malformed."""
+
+
+class PskStore(Protocol):
+    """External PSKs by psk_id (the application provisions them)."""
+
+    def get(self, psk_id: bytes) -> bytes | None: ...
+
+
+@dataclass
+class DictPskStore:
+    psks: dict[bytes, bytes] = field(default_factory=dict, repr=False)
+
+    def get(self, psk_id: bytes) -> bytes | None:
+        return self.psks.get(psk_id)
+
+
+# (group_id, epoch) -> resumption_psk of that epoch, or None if not kept.
+ResumptionLookup = Callable[[bytes, int], bytes | None]
+
+
+@dataclass(frozen=True)
+class StoredProposal:
+    """A proposal received (or sent) in the current epoch, kept until the epoch ends.
+
+    ``encryption_priv`` is set only for our own Update: the leaf key we need if another
+    member commits it."""
+
+    ref: bytes
+    proposal: Proposal
+    sender: Sender
+    encryption_priv: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ResolvedProposal:
+    proposal: Proposal
+    sender: Sender
+    ref: bytes | None  # None when sent by value in the commit
+
+
+def resolve_proposals(
+    items: Iterable[ProposalOrRef],
+    cache: dict[bytes, StoredProposal],
+    committer: Sender,
+) -> list[ResolvedProposal]:
+    """Look references up in the cache; by-value proposals are the committer's own."""
+    out = []
+    for item in items:
+        if isinstance(item, ProposalRef):
+            stored = cache.get(item.ref)
+            if stored is None:
+                raise ProposalError("commit references a proposal we do not have")
+            out.append(ResolvedProposal(stored.proposal, stored.sender, item.ref))
+        else:
+            out.append(ResolvedProposal(item, committer, None))
+    return out
+
+
+def required_capabilities(context: GroupContext) -> RequiredCapabilities | None:
+    for ext_type, data in context.extensions:
+        if ext_type == ExtensionType.REQUIRED_CAPABILITIES:
+            try:
+                return RequiredCapabilities.from_bytes(data)
+            except MlsError as exc:
+                raise ProposalError(f"bad required_capabilities extension: {exc}") from None
+    return None
+
+
+def _leaf_supports(
+    leaf: LeafNode, ext_types: Iterable[int], rc: RequiredCapabilities | None
+) -> bool:
+    caps = leaf.capabilities
+    for t in ext_types:
+        if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
+            return False
+    if rc is not None:
+        if any(
+            t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions
+            for t in rc.extension_types
+        ):
+            return False
+        if any(
+            t not in DEFAULT_PROPOSAL_TYPES and t not in caps.proposals for t in rc.proposal_types
+        ):
+            return False
+        if any(t not in caps.credentials for t in rc.credential_types):
+            return False
+    return True
+
+
+_ALLOWED_SENDERS: dict[int, tuple[SenderType, ...]] = {
+    ProposalType.ADD: (SenderType.MEMBER, SenderType.EXTERNAL, SenderType.NEW_MEMBER_PROPOSAL),
+    ProposalType.UPDATE: (SenderType.MEMBER,),
+    ProposalType.REMOVE: (SenderType.MEMBER, SenderType.EXTERNAL),
+    ProposalType.PSK: (SenderType.MEMBER, SenderType.EXTERNAL),
+    ProposalType.GROUP_CONTEXT_EXTENSIONS: (SenderType.MEMBER, SenderType.EXTERNAL),
+}
+
+
+def validate_proposal(
+    suite: CipherSuite,
+    proposal: Proposal,
+    sender: Sender,
+    *,
+    context: GroupContext,
+    tree: RatchetTree,
+    now: int | None,
+) -> None:
+    """Checks of one proposal on its own (RFC 9420 section 12.1). Raises ProposalError."""
+    body = proposal.body
+    allowed = _ALLOWED_SENDERS.get(proposal.proposal_type)
+    if allowed is None:
+        raise ProposalError(f"unsupported proposal type {proposal.proposal_type}")
+    if sender.sender_type not in allowed:
+        raise ProposalError(f"sender type {sender.sender_type.name} cannot send this proposal")
+    rc = required_capabilities(context)
+    if isinstance(body, Add):
+        try:
+            validate_key_package(suite, body.key_package, now=now, required_capabilities=rc)
+        except KeyPackageError as exc:
+            raise ProposalError(f"Add: {exc}") from None
+    elif isinstance(body, Update):
+        idx = sender.index
+        old = tree.leaf(idx) if idx < tree.n_leaves else None
+        if old is None:
+            raise ProposalError("Update from a blank leaf")
+        try:
+            validate_leaf_node(
+                suite,
+                body.leaf_node,
+                source=LeafNodeSource.UPDATE,
+                group_id=context.group_id,
+                leaf_index=idx,
+                required_capabilities=rc,
+                tree=tree,
+                replacing=idx,
+            )
+        except LeafValidationError as exc:
+            raise ProposalError(f"Update: {exc}") from None
+        if body.leaf_node.encryption_key == old.encryption_key:
+            raise ProposalError("Update reuses the leaf's encryption key")
+    elif isinstance(body, Remove):
+        if body.removed >= tree.n_leaves or tree.leaf(body.removed) is None:
+            raise ProposalError(f"Remove of blank or absent leaf {body.removed}")
+    elif isinstance(body, PreSharedKey):
+        psk = body.psk
+        if len(psk.psk_nonce) != suite.nh:
+            raise PskError("PSK nonce has the wrong length")
+        if psk.psktype == PSKType.RESUMPTION and psk.usage != ResumptionPSKUsage.APPLICATION:
+            raise PskError("only application resumption PSKs may be proposed")
+    elif isinstance(body, GroupContextExtensions):
+        types = [e.extension_type for e in body.extensions]
+        new_rc = None
+        for e in body.extensions:
+            if e.extension_type == ExtensionType.REQUIRED_CAPABILITIES:
+                try:
+                    new_rc = RequiredCapabilities.from_bytes(e.extension_data)
+                except MlsError as exc:
+                    raise ProposalError(f"bad required_capabilities: {exc}") from None
+        for idx, leaf in tree.leaves():
+            if not _leaf_supports(leaf, types, new_rc):
+                raise ProposalError(f"leaf {idx} does not support the new group extensions")
+
+
+def validate_proposal_list(
+    resolved: list[ResolvedProposal],
+    committer: int,
+    *,
+    tree: RatchetTree,
+) -> None:
+    """Checks across a commit's proposals (RFC 9420 section 12.2), member committer."""
+    touched: set[int] = set()
+    psk_ids: set[bytes] = set()
+    gce = 0
+    for rp in resolved:
+        body = rp.proposal.body
+        if isinstance(body, Update):
+            if rp.sender.index == committer:
+                raise ProposalError("commit includes an Update from the committer")
+            target = rp.sender.index
+        elif isinstance(body, Remove):
+            if body.removed == committer:
+                raise ProposalError("commit removes the committer")
+            target = body.removed
+        elif isinstance(body, PreSharedKey):
+            raw = body.psk.to_bytes()
+            if raw in psk_ids:
+                raise ProposalError("commit names the same PSK twice")
+            psk_ids.add(raw)
+            continue
+        elif isinstance(body, GroupContextExtensions):
+            gce += 1
+            if gce > 1:
+                raise ProposalError("commit has more than one GroupContextExtensions")
+            continue
+        else:
+            continue
+        if target in touched:
+            raise ProposalError(f"leaf {target} is updated or removed more than once")
+        touched.add(target)
+
+
+def path_required(resolved: Iterable[ResolvedProposal]) -> bool:
+    types = [rp.proposal.proposal_type for rp in resolved]
+    return not types or any(t not in _PATHLESS for t in types)
+
+
+@dataclass
+class AppliedProposals:
+    """What applying a commit's proposals changed."""
+
+    added: list[tuple[int, KeyPackage]] = field(default_factory=list)
+    removed: list[tuple[int, LeafNode]] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
+    extensions: tuple[tuple[int, bytes], ...] | None = None
+    psks: list[PreSharedKeyID] = field(default_factory=list)
+
+
+def apply_proposals(tree: RatchetTree, resolved: list[ResolvedProposal]) -> AppliedProposals:
+    """Apply in RFC 9420 section 12.3 order (GroupContextExtensions, Update, Remove, Add) to
+    ``tree`` (mutated: pass a provisional copy). Adds are checked against the members left
+    after the removes (no repeated signature or encryption keys)."""
+    out = AppliedProposals()
+    bodies = [(rp, rp.proposal.body) for rp in resolved]
+    for _, body in bodies:
+        if isinstance(body, GroupContextExtensions):
+            out.extensions = tuple((e.extension_type, e.extension_data) for e in body.extensions)
+        elif isinstance(body, PreSharedKey):
+            out.psks.append(body.psk)
+    try:
+        for rp, body in bodies:
+            if isinstance(body, Update):
+                tree.update_leaf(rp.sender.index, body.leaf_node)
+                out.updated.append(rp.sender.index)
+        for _, body in bodies:
+            if isinstance(body, Remove):
+                leaf = tree.leaf(body.removed)
+                if leaf is None:
+                    raise ProposalError(f"Remove of blank leaf {body.removed}")
+                out.removed.append((body.removed, leaf))
+                tree.remove_leaf(body.removed)
+        adds = [body.key_package for _, body in bodies if isinstance(body, Add)]
+        if adds:
+            sig_keys = set()
+            enc_keys = set()
+            for _, leaf in tree.leaves():
+                sig_keys.add(leaf.signature_key)
+                enc_keys.add(leaf.encryption_key)
+            for kp in adds:
+                ln = kp.leaf_node
+                if ln.signature_key in sig_keys or ln.encryption_key in enc_keys:
+                    raise ProposalError("Add of a client already in the group")
+                sig_keys.add(ln.signature_key)
+                enc_keys.add(ln.encryption_key)
+                out.added.append((tree.add_leaf(ln), kp))
+    except TreeError as exc:
+        raise ProposalError(str(exc)) from None
+    return out
+
+
+def resolve_psks(
+    suite: CipherSuite,
+    psk_ids: Iterable[PreSharedKeyID],
+    store: PskStore | None,
+    resumption: ResumptionLookup | None,
+) -> list[tuple[PreSharedKeyID, bytes]]:
+    """Look every PSK up; raises PskError when one is missing."""
+    out = []
+    for pid in psk_ids:
+        value: bytes | None
+        if pid.psktype == PSKType.EXTERNAL:
+            value = store.get(pid.psk_id) if store is not None else None
+        else:
+            value = resumption(pid.psk_group_id, pid.psk_epoch) if resumption else None
+        if value is None:
+            raise PskError(f"unknown {pid.psktype.name.lower()} PSK")
+        if len(pid.psk_nonce) != suite.nh:
+            raise PskError("PSK nonce has the wrong length")
+        out.append((pid, value))
+    return out

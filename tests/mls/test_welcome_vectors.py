@@ -1,0 +1,71 @@
+"""welcome.json: decrypt GroupSecrets and GroupInfo from a Welcome with the KeyPackage's init
+key, verify the GroupInfo signature and the confirmation tag; plus tampering checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from mls.crypto import SUITES, get_suite
+from mls.key_packages import key_package_ref
+from mls.messages import KeyPackage, MLSMessage, Welcome
+from mls.transcript import verify_confirmation_tag
+from mls.welcome import WelcomeError, open_welcome, verify_group_info_signature
+from tests.conftest import vectors_root
+
+h = bytes.fromhex
+
+
+def _params() -> list[Any]:
+    path = vectors_root() / "mls" / "welcome.json"
+    if not path.is_file():
+        return [pytest.param(None, marks=pytest.mark.skip(reason="welcome.json missing"))]
+    out = []
+    for i, case in enumerate(json.loads(path.read_text())):
+        cs = int(case["cipher_suite"])
+        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
+        out.append(pytest.param(case, id=f"case{i}-suite{cs}", marks=marks))
+    return out
+
+
+def _load(case: dict[str, Any]) -> tuple[Any, KeyPackage, Welcome]:
+    suite = get_suite(int(case["cipher_suite"]))
+    kp = MLSMessage.from_bytes(h(case["key_package"])).payload
+    welcome = MLSMessage.from_bytes(h(case["welcome"])).payload
+    assert isinstance(kp, KeyPackage) and isinstance(welcome, Welcome)
+    return suite, kp, welcome
+
+
+@pytest.mark.parametrize("case", _params())
+def test_welcome_vector(case: dict[str, Any]) -> None:
+    suite, kp, welcome = _load(case)
+    opened = open_welcome(suite, welcome, key_package_ref(suite, kp), h(case["init_priv"]))
+    gi = opened.group_info
+    assert verify_group_info_signature(suite, gi, h(case["signer_pub"]))
+    verify_confirmation_tag(
+        suite,
+        opened.key_schedule.epoch.confirmation_key,
+        opened.context.confirmed_transcript_hash,
+        gi.confirmation_tag,
+    )
+    assert opened.context.encode() == gi.group_context
+    assert gi.to_bytes() == MLSMessage(gi).to_bytes()[4:]
+
+
+@pytest.mark.parametrize("case", _params())
+def test_welcome_vector_tampered(case: dict[str, Any]) -> None:
+    suite, kp, welcome = _load(case)
+    ref = key_package_ref(suite, kp)
+    init_priv = h(case["init_priv"])
+    egi = bytearray(welcome.encrypted_group_info)
+    egi[-1] ^= 1
+    with pytest.raises(WelcomeError):
+        open_welcome(suite, replace(welcome, encrypted_group_info=bytes(egi)), ref, init_priv)
+    with pytest.raises(WelcomeError):
+        open_welcome(suite, welcome, bytes(len(ref)), init_priv)
+    opened = open_welcome(suite, welcome, ref, init_priv)
+    bad_sig = replace(opened.group_info, signer=opened.group_info.signer ^ 1)
+    assert not verify_group_info_signature(suite, bad_sig, h(case["signer_pub"]))
