@@ -41,6 +41,9 @@ class NodeConfig:
     listen: Multiaddr
     api: Multiaddr
     bootstrap: tuple[Multiaddr, ...] = ()
+    # Addresses other nodes should dial (published in the DHT record and the handshake);
+    # empty means the bound listen address. Needed when listening on 0.0.0.0 or behind NAT.
+    announce: tuple[Multiaddr, ...] = ()
     log_format: LogFormat = "console"
     log_level: str = "info"
     max_connections: int = 64  # high watermark: trim above this
@@ -188,6 +191,7 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("listen", _bind_addr, _DEFAULT_LISTEN, "transport (TCP) and DHT (UDP) address"),
     _Field("api", _bind_addr, _DEFAULT_API, "admin API address (keep it on loopback)"),
     _Field("bootstrap", _multiaddr_list, [], "peers to contact on start (/.../p2p/<PeerId>)"),
+    _Field("announce", _multiaddr_list, [], "addresses to publish instead of the listen address"),
     _Field("log_format", _choice("console", "json"), "console", '"console" or "json"'),
     _Field("log_level", _choice(*_LOG_LEVELS), "info", "debug, info, warning, error, critical"),
     _Field("max_connections", _int_at_least(1), 64, "high watermark: trim connections above"),

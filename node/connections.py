@@ -92,6 +92,8 @@ class ConnectionManager:
         self._pending_by_ip: Counter[str] = Counter()
         self._server: asyncio.Server | None = None
         self.listen_addrs: tuple[Multiaddr, ...] = ()
+        # What peers are told to dial; the bound address unless the operator announces others.
+        self.announce_addrs: tuple[Multiaddr, ...] = ()
         self.refused: Counter[str] = Counter()
         self.handshake_failures: Counter[str] = Counter()
 
@@ -115,8 +117,11 @@ class ConnectionManager:
         log.info("listening", addr=str(bound.with_peer_id(self.local_peer_id)))
         return bound
 
+    def advertised(self) -> tuple[Multiaddr, ...]:
+        return self.announce_addrs or self.listen_addrs
+
     def _advertised(self) -> tuple[str, ...]:
-        return tuple(str(a) for a in self.listen_addrs)
+        return tuple(str(a) for a in self.advertised())
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # asyncio owns the callback's task; hand the real work to our TaskGroup at once.

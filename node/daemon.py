@@ -135,7 +135,7 @@ class Node:
     def listen_addrs(self) -> list[Multiaddr]:
         if self._conns is None:
             return []
-        return [a.with_peer_id(self.peer_id) for a in self._conns.listen_addrs]
+        return [a.with_peer_id(self.peer_id) for a in self._conns.advertised()]
 
     # -- NodeControl -----------------------------------------------------------------------
 
@@ -390,6 +390,9 @@ class Node:
                     clock=self._clock,
                     rng=self._rng,
                 )
+                self._conns.announce_addrs = tuple(
+                    a.without_peer_id() for a in self.config.announce
+                )
                 bound = await self._conns.listen(self.config.listen)
                 # The DHT speaks UDP on the same port number as the TCP transport.
                 self._dht = DhtService(
@@ -420,7 +423,7 @@ class Node:
                 await self._dht.stop()
 
     def _conns_addrs(self) -> tuple[Multiaddr, ...]:
-        return self._conns.listen_addrs if self._conns is not None else ()
+        return self._conns.advertised() if self._conns is not None else ()
 
     def statistics(self) -> dict[str, object]:
         stats: dict[str, object] = {

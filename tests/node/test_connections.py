@@ -198,3 +198,17 @@ async def test_full_send_queue_applies_backpressure_then_fails_on_close(
     assert waiter.done()
     with pytest.raises(ConnectionClosed):
         await link.send("t", b"5")
+
+
+async def test_announced_address_is_what_peers_learn(start_node: StartNode) -> None:
+    announced = Multiaddr.parse("/dns4/node.example/tcp/4999")
+    a = await start_node(announce=(announced,))
+    b = await start_node()
+    assert [str(x) for x in a.node.listen_addrs()] == [str(announced.with_peer_id(a.node.peer_id))]
+    # Dial a's real socket; b learns the announced address from the handshake.
+    real = a.node.connections.listen_addrs[0].with_peer_id(a.node.peer_id)
+    await b.node.dial(real)
+    (link,) = b.node.connections.links()
+    assert link.session.peer_listen_addrs == (str(announced),)
+    record = await a.node.dht.resolve(a.node.peer_id)
+    assert record is not None and record.addrs == (str(announced),)
