@@ -16,7 +16,14 @@ from typing import NoReturn
 
 from node.errors import DecodeError, FrameTooLarge
 
-__all__ = ["FRAME_HEADER_LEN", "MAX_FRAME", "FrameDecoder", "encode_frame", "encode_frames"]
+__all__ = [
+    "FRAME_HEADER_LEN",
+    "MAX_FRAME",
+    "FrameDecoder",
+    "encode_frame",
+    "encode_frames",
+    "frame_header",
+]
 
 FRAME_HEADER_LEN = 2
 MAX_FRAME = 65535
@@ -30,6 +37,13 @@ def _check_payload(payload: _Buffer, max_frame: int) -> int:
         # Our own caller's mistake (it must chunk before framing), hence not a wire error.
         raise ValueError(f"frame payload must be 1..{max_frame} bytes, got {n}")
     return n
+
+
+def frame_header(length: int, *, max_frame: int = MAX_FRAME) -> bytes:
+    """The 2-byte prefix for a frame of ``length`` bytes (so callers can avoid a copy)."""
+    if not 1 <= length <= max_frame:
+        raise ValueError(f"frame payload must be 1..{max_frame} bytes, got {length}")
+    return length.to_bytes(2, "big")
 
 
 def encode_frame(payload: _Buffer, *, max_frame: int = MAX_FRAME) -> bytes:

@@ -261,7 +261,65 @@ class Data:
         return cls(f["protocol"], f["payload"])
 
     def encode(self) -> bytes:
-        return _encode(self)
+        # The canonical CBOR of {"t": 4, "v": 1, "payload": ..., "protocol": ...}, built
+        # directly: Data carries the bulk traffic. Tests prove it equals cbor.encode(...).
+        proto = self.protocol.encode("ascii")
+        return b"".join(
+            (_DATA_PREFIX, _cbor_head(2, len(self.payload)), self.payload,
+             _PROTOCOL_KEY, _cbor_head(3, len(proto)), proto)
+        )
+
+
+# Canonical key order is bytewise on encoded keys: "t", "v", "payload", "protocol".
+_DATA_PREFIX = bytes.fromhex("a4617404617601677061796c6f6164")  # {t:4, v:1, "payload":
+_PROTOCOL_KEY = bytes.fromhex("6870726f746f636f6c")  # "protocol"
+
+
+def _cbor_head(major: int, length: int) -> bytes:
+    """Minimal CBOR head for a byte or text string of ``length`` (< 65536) bytes."""
+    top = major << 5
+    if length < 24:
+        return bytes((top | length,))
+    if length < 256:
+        return bytes((top | 24, length))
+    return bytes((top | 25,)) + length.to_bytes(2, "big")
+
+
+def _decode_data_fast(data: bytes) -> Data | None:
+    """Parse the one canonical layout of a Data message; None means "use the strict path".
+
+    Only input that is exactly what :meth:`Data.encode` produces is accepted here, so the
+    result always equals the strict decoder's.
+    """
+    if not data.startswith(_DATA_PREFIX) or len(data) < 26:
+        return None
+    head = data[15]
+    if 0x40 <= head < 0x58:
+        start, size = 16, head - 0x40
+    elif head == 0x58 and data[16] >= 24:
+        start, size = 17, data[16]
+    elif head == 0x59 and (size := int.from_bytes(data[16:18], "big")) >= 256:
+        start = 18
+    else:
+        return None
+    if size > MAX_DATA_PAYLOAD:
+        return None
+    end = start + size
+    if data[end : end + 9] != _PROTOCOL_KEY or len(data) < end + 10:
+        return None
+    text_head = data[end + 9]
+    if 0x61 <= text_head < 0x78:
+        pstart, plen = end + 10, text_head - 0x60
+    elif text_head == 0x78 and len(data) > end + 10 and 24 <= data[end + 10] <= MAX_PROTOCOL_LEN:
+        pstart, plen = end + 11, data[end + 10]
+    else:
+        return None
+    if pstart + plen != len(data):
+        return None
+    proto = data[pstart:]
+    if not proto.isascii() or not _PROTOCOL_RE.match(proto.decode("ascii")):
+        return None
+    return Data(proto.decode("ascii"), data[start:end])
 
 
 Message = Ping | Pong | Close | Data
@@ -288,6 +346,14 @@ def _encode(msg: Message) -> bytes:
 
 def decode_message(data: bytes) -> Message:
     """Decode one transport-message plaintext. Raises ``DecodeError``."""
+    if len(data) > MAX_PLAINTEXT:
+        raise DecodeError(f"message of {len(data)} bytes exceeds {MAX_PLAINTEXT}")
+    fast = _decode_data_fast(data)
+    return fast if fast is not None else _decode_strict(data)
+
+
+def _decode_strict(data: bytes) -> Message:
+    """The general decoder: strict canonical CBOR, then field checks."""
     if len(data) > MAX_PLAINTEXT:
         raise DecodeError(f"message of {len(data)} bytes exceeds {MAX_PLAINTEXT}")
     # Messages are flat maps of at most 4 pairs: 1 + 8 items.

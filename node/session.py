@@ -28,7 +28,7 @@ from node.errors import (
     PeerIdMismatch,
     TransportError,
 )
-from node.frames import FrameDecoder, encode_frame
+from node.frames import FrameDecoder, frame_header
 from node.identity import PeerId
 from node.keys import NodeKeys
 from node.messages import (
@@ -160,7 +160,7 @@ class Session:
         self._sent_count = 0
         self._recv_count = 0
         self._decoder = FrameDecoder()
-        self._out = bytearray()
+        self._out: list[bytes] = []  # frames waiting for the socket, joined once per flush
         self.state = SessionState.HANDSHAKING
         self.peer_id: PeerId | None = None
         self.peer_listen_addrs: tuple[str, ...] = ()
@@ -208,13 +208,14 @@ class Session:
         self._write_frame(self._handshake.write_message(b""))
 
     def data_to_send(self) -> bytes:
-        out = bytes(self._out)
+        out = b"".join(self._out)
         self._out.clear()
         self.bytes_out += len(out)
         return out
 
     def _write_frame(self, message: bytes) -> None:
-        self._out += encode_frame(message)
+        self._out.append(frame_header(len(message)))
+        self._out.append(message)
         self.frames_out += 1
 
     # -- receiving -------------------------------------------------------------------------

@@ -32,6 +32,7 @@ log = structlog.get_logger("node.transport")
 Direction = Literal["inbound", "outbound"]
 DataHandler = Callable[["Link", str, bytes], Awaitable[None] | None]
 _READ_SIZE = 1 << 17
+_MAX_COALESCE = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,13 @@ class Link:
             protocol, payload = await self._queue.get()
             try:
                 self.session.send_data(protocol, payload, self._clock())
-                # Coalesce what is already queued into one write.
-                while not self._queue.empty():
+                # Coalesce what is already queued into one write, up to a bound so one flush
+                # never builds a huge buffer.
+                budget = _MAX_COALESCE - len(payload)
+                while budget > 0 and not self._queue.empty():
                     protocol, payload = self._queue.get_nowait()
                     self.session.send_data(protocol, payload, self._clock())
+                    budget -= len(payload)
             except ConnectionClosed:
                 return
             await self._flush()

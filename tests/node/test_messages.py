@@ -36,6 +36,8 @@ from node.messages import (
     Message,
     Ping,
     Pong,
+    _decode_data_fast,
+    _decode_strict,
     close_code_for,
     decode_message,
 )
@@ -488,3 +490,37 @@ def test_handshake_payload_matches_protocol_doc_appendix() -> None:
 def test_handshake_constructor_rejects(build: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         build()
+
+
+# --------------------------------------------------------------------------- Data fast path
+
+_protocols = st.from_regex(r"[a-z0-9][a-z0-9._/-]{0,31}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_protocols, st.binary(max_size=70000).map(lambda b: b[:MAX_DATA_PAYLOAD]))
+def test_data_fast_encoding_is_the_canonical_cbor(protocol: str, payload: bytes) -> None:
+    msg = Data(protocol, payload)
+    body = {"v": 1, "t": 4, "protocol": protocol, "payload": payload}
+    assert msg.encode() == cbor.encode(body)
+    assert _decode_data_fast(msg.encode()) == msg == _decode_strict(msg.encode())
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_protocols, st.binary(max_size=300), st.data())
+def test_data_fast_path_never_accepts_what_strict_refuses(
+    protocol: str, payload: bytes, data: st.DataObject
+) -> None:
+    encoded = bytearray(Data(protocol, payload).encode())
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(encoded) - 1))
+        encoded[i] = data.draw(st.integers(0, 255))
+    mutated = bytes(encoded)
+    fast = _decode_data_fast(mutated)
+    if fast is not None:
+        assert _decode_strict(mutated) == fast
+    try:
+        assert decode_message(mutated) == _decode_strict(mutated)
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            _decode_strict(mutated)
