@@ -1,0 +1,318 @@
+"""Mesh cold start: N nodes that know only a bootstrap address connect up and resolve records.
+
+All nodes are real :class:`node.daemon.Node` objects (TCP + Noise transport, UDP DHT, mesh
+auto-dial) run **in this one process and one event loop**, each on its own loopback address
+(127.0.x.y) with in-memory storage and ``dht_subnet_prefix=32``. The first node is the
+bootstrap node; every other node is started at the same moment with only its address.
+
+Measured from the moment the bootstrap node is started:
+
+1. *connected*: every node holds at least the wanted number of links (all others below
+   ``--full-mesh-below`` nodes, else ``--target-degree``) and the link graph is connected;
+2. *resolved*: every node has resolved every other node's signed record through the DHT
+   (or ``--resolve-sample`` random others per node).
+
+    .venv/bin/python bench/mesh.py --nodes 50 [--full-mesh-below 16] [--target-degree 8]
+
+Target (DESIGN.md section 8): 50 nodes connected and resolved in under 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _util import machine_line, percentile, quiet_logging, table
+
+from node.config import NodeConfig
+from node.daemon import Node
+from node.identity import Identity, PeerId
+from node.keys import NodeKeys
+from node.mesh import MeshPolicy
+from node.multiaddr import Multiaddr
+from node.storage.memory import MemoryStorage
+
+
+def host_for(index: int) -> str:
+    """A distinct loopback address per node: 127.0.0.2, 127.0.0.3, ... 127.0.1.1, ..."""
+    n = index + 2
+    return f"127.0.{n // 254}.{n % 254 + 1}" if n >= 254 else f"127.0.0.{n}"
+
+
+@dataclass
+class Running:
+    node: Node
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    def peers(self) -> set[PeerId]:
+        if not self.node.started.is_set():
+            return set()
+        return set(self.node.connections.connected_peers())
+
+
+def wanted_degree(n: int, config: NodeConfig) -> int:
+    policy = MeshPolicy(
+        target_degree=config.target_degree,
+        full_mesh_below=config.full_mesh_below,
+        max_connections=config.max_connections,
+    )
+    return policy.wanted_links(n)
+
+
+def diagnostics(nodes: list[Running]) -> dict[str, int]:
+    """Sums over all nodes of the counters that explain a slow start."""
+    out: dict[str, int] = {}
+    for r in nodes:
+        stats = r.node.dht_statistics()
+        mesh = stats["mesh"]
+        for key, value in (
+            ("mesh_dials", mesh["dials"]),
+            ("mesh_dial_failures", mesh["dial_failures"]),
+            ("peers_backing_off", mesh["backing_off"]),
+            ("dht_lookups", stats["lookups"]["total"]),
+            ("dht_lookups_missed", stats["lookups"]["missed"]),
+            ("dht_random_walks", stats["lookups"]["random_walks"]),
+            ("records_held", stats["records"]),
+            ("publishes", stats["publishes"]),
+            ("dht_contacts", stats["contacts"]),
+        ):
+            out[key] = out.get(key, 0) + int(value)
+    return out
+
+
+def is_connected_graph(nodes: list[Running]) -> bool:
+    ids = {r.node.peer_id for r in nodes}
+    adjacency = {r.node.peer_id: r.peers() & ids for r in nodes}
+    start = next(iter(ids))
+    seen = {start}
+    todo = [start]
+    while todo:
+        for peer in adjacency[todo.pop()]:
+            if peer not in seen:
+                seen.add(peer)
+                todo.append(peer)
+    return seen == ids
+
+
+async def start_node(config: NodeConfig) -> Running:
+    node = Node(config, NodeKeys.derive(Identity.generate()), MemoryStorage())
+    stop = asyncio.Event()
+    task = asyncio.create_task(node.run(stop), name=f"node-{config.listen.host}")
+    async with asyncio.timeout(30):
+        while not node.started.is_set():
+            if task.done():
+                task.result()  # re-raise why it could not start
+            await asyncio.sleep(0.005)
+    return Running(node, stop, task)
+
+
+async def resolve_all(
+    nodes: list[Running], sample: int | None, concurrency: int, deadline: float,
+    rng: random.Random,
+) -> tuple[int, int, list[float]]:
+    """(pairs resolved, pairs asked, per-lookup ms). A miss is retried until ``deadline``."""
+    pairs: list[tuple[Running, PeerId]] = []
+    for r in nodes:
+        others = [m.node.peer_id for m in nodes if m is not r]
+        if sample is not None and sample < len(others):
+            others = rng.sample(others, sample)
+        pairs.extend((r, peer) for peer in others)
+    gate = asyncio.Semaphore(concurrency)
+    lookup_ms: list[float] = []
+    resolved = 0
+
+    async def one(r: Running, peer: PeerId) -> None:
+        nonlocal resolved
+        async with gate:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                record = await r.node.dht.resolve(peer)
+                lookup_ms.append((time.perf_counter() - t0) * 1000.0)
+                if record is not None and record.peer_id == peer:
+                    resolved += 1
+                    return
+                await asyncio.sleep(0.2)
+
+    await asyncio.gather(*(one(r, peer) for r, peer in pairs))
+    return resolved, len(pairs), lookup_ms
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    rng = random.Random(args.seed)
+    tmp = Path(tempfile.mkdtemp(prefix="spacepanda-mesh-bench-"))
+    base = NodeConfig(
+        data_dir=tmp,
+        listen=Multiaddr.parse("/ip4/127.0.0.1/tcp/0", allow_port_zero=True),
+        api=Multiaddr.parse("/ip4/127.0.0.1/tcp/0", allow_port_zero=True),
+        dht_subnet_prefix=32,
+    )
+    overrides: dict[str, int] = {}
+    if args.full_mesh_below is not None:
+        overrides["full_mesh_below"] = args.full_mesh_below
+    if args.target_degree is not None:
+        overrides["target_degree"] = args.target_degree
+    if args.max_connections is not None:
+        overrides["max_connections"] = args.max_connections
+    base = replace(base, **overrides)  # type: ignore[arg-type]
+    n = args.nodes
+    wanted = wanted_degree(n, base)
+
+    def config_for(i: int, bootstrap: tuple[Multiaddr, ...]) -> NodeConfig:
+        return replace(
+            base,
+            data_dir=tmp / f"n{i}",
+            listen=Multiaddr.parse(f"/ip4/{host_for(i)}/tcp/0", allow_port_zero=True),
+            bootstrap=bootstrap,
+        )
+
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    boot = await start_node(config_for(0, ()))
+    boot_addr = boot.node.listen_addrs()[0]
+    rest = await asyncio.gather(*(start_node(config_for(i, (boot_addr,))) for i in range(1, n)))
+    nodes = [boot, *rest]
+    t_started = time.perf_counter() - t0
+    print(f"{n} nodes started in {t_started:.2f} s; wanted degree {wanted} "
+          f"(full_mesh_below={base.full_mesh_below}, target_degree={base.target_degree})")
+
+    def degrees() -> list[int]:
+        return [len(r.peers()) for r in nodes]
+
+    t_connected: float | None = None
+    next_report = 1.0
+    deadline = t0 + args.timeout
+    while time.perf_counter() < deadline:
+        d = degrees()
+        now = time.perf_counter() - t0
+        if min(d) >= wanted and is_connected_graph(nodes):
+            t_connected = now
+            break
+        if now >= next_report:
+            ready = sum(r.node.is_ready() for r in nodes)
+            print(f"  t={now:5.1f} s  dht ready {ready}/{n}  degree min/median/max "
+                  f"{min(d)}/{statistics.median(d):g}/{max(d)}")
+            next_report += 1.0
+        await asyncio.sleep(0.02)
+    final_degrees = degrees()
+    diag = diagnostics(nodes)
+    if t_connected is None:
+        print(f"NOT connected within {args.timeout:g} s")
+    else:
+        print(f"connected at {t_connected:.2f} s")
+    print("sums over all nodes at that point:",
+          ", ".join(f"{k}={v}" for k, v in diag.items()))
+
+    sample = args.resolve_sample
+    if sample is None and n > 50:
+        sample = 10
+    r0 = time.perf_counter()
+    resolved, asked, lookup_ms = await resolve_all(
+        nodes, sample, args.resolve_concurrency, r0 + args.timeout, rng
+    )
+    t_resolved = time.perf_counter() - t0
+    resolve_phase = time.perf_counter() - r0
+    cpu = time.process_time() - cpu0
+
+    s0 = time.perf_counter()
+    for r in nodes:
+        r.stop.set()
+    results = await asyncio.gather(*(r.task for r in nodes), return_exceptions=True)
+    t_stop = time.perf_counter() - s0
+    errors = [repr(e) for e in results if isinstance(e, BaseException)]
+    with contextlib.suppress(OSError):
+        for p in sorted(tmp.rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() else p.unlink()
+        tmp.rmdir()
+
+    lookup_ms.sort()
+    return {
+        "nodes": n,
+        "wanted_degree": wanted,
+        "started_s": round(t_started, 3),
+        "connected_s": None if t_connected is None else round(t_connected, 3),
+        "degree_min_median_max": [min(final_degrees), statistics.median(final_degrees),
+                                  max(final_degrees)],
+        "at_connected": diag,
+        "resolved": resolved,
+        "resolve_pairs": asked,
+        "resolve_sample_per_node": sample,
+        "all_resolved_s": round(t_resolved, 3) if resolved == asked else None,
+        "resolve_phase_s": round(resolve_phase, 3),
+        "lookups": len(lookup_ms),
+        "lookup_p50_ms": round(percentile(lookup_ms, 50), 2) if lookup_ms else None,
+        "lookup_p95_ms": round(percentile(lookup_ms, 95), 2) if lookup_ms else None,
+        "stop_s": round(t_stop, 3),
+        "stop_errors": errors,
+        "cpu_s": round(cpu, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--full-mesh-below", type=int, default=None,
+                        help="networks smaller than this get a full mesh (node default 16)")
+    parser.add_argument("--target-degree", type=int, default=None,
+                        help="links per node above the full-mesh size (node default 8)")
+    parser.add_argument("--max-connections", type=int, default=None,
+                        help="per-node high watermark (node default 64)")
+    parser.add_argument("--resolve-sample", type=int, default=None,
+                        help="records each node resolves (default: all others up to 50 nodes, "
+                             "else 10)")
+    parser.add_argument("--resolve-concurrency", type=int, default=64)
+    parser.add_argument("--timeout", type=float, default=120.0, help="per phase, seconds")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args()
+    if not 2 <= args.nodes <= 250 * 254:
+        parser.error("--nodes must be 2..63500")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    quiet_logging()
+    print(machine_line())
+    print(f"One process, one event loop: {args.nodes} in-process Node objects on distinct "
+          "127.0.x.y addresses, in-memory storage, dht_subnet_prefix=32.\n")
+    res = asyncio.run(run(args))
+    connected = res["connected_s"]
+    resolved_at = res["all_resolved_s"]
+    rows = [
+        ["nodes started (all listening, DHT bound)", f"{res['started_s']} s", "", ""],
+        [f"connected (every node >= {res['wanted_degree']} links, graph connected)",
+         "timeout" if connected is None else f"{connected} s", "", ""],
+        ["degree min / median / max at that point",
+         " / ".join(str(x) for x in res["degree_min_median_max"]), "", ""],  # type: ignore[attr-defined]
+        [f"records resolved ({res['resolved']}/{res['resolve_pairs']} pairs)",
+         "incomplete" if resolved_at is None else f"{resolved_at} s", "< 10 s",
+         "ok" if isinstance(resolved_at, float) and resolved_at < 10 else "MISS"],
+        ["resolve phase alone", f"{res['resolve_phase_s']} s", "", ""],
+        ["DHT lookup p50 / p95",
+         f"{res['lookup_p50_ms']} / {res['lookup_p95_ms']} ms", "", ""],
+        ["clean stop of every node", f"{res['stop_s']} s",
+         "", "ok" if not res["stop_errors"] else "ERRORS"],
+        ["process CPU time / peak RSS", f"{res['cpu_s']} s / {res['peak_rss_mb']} MB", "", ""],
+    ]
+    print()
+    print(table(["measure (from bootstrap start)", "value", "target", ""], rows))
+    if res["stop_errors"]:
+        print("stop errors:", res["stop_errors"])
+    if args.json:
+        print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
