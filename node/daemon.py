@@ -340,7 +340,8 @@ class Node:
             candidates=candidates,
             network_size=self._network_size(),
             policy=self._mesh_policy,
-            excluded=backing_off | self._dialing,
+            dialing=self._dialing,
+            excluded=backing_off,
         )
         assert self._tg is not None
         for peer in decision.dial:

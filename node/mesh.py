@@ -69,20 +69,24 @@ def plan(
     candidates: Iterable[PeerId],
     network_size: int,
     policy: MeshPolicy,
+    dialing: Iterable[PeerId] = (),
     excluded: Iterable[PeerId] = (),
 ) -> MeshPlan:
     """Decide one round: dial up to the wanted degree, trim above the high watermark.
 
-    ``excluded`` holds peers being dialled already or backing off after a failure.
+    ``dialing`` holds dials still in progress: they count towards the wanted degree, or
+    every round would start another batch and overshoot. ``excluded`` holds peers backing
+    off after a failure.
     """
     linked = set(connected)
-    skip = linked | set(excluded) | {local}
+    in_progress = set(dialing) - linked
+    skip = linked | in_progress | set(excluded) | {local}
     wanted = policy.wanted_links(network_size)
     taken: dict[int, int] = defaultdict(int)
     for peer in linked:
         taken[bucket_of(local, peer)] += 1
     dial: list[PeerId] = []
-    missing = wanted - len(linked)
+    missing = wanted - len(linked) - len(in_progress)
     if missing > 0:
         fresh = {p for p in candidates if p not in skip}
         dial = _spread(local, fresh, taken)[: min(missing, policy.max_dials_per_round)]

@@ -66,3 +66,10 @@ def test_plan_invariants(connected: set[PeerId], candidates: set[PeerId], size: 
     assert set(d.dial) <= candidates and len(set(d.dial)) == len(d.dial)
     assert len(connected) + len(d.dial) <= max(d.wanted, len(connected))
     assert set(d.trim) <= connected and len(connected) - len(d.trim) <= 25
+
+
+def test_dials_in_progress_count_towards_the_degree() -> None:
+    policy = MeshPolicy(target_degree=8, full_mesh_below=0)
+    decision = plan(LOCAL, connected=OTHERS[:3], candidates=OTHERS, network_size=120,
+                    policy=policy, dialing=OTHERS[3:7])
+    assert len(decision.dial) == 1 and not set(decision.dial) & set(OTHERS[:7])
