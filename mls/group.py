@@ -1,8 +1,9 @@
 """The Group API: one member's view of an MLS group, driven with MLSMessage bytes.
 
-Every inbound message is processed against copies (the secret tree is cloned, commits build
-a new ``GroupState``); the live state is replaced only when the message fully checked out,
-so a tampered, replayed, wrong-epoch or wrong-group message raises a typed ``MlsError`` and
+Every inbound message is processed so that failure changes nothing: the secret tree is read
+inside a transaction that undoes its changes on any error, and commits build a new
+``GroupState`` that replaces the live one only when the message fully checked out. So a
+tampered, replayed, wrong-epoch or wrong-group message raises a typed ``MlsError`` and
 changes nothing. Randomness and time are injected (``rng``, ``clock``).
 """
 
@@ -54,7 +55,7 @@ from mls.messages import (
 from mls.outbound import sign_and_seal
 from mls.proposals import PskError, PskStore, StoredProposal, validate_proposal
 from mls.protection import UnverifiedContent, VerifiedContent, unprotect_private, unprotect_public
-from mls.state import GroupState, PastEpoch, clone_secret_tree, decode_state, encode_state
+from mls.state import GroupState, decode_state, encode_state
 from mls.tree.ratchet_tree import RatchetTree
 from mls.tree.validation import sign_leaf_node
 
@@ -103,7 +104,7 @@ class Group:
         self._hpke_rng: Rng | None = rng
         self._clock = clock
         self._psk_store = psk_store
-        self.handshake_format = handshake_format
+        self.handshake_format: WireFormat = handshake_format
         self.ratchet_tree_extension = ratchet_tree_extension
         self.padding = padding
         self._pending: _Pending | None = None
@@ -334,12 +335,39 @@ class Group:
         payload = MLSMessage.from_bytes(message).payload
         if isinstance(payload, PublicMessage):
             state, vc = self._open_public(payload)
-        elif isinstance(payload, PrivateMessage):
-            state, vc, past = self._open_private(payload)
-            if past is not None:
-                return self._application(state, vc, past_tree=past)
-        else:
+            return self._dispatch(state, vc)
+        if not isinstance(payload, PrivateMessage):
             raise UnexpectedMessageError(f"cannot process a {type(payload).__name__} here")
+        state = self._state
+        self._check_group(payload.group_id)
+        if payload.epoch == state.epoch:
+            # The live secret tree is read in place; the transaction undoes the consumed
+            # key (and any derivation) if anything below fails, so the state is unchanged.
+            with state.secret_tree.transaction():
+                uc = unprotect_private(
+                    state.suite,
+                    payload,
+                    group_context=state.context,
+                    secret_tree=state.secret_tree,
+                    sender_data_secret=state.secrets.sender_data_secret,
+                    context_bytes=state.context_bytes,
+                )
+                return self._dispatch(state, self._verify(uc, state.tree, state))
+        past = next((p for p in state.past if p.context.epoch == payload.epoch), None)
+        if past is None or payload.content_type != ContentType.APPLICATION:
+            raise WrongEpochError(f"message for epoch {payload.epoch}, we are at {state.epoch}")
+        with past.secret_tree.transaction():
+            uc = unprotect_private(
+                state.suite,
+                payload,
+                group_context=past.context,
+                secret_tree=past.secret_tree,
+                sender_data_secret=past.sender_data_secret,
+            )
+            vc = self._verify(uc, past.tree, state)
+            return self._application(state, vc, past_tree=past.tree)
+
+    def _dispatch(self, state: GroupState, vc: VerifiedContent) -> Inbound:
         ct = vc.content_type
         if ct == ContentType.APPLICATION:
             return self._application(state, vc)
@@ -365,40 +393,6 @@ class Group:
             membership_key=state.secrets.membership_key,
         )
         return state, self._verify(uc, state.tree, state)
-
-    def _open_private(
-        self, msg: PrivateMessage
-    ) -> tuple[GroupState, VerifiedContent, RatchetTree | None]:
-        state = self._state
-        self._check_group(msg.group_id)
-        if msg.epoch == state.epoch:
-            st = clone_secret_tree(state.suite, state.secret_tree)
-            uc = unprotect_private(
-                state.suite,
-                msg,
-                group_context=state.context,
-                secret_tree=st,
-                sender_data_secret=state.secrets.sender_data_secret,
-            )
-            vc = self._verify(uc, state.tree, state)
-            return replace(state, secret_tree=st), vc, None
-        past = next((p for p in state.past if p.context.epoch == msg.epoch), None)
-        if past is None or msg.content_type != ContentType.APPLICATION:
-            raise WrongEpochError(f"message for epoch {msg.epoch}, we are at {state.epoch}")
-        st = clone_secret_tree(state.suite, past.secret_tree)
-        uc = unprotect_private(
-            state.suite,
-            msg,
-            group_context=past.context,
-            secret_tree=st,
-            sender_data_secret=past.sender_data_secret,
-        )
-        vc = self._verify(uc, past.tree, state)
-        new_past = tuple(
-            PastEpoch(p.context, p.tree, st, p.sender_data_secret) if p is past else p
-            for p in state.past
-        )
-        return replace(state, past=new_past), vc, past.tree
 
     def _verify(
         self, uc: UnverifiedContent, tree: RatchetTree, state: GroupState

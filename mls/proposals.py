@@ -316,18 +316,20 @@ def apply_proposals(tree: RatchetTree, resolved: list[ResolvedProposal]) -> Appl
                 tree.remove_leaf(body.removed)
         adds = [body.key_package for _, body in bodies if isinstance(body, Add)]
         if adds:
-            sig_keys = set()
-            enc_keys = set()
-            for _, leaf in tree.leaves():
-                sig_keys.add(leaf.signature_key)
-                enc_keys.add(leaf.encryption_key)
+            # Keys of the adds must be distinct from each other and from every member left:
+            # one pass over the tree with the (few) new keys, not a set of all members' keys.
+            sig_keys: set[bytes] = set()
+            enc_keys: set[bytes] = set()
             for kp in adds:
                 ln = kp.leaf_node
                 if ln.signature_key in sig_keys or ln.encryption_key in enc_keys:
                     raise ProposalError("Add of a client already in the group")
                 sig_keys.add(ln.signature_key)
                 enc_keys.add(ln.encryption_key)
-                out.added.append((tree.add_leaf(ln), kp))
+            if tree.has_leaf_key(sig_keys, enc_keys):
+                raise ProposalError("Add of a client already in the group")
+            for kp in adds:
+                out.added.append((tree.add_leaf(kp.leaf_node), kp))
     except TreeError as exc:
         raise ProposalError(str(exc)) from None
     return out

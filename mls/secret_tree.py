@@ -8,6 +8,11 @@ for out-of-order messages) and keeps unused keys at most ``max_past`` generation
 newest derived one. A receiver first *peeks* at a key (derived and kept) and *consumes* it
 only once the message authenticates, so a forgery cannot burn a genuine message's key; a
 consumed key is deleted and asking for it again is an error (replay / nonce reuse).
+
+A receiver that must leave the tree untouched when a message later fails (a bad signature,
+an invalid commit) runs its reads inside ``with tree.transaction():``: the first touch of
+each ratchet is journaled and an exception undoes every change, which costs O(1) per message
+instead of copying the whole tree.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import enum
 import itertools
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from mls import tree_math
@@ -88,6 +94,12 @@ class _Ratchet:
     def __repr__(self) -> str:
         return f"_Ratchet(generation={self.generation}, skipped={len(self.skipped)})"
 
+    def copy(self) -> _Ratchet:
+        new = _Ratchet(self.secret)
+        new.generation = self.generation
+        new.skipped = dict(self.skipped)
+        return new
+
     def _step(self, suite: CipherSuite) -> tuple[bytes, bytes]:
         """Key and nonce of the current generation, then advance the chain."""
         g = self.generation
@@ -96,6 +108,41 @@ class _Ratchet:
         self.secret = derive_tree_secret(suite, self.secret, "secret", g, suite.nh)
         self.generation = g + 1
         return key, nonce
+
+
+# Journal entry: the ratchet as it was before its first change (None: it did not exist).
+_Saved = tuple[_Ratchet, bytes, int, dict[int, tuple[bytes, bytes]]] | None
+
+
+class _Transaction:
+    """``with tree.transaction():`` — undo the block's changes to the tree if it raises."""
+
+    __slots__ = ("_tree",)
+
+    def __init__(self, tree: SecretTree) -> None:
+        self._tree = tree
+
+    def __enter__(self) -> SecretTree:
+        tree = self._tree
+        if tree._journal is not None:
+            raise SecretTreeError("secret tree transactions do not nest")
+        tree._journal = {}
+        tree._saved_nodes = None
+        return tree
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tree = self._tree
+        try:
+            if exc_type is not None:
+                tree._rollback()
+        finally:
+            tree._journal = None
+            tree._saved_nodes = None
 
 
 class SecretTree:
@@ -118,6 +165,8 @@ class SecretTree:
         self._ratchets: dict[tuple[int, RatchetType], _Ratchet] = {}
         self.max_forward = max_forward
         self.max_past = max_past
+        self._journal: dict[tuple[int, RatchetType], _Saved] | None = None
+        self._saved_nodes: dict[int, bytes] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -128,6 +177,45 @@ class SecretTree:
     @property
     def n_leaves(self) -> int:
         return self._n_leaves
+
+    def copy(self) -> SecretTree:
+        """An independent copy (node secrets, ratchets and kept keys); cost grows with the
+        number of senders seen this epoch."""
+        if self._journal is not None:
+            raise SecretTreeError("cannot copy a secret tree inside a transaction")
+        new = SecretTree.__new__(SecretTree)
+        new._suite = self._suite
+        new._n_leaves = self._n_leaves
+        new._nodes = dict(self._nodes)
+        new._ratchets = {k: r.copy() for k, r in self._ratchets.items()}
+        new.max_forward = self.max_forward
+        new.max_past = self.max_past
+        new._journal = None
+        new._saved_nodes = None
+        return new
+
+    def transaction(self) -> _Transaction:
+        """A context manager: every change made to this tree inside the block is undone if
+        the block raises (so a message that fails after its key was consumed leaves no
+        trace). Transactions do not nest."""
+        return _Transaction(self)
+
+    def _rollback(self) -> None:
+        journal = self._journal
+        assert journal is not None
+        ratchets = self._ratchets
+        for key, saved in journal.items():
+            if saved is None:
+                ratchets.pop(key, None)
+            else:
+                ratchet, secret, generation, skipped = saved
+                ratchet.secret = secret
+                ratchet.generation = generation
+                ratchet.skipped = skipped
+                ratchets[key] = ratchet
+        if self._saved_nodes is not None:
+            self._nodes = self._saved_nodes
+        journal.clear()
 
     def _leaf_secret(self, leaf: int) -> bytes:
         node = tree_math.leaf_to_node(leaf)
@@ -148,12 +236,28 @@ class SecretTree:
             x = lx if node < x else rx
         return self._nodes.pop(node)
 
+    @staticmethod
+    def _saved(ratchet: _Ratchet | None) -> _Saved:
+        if ratchet is None:
+            return None
+        return ratchet, ratchet.secret, ratchet.generation, dict(ratchet.skipped)
+
     def _ratchet(self, leaf: int, kind: RatchetType) -> _Ratchet:
+        # Every change to the tree starts here, so this is where a transaction journals.
+        journal = self._journal
         ratchet = self._ratchets.get((leaf, kind))
         if ratchet is not None:
+            if journal is not None and (leaf, kind) not in journal:
+                journal[(leaf, kind)] = self._saved(ratchet)
             return ratchet
         if not 0 <= leaf < self._n_leaves:
             raise SecretTreeError(f"leaf {leaf} outside a tree of {self._n_leaves} leaves")
+        if journal is not None:
+            if self._saved_nodes is None:
+                self._saved_nodes = dict(self._nodes)
+            for k in RatchetType:
+                if (leaf, k) not in journal:
+                    journal[(leaf, k)] = self._saved(self._ratchets.get((leaf, k)))
         leaf_secret = self._leaf_secret(leaf)
         nh = self._suite.nh
         for k in RatchetType:

@@ -11,7 +11,6 @@ syntax, decoded strictly (bounded lengths, no trailing bytes).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -51,24 +50,10 @@ _SECRET_FIELDS = (
 
 
 def clone_secret_tree(suite: CipherSuite, tree: SecretTree) -> SecretTree:
-    """An independent copy, so a message can be read provisionally and dropped on failure.
-
-    Copies the node map and each ratchet (cost grows with the number of active senders, not
-    the group size); falls back to a deep copy if the tree's layout is not the one known.
-    """
-    nodes = getattr(tree, "_nodes", None)
-    ratchets = getattr(tree, "_ratchets", None)
-    if not isinstance(nodes, dict) or not isinstance(ratchets, dict):
-        return copy.deepcopy(tree, memo={id(suite): suite})
-    new = copy.copy(tree)
-    new._nodes = dict(nodes)
-    clones = {}
-    for key, r in ratchets.items():
-        c = copy.copy(r)
-        c.skipped = dict(r.skipped)
-        clones[key] = c
-    new._ratchets = clones
-    return new
+    """An independent copy of ``tree`` (see ``SecretTree.copy``; ``suite`` is kept for
+    callers of the older signature). Inbound messages no longer need one: ``Group`` reads
+    them inside ``SecretTree.transaction()``."""
+    return tree.copy()
 
 
 @dataclass

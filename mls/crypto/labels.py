@@ -3,7 +3,7 @@ an ``"MLS 1.0 " + label`` prefix inside a TLS-encoded struct."""
 
 from __future__ import annotations
 
-from mls.codec import Writer
+from mls.codec import Writer, encode_varint
 from mls.crypto.hpke import Rng
 from mls.crypto.suite import CipherSuite
 
@@ -30,10 +30,27 @@ def _full(label: Label) -> bytes:
     return MLS_PREFIX + (label.encode() if isinstance(label, str) else bytes(label))
 
 
+# Encoded ``opaque label<V>`` per label: the secret tree derives several keys per message.
+_LABEL_CACHE: dict[Label, bytes] = {}
+_LABEL_CACHE_MAX = 256
+
+
+def _encoded_label(label: Label) -> bytes:
+    enc = _LABEL_CACHE.get(label)
+    if enc is None:
+        full = _full(label)
+        enc = encode_varint(len(full)) + full
+        if len(_LABEL_CACHE) < _LABEL_CACHE_MAX:
+            _LABEL_CACHE[label] = enc
+    return enc
+
+
 def expand_with_label(
     suite: CipherSuite, secret: bytes, label: Label, context: bytes, length: int
 ) -> bytes:
-    kdf_label = Writer().uint16(length).opaque(_full(label)).opaque(context).getvalue()
+    kdf_label = b"".join(
+        (length.to_bytes(2, "big"), _encoded_label(label), encode_varint(len(context)), context)
+    )
     return suite.kdf_expand(secret, kdf_label, length)
 
 
@@ -64,7 +81,7 @@ def make_proposal_ref(suite: CipherSuite, authenticated_content: bytes) -> bytes
 
 
 def _sign_content(label: Label, content: bytes) -> bytes:
-    return Writer().opaque(_full(label)).opaque(content).getvalue()
+    return b"".join((_encoded_label(label), encode_varint(len(content)), content))
 
 
 def sign_with_label(suite: CipherSuite, priv: bytes, label: Label, content: bytes) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -57,18 +58,74 @@ class SignatureScheme:
         raise NotImplementedError
 
 
+class _KeyCache:
+    """A small LRU of parsed key objects keyed by their raw bytes.
+
+    Parsing an Ed25519 private key costs about as much as a signature (the library derives
+    the public key each time), so the handful of keys a member signs and verifies with are
+    kept parsed. Bounded, so a flood of distinct keys cannot grow memory."""
+
+    __slots__ = ("_items", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, object] = OrderedDict()
+
+    def get(self, raw: bytes) -> object | None:
+        items = self._items
+        obj = items.get(raw)
+        if obj is not None:
+            try:
+                items.move_to_end(raw)
+            except KeyError:  # evicted by another thread meanwhile: a miss is harmless
+                return None
+        return obj
+
+    def put(self, raw: bytes, obj: object) -> None:
+        items = self._items
+        items[raw] = obj
+        if len(items) > self._size:
+            items.popitem(last=False)
+
+
 class Ed25519Scheme(SignatureScheme):
     scheme_id = 0x0807
     name = "ed25519"
 
+    # A process signs with very few keys; verification keys are one per sender (group size).
+    PRIVATE_CACHE = 32
+    PUBLIC_CACHE = 4096
+
+    def __init__(self) -> None:
+        self._privs = _KeyCache(self.PRIVATE_CACHE)
+        self._pubs = _KeyCache(self.PUBLIC_CACHE)
+
     def __repr__(self) -> str:
         return "Ed25519Scheme()"
 
-    @staticmethod
-    def _priv(priv: bytes) -> ed25519.Ed25519PrivateKey:
+    def _priv(self, priv: bytes) -> ed25519.Ed25519PrivateKey:
+        if type(priv) is not bytes:  # bytearray / memoryview are not hashable
+            priv = bytes(priv)
+        key = self._privs.get(priv)
+        if key is not None:
+            assert isinstance(key, ed25519.Ed25519PrivateKey)
+            return key
         if len(priv) != 32:
             raise CryptoError("Ed25519 private key must be 32 bytes")
-        return ed25519.Ed25519PrivateKey.from_private_bytes(priv)
+        parsed = ed25519.Ed25519PrivateKey.from_private_bytes(priv)
+        self._privs.put(priv, parsed)
+        return parsed
+
+    def _pub(self, pub: bytes) -> ed25519.Ed25519PublicKey:
+        if type(pub) is not bytes:
+            pub = bytes(pub)
+        key = self._pubs.get(pub)
+        if key is not None:
+            assert isinstance(key, ed25519.Ed25519PublicKey)
+            return key
+        parsed = ed25519.Ed25519PublicKey.from_public_bytes(pub)  # ValueError if invalid
+        self._pubs.put(pub, parsed)
+        return parsed
 
     def generate(self, rng: Rng | None = None) -> tuple[bytes, bytes]:
         priv = (rng or os.urandom)(32)
@@ -84,7 +141,7 @@ class Ed25519Scheme(SignatureScheme):
         if len(pub) != 32 or len(signature) != 64:
             return False
         try:
-            ed25519.Ed25519PublicKey.from_public_bytes(pub).verify(signature, message)
+            self._pub(pub).verify(signature, message)
         except (InvalidSignature, ValueError):
             return False
         return True

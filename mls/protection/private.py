@@ -37,8 +37,10 @@ def ratchet_type_for(content_type: ContentType) -> RatchetType:
 
 
 def _guarded(nonce: bytes, reuse_guard: bytes) -> bytes:
-    head = bytes(a ^ b for a, b in zip(nonce[:4], reuse_guard, strict=True))
-    return head + nonce[4:]
+    if len(reuse_guard) != 4 or len(nonce) < 4:
+        raise ValueError("reuse_guard is 4 bytes and the nonce at least 4")
+    head = int.from_bytes(nonce[:4], "big") ^ int.from_bytes(reuse_guard, "big")
+    return head.to_bytes(4, "big") + nonce[4:]
 
 
 def protect_private(
@@ -100,6 +102,7 @@ def unprotect_private(
     group_context: GroupContext,
     secret_tree: SecretTree,
     sender_data_secret: bytes,
+    context_bytes: bytes | None = None,
 ) -> UnverifiedContent:
     """Decrypt sender data and content; the signature is checked by
     ``UnverifiedContent.verify`` once the caller has the sender's key.
@@ -111,7 +114,9 @@ def unprotect_private(
     The secret-tree key of the claimed (leaf, generation) is only peeked at until the content
     AEAD and the padding check succeed, and consumed after: an on-path forgery that keeps the
     sender data intact cannot burn the generation the genuine message needs, while a replay
-    of a message already accepted is refused (KeyReuseError)."""
+    of a message already accepted is refused (KeyReuseError). ``context_bytes`` is
+    ``group_context`` already encoded, if the caller has it (it is bound into the signature).
+    """
     if msg.group_id != group_context.group_id:
         raise ValidationError("PrivateMessage is for another group")
     if msg.epoch != group_context.epoch:
@@ -143,4 +148,6 @@ def unprotect_private(
         pmc.content,
     )
     ac = AuthenticatedContent(WireFormat.PRIVATE_MESSAGE, content, pmc.auth)
-    return UnverifiedContent(suite, ac, group_context.encode(), sender_data.generation)
+    if context_bytes is None:
+        context_bytes = group_context.encode()
+    return UnverifiedContent(suite, ac, context_bytes, sender_data.generation)

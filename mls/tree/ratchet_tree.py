@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
-from mls.codec import decode_exact
+from mls.codec import Writer, decode_exact, encode_varint
 from mls.crypto.suite import CipherSuite
 from mls.errors import DecodeError, ValidationError
 from mls.messages.leaf_node import LeafNode
@@ -21,6 +21,7 @@ from mls.messages.tree import (
     leaf_tree_hash_input,
     parent_hash_input,
     parent_tree_hash_input,
+    write_node,
 )
 from mls.messages.tree import (
     RatchetTree as WireTree,
@@ -52,7 +53,7 @@ class RatchetTree:
     built while processing a commit and thrown away on failure.
     """
 
-    __slots__ = ("_hash", "_nodes", "_res", "suite")
+    __slots__ = ("_enc", "_hash", "_nodes", "_res", "suite")
 
     def __init__(self, suite: CipherSuite, nodes: list[Node | None] | None = None) -> None:
         self.suite = suite
@@ -68,6 +69,8 @@ class RatchetTree:
         self._nodes: list[Node | None] = nodes
         self._hash: list[bytes | None] = [None] * n
         self._res: list[tuple[int, ...] | None] = [None] * n
+        # Per index: (node object, its optional<Node> encoding); valid while ``is`` matches.
+        self._enc: list[tuple[Node, bytes] | None] = [None] * n
 
     # -- construction / export ------------------------------------------------------------
     @classmethod
@@ -96,8 +99,38 @@ class RatchetTree:
         return WireTree(tuple(nodes[:end]))
 
     def to_bytes(self) -> bytes:
-        """RFC 9420 encoding with trailing blank nodes stripped."""
-        return self.to_wire().to_bytes()
+        """RFC 9420 encoding with trailing blank nodes stripped (the same bytes as
+        ``to_wire().to_bytes()``).
+
+        Every commit that adds members re-sends the whole tree, so each node's encoding is
+        kept with the node object it was made from and reused while that object is still
+        in place: nodes are immutable, and any change installs a new object."""
+        nodes = self._nodes
+        end = len(nodes)
+        while end and nodes[end - 1] is None:
+            end -= 1
+        if end == 0 or not end & 1:
+            raise TreeError("tree has no RFC 9420 encoding")
+        enc = self._enc
+        if len(enc) < end:
+            enc.extend([None] * (end - len(enc)))
+        parts: list[bytes] = []
+        for x in range(end):
+            node = nodes[x]
+            if node is None:
+                parts.append(b"\x00")
+                continue
+            cached = enc[x]
+            if cached is not None and cached[0] is node:
+                parts.append(cached[1])
+                continue
+            w = Writer().uint8(1)
+            write_node(w, node)
+            data = w.getvalue()
+            enc[x] = (node, data)
+            parts.append(data)
+        body = b"".join(parts)
+        return encode_varint(len(body)) + body
 
     def copy(self) -> RatchetTree:
         new = RatchetTree.__new__(RatchetTree)
@@ -105,6 +138,7 @@ class RatchetTree:
         new._nodes = list(self._nodes)
         new._hash = list(self._hash)
         new._res = list(self._res)
+        new._enc = list(self._enc)
         return new
 
     def __repr__(self) -> str:
@@ -156,6 +190,16 @@ class RatchetTree:
             if node is not None:
                 assert isinstance(node, LeafNode)
                 yield x >> 1, node
+
+    def has_leaf_key(self, signature_keys: set[bytes], encryption_keys: set[bytes]) -> bool:
+        """True when some non-blank leaf uses one of the signature or encryption keys."""
+        for node in self._nodes[::2]:
+            if node is not None and (
+                node.signature_key in signature_keys  # type: ignore[union-attr]
+                or node.encryption_key in encryption_keys
+            ):
+                return True
+        return False
 
     def member_count(self) -> int:
         return sum(1 for x in range(0, len(self._nodes), 2) if self._nodes[x] is not None)

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from mls.crypto import (
     SUITES,
@@ -22,6 +23,7 @@ from mls.crypto import (
     sign_with_label,
     verify_with_label,
 )
+from mls.crypto.suite import Ed25519Scheme
 from mls.errors import CryptoError, MlsError
 from tests.conftest import vectors_root
 
@@ -151,3 +153,26 @@ def test_suite_primitives_round_trip(suite_id: int) -> None:
     assert (sk, pk) == suite.derive_key_pair(b"\x09" * 32)
     assert suite.hash(b"") == h("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     assert repr(suite).startswith("CipherSuite(0x000")
+
+
+def test_ed25519_key_caches_are_bounded_and_exact() -> None:
+    scheme = Ed25519Scheme()
+    keys = [scheme.generate(os.urandom) for _ in range(40)]
+    sigs = [scheme.sign(priv, b"msg") for priv, _ in keys]
+    # Cached or not, results equal the library's own (deterministic Ed25519).
+    for (priv, pub), sig in zip(keys, sigs, strict=True):
+        lib = ed25519.Ed25519PrivateKey.from_private_bytes(priv)
+        assert sig == lib.sign(b"msg") and pub == lib.public_key().public_bytes_raw()
+        mutable: Any = bytearray(pub)  # bytes-like keys are accepted too
+        assert scheme.verify(pub, b"msg", sig) and scheme.verify(mutable, b"msg", sig)
+        assert not scheme.verify(pub, b"msh", sig)
+    mutable_priv: Any = bytearray(keys[0][0])
+    assert scheme.sign(mutable_priv, b"msg") == sigs[0]
+    assert len(scheme._privs._items) == Ed25519Scheme.PRIVATE_CACHE
+    assert not scheme.verify(keys[1][1], b"msg", sigs[0])  # right length, wrong key
+    # A public key that is not a curve point is refused (cached parsed or not).
+    bad = (2).to_bytes(32, "little")
+    assert not scheme.verify(bad, b"msg", sigs[0])
+    assert not scheme.verify(bad, b"msg", sigs[0])
+    with pytest.raises(CryptoError):
+        scheme.sign(b"short", b"msg")

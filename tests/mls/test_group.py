@@ -30,7 +30,9 @@ from mls import (
     WrongEpochError,
     WrongGroupError,
 )
-from mls.messages import MLSMessage, PrivateMessage, PublicMessage
+from mls.messages import MLSMessage, PrivateMessage, Proposal, PublicMessage, Remove
+from mls.outbound import own_content
+from mls.protection import authenticate, protect_private
 
 NOW = 1_700_000_000
 
@@ -459,3 +461,60 @@ def test_bit_flips_in_welcome_only_raise_mls_error() -> None:
         raw[r.randrange(len(raw))] ^= 1 << r.randrange(8)
         with pytest.raises(MlsError):
             joiner.join(bytes(raw))
+
+
+def _forged(g: Group, content: bytes | Proposal, signature_priv: bytes) -> bytes:
+    """A PrivateMessage from ``g``'s member that decrypts fine (it uses the generation ``g``
+    would use next) but is signed with ``signature_priv``."""
+    state = g.state
+    framed = own_content(state, content)
+    ac = authenticate(
+        state.suite, WireFormat.PRIVATE_MESSAGE, framed, signature_priv, state.context_bytes
+    )
+    msg = protect_private(
+        state.suite,
+        ac,
+        secret_tree=state.secret_tree.copy(),
+        sender_data_secret=state.secrets.sender_data_secret,
+        rng=rng_for(99),
+    )
+    return MLSMessage(msg).to_bytes()
+
+
+def test_bad_signature_after_decryption_leaves_state_unchanged() -> None:
+    # The AEAD opens, so the secret-tree key is consumed before the signature fails: the
+    # transaction must put the ratchet (and, for a first message, the tree nodes) back.
+    _, ga, _, gb = pair()
+    wrong = bytes(range(32))
+    for round_ in range(3):  # first message of the epoch from alice, then existing ratchet
+        forged = _forged(ga, b"forged", wrong)
+        state = gb.to_bytes()
+        with pytest.raises(CryptoError):
+            gb.process(forged)
+        assert gb.to_bytes() == state
+        data = b"genuine %d" % round_
+        assert gb.process(ga.encrypt(data)) == ApplicationMessage(b"alice", data, b"", 1)
+
+
+def test_rejected_private_proposal_leaves_state_unchanged() -> None:
+    _, ga, _, gb = pair()
+    proposal = Proposal(Remove(5))  # a blank leaf: fails validation after decryption
+    forged = _forged(ga, proposal, ga.state.signature_priv)
+    state = gb.to_bytes()
+    with pytest.raises(MlsError):
+        gb.process(forged)
+    assert gb.to_bytes() == state
+
+
+def test_bad_signature_in_past_epoch_leaves_state_unchanged() -> None:
+    _, ga, _, gb = pair()
+    late = ga.encrypt(b"late")
+    forged_late = _forged(ga, b"x", bytes(range(32)))  # same generation as the next one
+    out = ga.update()
+    gb.process(out.commit)
+    ga.merge_pending_commit()
+    state = gb.to_bytes()
+    with pytest.raises(CryptoError):
+        gb.process(forged_late)
+    assert gb.to_bytes() == state
+    assert gb.process(late) == ApplicationMessage(b"alice", b"late", b"", 1)

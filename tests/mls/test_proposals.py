@@ -157,6 +157,12 @@ def test_apply_order_and_duplicate_add(three: tuple[Group, Group, Group]) -> Non
     dup = KeyPackage(new.cipher_suite, new.init_key, existing, (), b"")
     with pytest.raises(ProposalError):
         apply_proposals(ga.state.tree.copy(), [rp(Add(dup), 0)])
+    # Two Adds of the same client in one commit are refused too.
+    with pytest.raises(ProposalError):
+        apply_proposals(ga.state.tree.copy(), [rp(Add(new), 0), rp(Add(new), 0)])
+    # A removed member's keys are free again: Removes apply first.
+    applied = apply_proposals(ga.state.tree.copy(), [rp(Add(dup), 0), rp(Remove(2), 0)])
+    assert [i for i, _ in applied.added] == [2]
 
 
 def test_resolve_missing_reference() -> None:

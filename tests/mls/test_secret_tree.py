@@ -343,3 +343,53 @@ def test_peek_consume_model(ops: list[tuple[int, bool]]) -> None:
         assert op(0, RatchetType.APPLICATION, g) == sent[g]
         if do_consume:
             consumed.add(g)
+
+
+def test_transaction_rolls_back_every_change_on_error() -> None:
+    tree = SecretTree(SUITE, b"\x0d" * 32, 8, max_forward=10, max_past=3)
+    tree.next_application_key(1)
+    tree.peek_key(5, RatchetType.APPLICATION, 2)
+    before = tree.to_bytes()
+    with pytest.raises(RuntimeError), tree.transaction():
+        tree.consume(5, RatchetType.APPLICATION, 2)  # existing ratchet: kept key spent
+        tree.consume(5, RatchetType.APPLICATION, 9)  # jump ahead: prunes old kept keys
+        tree.next_handshake_key(1)
+        tree.consume(6, RatchetType.HANDSHAKE, 0)  # new ratchets: splits tree nodes
+        raise RuntimeError("message rejected")
+    assert tree.to_bytes() == before
+    # The restored tree still behaves as before: the same keys come out.
+    fresh = SecretTree(SUITE, b"\x0d" * 32, 8)
+    assert tree.consume(6, RatchetType.HANDSHAKE, 0) == fresh.consume(6, RatchetType.HANDSHAKE, 0)
+    assert tree.consume(5, RatchetType.APPLICATION, 2) == fresh.consume(
+        5, RatchetType.APPLICATION, 2
+    )
+
+
+def test_transaction_keeps_changes_on_success_and_does_not_nest() -> None:
+    tree = SecretTree(SUITE, b"\x0e" * 32, 4)
+    with tree.transaction():
+        key = tree.consume(3, RatchetType.APPLICATION, 0)
+        with pytest.raises(SecretTreeError), tree.transaction():
+            pass
+        with pytest.raises(SecretTreeError):
+            tree.copy()
+    with pytest.raises(KeyReuseError):
+        tree.consume(3, RatchetType.APPLICATION, 0)
+    assert key.generation == 0
+    # After a (failed) nested attempt and the outer block, transactions work again.
+    with pytest.raises(KeyError), tree.transaction():
+        tree.consume(3, RatchetType.APPLICATION, 1)
+        raise KeyError("x")
+    assert tree.consume(3, RatchetType.APPLICATION, 1).generation == 1
+
+
+def test_copy_is_independent() -> None:
+    tree = SecretTree(SUITE, b"\x0f" * 32, 4)
+    tree.peek_key(1, RatchetType.APPLICATION, 3)
+    copy = tree.copy()
+    assert copy.to_bytes() == tree.to_bytes()
+    copy.consume(1, RatchetType.APPLICATION, 3)
+    copy.consume(2, RatchetType.HANDSHAKE, 0)
+    assert copy.to_bytes() != tree.to_bytes()
+    assert tree.consume(1, RatchetType.APPLICATION, 3).generation == 3
+    assert tree.consume(2, RatchetType.HANDSHAKE, 0).generation == 0

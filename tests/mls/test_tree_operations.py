@@ -259,3 +259,43 @@ def test_roundtrip_of_built_trees(picks: list[int], mutate: int) -> None:
     corrupt[mutate % len(corrupt)] ^= 0x80
     with contextlib.suppress(DecodeError):
         RatchetTree.from_bytes(SUITE, bytes(corrupt))
+
+
+@settings(max_examples=40, deadline=None)
+@given(OPS)
+def test_cached_encoding_matches_wire_encoding(ops: list[tuple[str, int]]) -> None:
+    # to_bytes reuses per-node encodings while the node object is unchanged; after any mix
+    # of operations (on the tree and on copies) it must equal a from-scratch encoding.
+    rng = random.Random(len(ops))
+    tree = RatchetTree(SUITE)
+    snapshots: list[tuple[RatchetTree, bytes]] = []
+    for i, (op, arg) in enumerate(ops):
+        members = [m for m, _ in tree.leaves()]
+        if op == "add" or not members:
+            tree.add_leaf(_LEAVES[i % len(_LEAVES)])
+        elif op == "remove":
+            tree.remove_leaf(members[arg % len(members)])
+        elif op == "update":
+            tree.update_leaf(members[arg % len(members)], _LEAVES[(i + 5) % len(_LEAVES)])
+        else:
+            p = 2 * (arg % tree.n_leaves) + 1
+            if p < tree.n_nodes and any(2 * m > p for m in members):
+                tree.set_parent(p, ParentNode(rng.randbytes(32), b"", ()))
+        if tree.member_count():
+            data = tree.to_bytes()
+            assert data == tree.to_wire().to_bytes() == _fresh(tree).to_bytes()
+            snapshots.append((tree.copy(), data))
+    for copy, data in snapshots:  # later changes to the tree never leak into a copy
+        assert copy.to_bytes() == data
+
+
+def test_has_leaf_key() -> None:
+    tree = RatchetTree(SUITE)
+    for leaf in _LEAVES[:3]:
+        tree.add_leaf(leaf)
+    tree.remove_leaf(1)
+    one, two = _LEAVES[1], _LEAVES[2]
+    assert tree.has_leaf_key({two.signature_key}, set())
+    assert tree.has_leaf_key(set(), {two.encryption_key})
+    assert not tree.has_leaf_key({one.signature_key}, {one.encryption_key})  # removed
+    assert not tree.has_leaf_key(set(), set())
