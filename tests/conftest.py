@@ -22,3 +22,27 @@ def vectors_dir() -> Path:
     if not root.is_dir():
         pytest.skip(f"test vectors not found at {root} (set SPACEPANDA_VECTORS)")
     return root
+
+
+# ---- per-file counts at the end of a run (vector files show how many cases ran) ----------
+
+_COUNTS: dict[str, dict[str, int]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        path = report.nodeid.split("::", 1)[0]
+        outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+        per_file = _COUNTS.setdefault(path, {})
+        per_file[outcome] = per_file.get(outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _COUNTS:
+        return
+    terminalreporter.section("per-file counts")
+    width = max(len(p) for p in _COUNTS)
+    for path in sorted(_COUNTS):
+        counts = _COUNTS[path]
+        text = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        terminalreporter.write_line(f"{path:<{width}}  {text}")
