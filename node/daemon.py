@@ -25,9 +25,9 @@ from dht.errors import DhtError
 from dht.persistence import DhtStore
 from dht.service import Bootstrap, DhtService
 from node import mesh
-from node.backoff import backoff_delay
 from node.config import NodeConfig
 from node.connections import ConnectionManager, TransportSettings
+from node.dialer import MeshDialer
 from node.errors import MultiaddrError, SpacePandaError, TransportError
 from node.identity import PeerId
 from node.keys import NodeKeys
@@ -43,9 +43,6 @@ VERSION = "0.1.0"
 log = structlog.get_logger("node.daemon")
 
 ProtocolHandler = Callable[[PeerId, bytes], Awaitable[None] | None]
-_RECONNECT_TICK_S = 1.0
-_MESH_TICK_S = 0.5
-_RANDOM_WALK_EVERY_S = 30.0
 
 
 class _Shutdown(Exception):
@@ -107,18 +104,13 @@ class Node:
         self._started_at = clock()
         self._conns: ConnectionManager | None = None
         self._handlers: dict[str, ProtocolHandler] = {}
-        self._next_attempt: dict[PeerId, float] = {}
-        self._dialing: set[PeerId] = set()
         self.started = asyncio.Event()
         self.unknown_protocol_frames = 0
         self._dht_store = dht_store
         self._dht_config = dht_config or dht_config_from(config)
         self._dht: DhtService | None = None
         self._mesh_policy = mesh_policy_from(config)
-        self._mesh_backoff: dict[PeerId, tuple[int, float]] = {}
-        self._last_walk = -_RANDOM_WALK_EVERY_S
-        self.mesh_dials = 0
-        self.mesh_dial_failures = 0
+        self._dialer: MeshDialer | None = None
 
     # -- identity --------------------------------------------------------------------------
 
@@ -179,11 +171,8 @@ class Node:
 
     def dht_statistics(self) -> dict[str, Any]:
         stats = self.dht.statistics()
-        stats["mesh"] = {
-            "dials": self.mesh_dials,
-            "dial_failures": self.mesh_dial_failures,
-            "backing_off": len(self._mesh_backoff),
-        }
+        if self._dialer is not None:
+            stats["mesh"] = self._dialer.statistics()
         return stats
 
     async def resolve(self, peer_id: PeerId) -> dict[str, Any] | None:
@@ -200,7 +189,8 @@ class Node:
             peer_id, CloseCode.NORMAL, "disconnected by operator"
         )
         forgotten = await self.storage.remove_peer(peer_id)
-        self._next_attempt.pop(peer_id, None)
+        if self._dialer is not None:
+            self._dialer.forget(peer_id)
         return closed or forgotten
 
     # -- application protocols -------------------------------------------------------------
@@ -254,133 +244,18 @@ class Node:
         if addrs:
             await self.storage.upsert_peer(link.peer_id, addrs, now)
         await self.storage.mark_seen(link.peer_id, now)
-        self._next_attempt.pop(link.peer_id, None)
+        if self._dialer is not None:
+            self._dialer.connected(link.peer_id)
 
     async def _on_disconnected(self, link: Link, closed: Closed) -> None:
         await self.storage.mark_seen(link.peer_id, self._wall())
 
-    async def _reconnect_loop(self) -> None:
-        """Redial address-book peers that are not connected, with backoff and jitter."""
-        while True:
-            await asyncio.sleep(_RECONNECT_TICK_S)
-            try:
-                await self._reconnect_once()
-            except SpacePandaError as exc:
-                log.warning("reconnect_pass_failed", error=str(exc))
-
-    def _network_size(self) -> int:
-        known = set(self._dht.known_peers()) if self._dht is not None else set()
-        known.update(self.connections.connected_peers())
-        return len(known) + 1
-
-    async def _reconnect_once(self) -> None:
-        conns = self.connections
-        now = self._clock()
-        entries = await self.storage.list_peers()
-        # Address-book peers count towards the network size too: after a restart the DHT
-        # may not know anyone yet, and the address book is how we rejoin.
-        wanted = self._mesh_policy.wanted_links(max(self._network_size(), len(entries) + 1))
-        for entry in entries:
-            if len(conns.links()) + len(self._dialing) >= wanted:
-                return
-            peer = entry.peer_id
-            if conns.get(peer) is not None or peer in self._dialing or not entry.addrs:
-                continue
-            if self._next_attempt.get(peer, 0.0) > now:
-                continue
-            self._dialing.add(peer)
-            assert self._tg is not None
-            self._tg.create_task(self._redial(peer, entry.addrs, entry.failures))
-
-    async def _redial(self, peer: PeerId, addrs: tuple[Multiaddr, ...], failures: int) -> None:
-        try:
-            for addr in addrs:
-                try:
-                    await self.connections.dial(addr.with_peer_id(peer))
-                    log.info("reconnected", peer=str(peer), addr=str(addr))
-                    return
-                except TransportError as exc:
-                    log.debug("redial_failed", peer=str(peer), addr=str(addr), error=str(exc))
-            entry = await self.storage.mark_failure(peer, self._wall())
-            count = entry.failures if entry is not None else failures + 1
-            delay = backoff_delay(count, uniform=self._random.random)
-            self._next_attempt[peer] = self._clock() + delay
-            log.info("redial_backoff", peer=str(peer), failures=count, retry_in_s=round(delay, 2))
-        except SpacePandaError as exc:
-            log.warning("redial_failed", peer=str(peer), error=str(exc))
-        finally:
-            self._dialing.discard(peer)
-
-    # -- mesh ------------------------------------------------------------------------------
-
-    async def _mesh_loop(self) -> None:
-        """Discover peers through the DHT and dial them until the wanted degree is met."""
-        while True:
-            try:
-                await self._mesh_once()
-            except (SpacePandaError, OSError) as exc:
-                log.warning("mesh_round_failed", error=str(exc))
-            await asyncio.sleep(_MESH_TICK_S)
-
-    async def _mesh_once(self) -> None:
-        dht = self.dht
-        if not dht.is_ready:
-            return
-        now = self._clock()
-        candidates = set(dht.known_peers())
-        connected = self.connections.connected_peers()
-        wanted = self._mesh_policy.wanted_links(self._network_size())
-        if len(connected) < wanted and now - self._last_walk >= _RANDOM_WALK_EVERY_S:
-            self._last_walk = now
-            candidates.update(await dht.random_walk())
-        backing_off = {p for p, (_, until) in self._mesh_backoff.items() if until > now}
-        decision = mesh.plan(
-            self.peer_id,
-            connected=connected,
-            candidates=candidates,
-            network_size=self._network_size(),
-            policy=self._mesh_policy,
-            dialing=self._dialing,
-            excluded=backing_off,
-        )
-        assert self._tg is not None
-        for peer in decision.dial:
-            self._dialing.add(peer)
-            self._tg.create_task(self._mesh_dial(peer))
-        for peer in decision.trim:
-            await self.connections.disconnect(peer, CloseCode.LIMIT_REACHED, "trimming mesh")
-
-    async def _mesh_dial(self, peer: PeerId) -> None:
-        try:
-            record = await self.dht.resolve(peer)
-            if record is not None:
-                for addr in record.multiaddrs():
-                    try:
-                        self.mesh_dials += 1
-                        await self.connections.dial(addr.with_peer_id(peer))
-                        self._mesh_backoff.pop(peer, None)
-                        return
-                    except TransportError as exc:
-                        self.mesh_dial_failures += 1
-                        log.debug("mesh_dial_failed", peer=str(peer), addr=str(addr),
-                                  error=str(exc))
-            failures = self._mesh_backoff.get(peer, (0, 0.0))[0] + 1
-            delay = backoff_delay(failures, uniform=self._random.random)
-            self._mesh_backoff[peer] = (failures, self._clock() + delay)
-        except SpacePandaError as exc:
-            log.info("mesh_dial_aborted", peer=str(peer), error=str(exc))
-        finally:
-            self._dialing.discard(peer)
-
     # -- lifecycle -------------------------------------------------------------------------
-
-    _tg: asyncio.TaskGroup | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen, keep links, reconnect; return after ``stop`` is set and links are closed."""
         try:
             async with asyncio.TaskGroup() as tg:
-                self._tg = tg
                 self._conns = ConnectionManager(
                     self.keys,
                     settings_from(self.config),
@@ -408,8 +283,18 @@ class Node:
                     randbytes=self._rng,
                 )
                 await self._dht.start(bootstrap_from(self.config))
-                tg.create_task(self._reconnect_loop(), name="reconnect")
-                tg.create_task(self._mesh_loop(), name="mesh")
+                self._dialer = MeshDialer(
+                    local=self.peer_id,
+                    connections=self._conns,
+                    dht=self._dht,
+                    storage=self.storage,
+                    policy=self._mesh_policy,
+                    task_group=tg,
+                    clock=self._clock,
+                    wall=self._wall,
+                    rand=self._random,
+                )
+                self._dialer.start()
                 self.started.set()
                 await stop.wait()
                 log.info("shutting_down", peers=len(self._conns.links()))
@@ -419,7 +304,6 @@ class Node:
             pass
         finally:
             self.started.clear()
-            self._tg = None
             if self._dht is not None:
                 await self._dht.stop()
 
@@ -427,10 +311,11 @@ class Node:
         return self._conns.advertised() if self._conns is not None else ()
 
     def statistics(self) -> dict[str, object]:
+        mesh_stats = self._dialer.statistics() if self._dialer is not None else {}
         stats: dict[str, object] = {
             "unknown_protocol_frames": self.unknown_protocol_frames,
-            "mesh_dials": self.mesh_dials,
-            "mesh_dial_failures": self.mesh_dial_failures,
+            "mesh_dials": mesh_stats.get("dials", 0),
+            "mesh_dial_failures": mesh_stats.get("dial_failures", 0),
             "dht_ready": self._dht is not None and self._dht.is_ready,
         }
         if self._conns is not None:
