@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import start_node
+
+__all__ = ["start_node"]  # a fixture for tests/node and tests/api
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -13,7 +13,7 @@ from node.identity import Identity, PeerId
 from node.messages import CloseCode
 from node.multiaddr import Multiaddr
 from node.storage.memory import MemoryStorage
-from tests.node.conftest import StartNode, wait_for
+from tests.harness import StartNode, wait_for
 
 
 async def test_dial_both_sides_list_each_other(start_node: StartNode) -> None:

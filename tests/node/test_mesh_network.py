@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from node.multiaddr import Multiaddr
-from tests.node.conftest import Running, StartNode, wait_for
+from tests.harness import Running, StartNode, wait_for
 
 
 def full_mesh(nodes: list[Running]) -> bool:

@@ -1,4 +1,4 @@
-"""Shared fixtures for node tests: real nodes in this process on 127.0.0.x."""
+"""Real nodes in this process on 127.0.0.x: the ``start_node`` fixture and helpers."""
 
 from __future__ import annotations
 
