@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -25,24 +24,13 @@ from mls.crypto import (
 )
 from mls.crypto.suite import Ed25519Scheme
 from mls.errors import CryptoError, MlsError
-from tests.conftest import vectors_root
+from tests.vectors import load_vectors, vector_params
 
 h = bytes.fromhex
 
 
-def _cases() -> list[Any]:
-    path = vectors_root() / "mls" / "crypto-basics.json"
-    if not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason="crypto-basics.json not found"))]
-    out = []
-    for c in json.loads(path.read_text()):
-        cs = c["cipher_suite"]
-        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
-        out.append(pytest.param(c, id=f"suite{cs}", marks=marks))
-    return out
-
-
-CASES = _cases()
+VECTOR = "mls/crypto-basics.json"
+CASES = vector_params(VECTOR, lambda i, c: f"suite{c['cipher_suite']}", suite_key="cipher_suite")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -106,10 +94,7 @@ def test_encrypt_with_label(case: dict[str, Any]) -> None:
 
 
 def test_vector_suite_counts() -> None:
-    path = vectors_root() / "mls" / "crypto-basics.json"
-    if not path.is_file():
-        pytest.skip("crypto-basics.json not found")
-    suites = [c["cipher_suite"] for c in json.loads(path.read_text())]
+    suites = [c["cipher_suite"] for c in load_vectors(VECTOR)]
     assert [s for s in suites if s in SUITES] == [1, 3]
     assert len(suites) == 7
 

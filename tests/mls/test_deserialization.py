@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,28 +10,14 @@ from hypothesis import strategies as st
 
 from mls.codec import Reader, Writer, decode_exact, encode_varint
 from mls.errors import DecodeError
-from tests.conftest import vectors_root
+from tests.vectors import vector_params
 
-VECTOR = "deserialization.json"
-
-
-def _params(name: str) -> list[Any]:
-    path = vectors_root() / "mls" / name
-    if not path.is_file():
-        return [pytest.param(-1, id=f"{name}-missing")]
-    n = len(json.loads(path.read_text()))
-    return [pytest.param(i, id=f"{name}[{i}]") for i in range(n)]
+VECTOR = "mls/deserialization.json"
+CASES = vector_params(VECTOR)
 
 
-@cache
-def _load(path: Path) -> list[dict[str, Any]]:
-    data: list[dict[str, Any]] = json.loads(path.read_text())
-    return data
-
-
-@pytest.mark.parametrize("index", _params(VECTOR))
-def test_vlbytes_header(vectors_dir: Path, index: int) -> None:
-    case = _load(vectors_dir / "mls" / VECTOR)[index]
+@pytest.mark.parametrize("case", CASES)
+def test_vlbytes_header(case: dict[str, Any]) -> None:
     header = bytes.fromhex(case["vlbytes_header"])
     assert decode_exact(header, Reader.varint) == case["length"]
     assert encode_varint(case["length"]) == header

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -25,26 +24,23 @@ from mls.key_schedule import (
     mls_exporter,
     welcome_key_nonce,
 )
-from tests.conftest import vectors_root
+from tests.vectors import case_id, load_vectors, vector_params
 
 h = bytes.fromhex
 
 
-def _epoch_params() -> list[Any]:
-    path = vectors_root() / "mls" / "key-schedule.json"
-    if not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason="key-schedule.json not found"))]
-    out = []
-    for i, case in enumerate(json.loads(path.read_text())):
-        cs = case["cipher_suite"]
-        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
-        # Each epoch depends on the previous epoch's init_secret: each param replays up to it.
-        for e in range(len(case["epochs"])):
-            out.append(pytest.param(case, e, id=f"case{i}-suite{cs}-epoch{e}", marks=marks))
-    return out
+VECTOR = "mls/key-schedule.json"
 
 
-@pytest.mark.parametrize(("case", "upto"), _epoch_params())
+def _epochs(i: int, case: dict[str, Any]) -> list[tuple[str, tuple[int]]]:
+    # Each epoch depends on the previous epoch's init_secret: each param replays up to it.
+    return [(f"epoch{e}", (e,)) for e in range(len(case["epochs"]))]
+
+
+EPOCHS = vector_params(VECTOR, case_id, suite_key="cipher_suite", variants=_epochs, width=2)
+
+
+@pytest.mark.parametrize(("case", "upto"), EPOCHS)
 def test_key_schedule_vector(case: dict[str, Any], upto: int) -> None:
     suite = get_suite(case["cipher_suite"])
     group_id = h(case["group_id"])
@@ -98,10 +94,7 @@ def _prev_init(case: dict[str, Any], epoch: int) -> bytes:
 
 
 def test_vector_counts() -> None:
-    path = vectors_root() / "mls" / "key-schedule.json"
-    if not path.is_file():
-        pytest.skip("key-schedule.json not found")
-    cases = json.loads(path.read_text())
+    cases = load_vectors(VECTOR)
     ours = [c for c in cases if c["cipher_suite"] in SUITES]
     assert [c["cipher_suite"] for c in ours] == [1, 3]
     assert all(len(c["epochs"]) == 5 for c in ours)

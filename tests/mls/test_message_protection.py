@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 from typing import Any
@@ -42,7 +41,7 @@ from mls.protection import (
     unprotect_public,
 )
 from mls.secret_tree import KeyReuseError, SecretTree, sender_data_key_nonce
-from tests.conftest import vectors_root
+from tests.vectors import case_id, load_vectors, vector_params
 
 h = bytes.fromhex
 SENDER_LEAF = 1  # the vectors' sender, in a two-leaf secret tree
@@ -53,22 +52,14 @@ KINDS = {
 }
 
 
-def _cases() -> list[Any]:
-    path = vectors_root() / "mls" / "message-protection.json"
-    if not path.is_file():
-        return [pytest.param(None, None, None, marks=pytest.mark.skip(reason="no vectors"))]
-    out = []
-    for i, case in enumerate(json.loads(path.read_text())):
-        cs = case["cipher_suite"]
-        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
-        for kind, forms in KINDS.items():
-            for form in forms:
-                out.append(
-                    pytest.param(
-                        case, kind, form, id=f"case{i}-suite{cs}-{kind}-{form}", marks=marks
-                    )
-                )
-    return out
+VECTOR = "mls/message-protection.json"
+
+
+def _kinds(i: int, case: dict[str, Any]) -> list[tuple[str, tuple[str, str]]]:
+    return [(f"{kind}-{form}", (kind, form)) for kind, forms in KINDS.items() for form in forms]
+
+
+CASES = vector_params(VECTOR, case_id, suite_key="cipher_suite", variants=_kinds, width=3)
 
 
 class Epoch:
@@ -148,7 +139,7 @@ def _expected(case: dict[str, Any], kind: str) -> bytes | Proposal | Commit:
     return raw
 
 
-@pytest.mark.parametrize(("case", "kind", "form"), _cases())
+@pytest.mark.parametrize(("case", "kind", "form"), CASES)
 def test_vector_unprotect(case: dict[str, Any], kind: str, form: str) -> None:
     ep = Epoch(case)
     verified = ep.unprotect(h(case[f"{kind}_{form[:3] if form == 'public' else form[:4]}"]))
@@ -164,7 +155,7 @@ def test_vector_unprotect(case: dict[str, Any], kind: str, form: str) -> None:
     assert got == h(case[kind])
 
 
-@pytest.mark.parametrize(("case", "kind", "form"), _cases())
+@pytest.mark.parametrize(("case", "kind", "form"), CASES)
 def test_vector_protect_roundtrip(case: dict[str, Any], kind: str, form: str) -> None:
     ep = Epoch(case)
     content = _expected(case, kind)
@@ -178,12 +169,7 @@ def test_vector_protect_roundtrip(case: dict[str, Any], kind: str, form: str) ->
 
 
 def test_vector_counts() -> None:
-    path = vectors_root() / "mls" / "message-protection.json"
-    if not path.is_file():
-        pytest.skip("message-protection.json not found")
-    suites = sorted(
-        c["cipher_suite"] for c in json.loads(path.read_text()) if c["cipher_suite"] in SUITES
-    )
+    suites = sorted(c["cipher_suite"] for c in load_vectors(VECTOR) if c["cipher_suite"] in SUITES)
     assert suites == [1, 3]
     assert sum(len(v) for v in KINDS.values()) == 5
 

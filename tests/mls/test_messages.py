@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import replace
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,9 +77,9 @@ from mls.messages.framing import (
 from mls.messages.proposals import ProposalBody, ProposalOrRef
 from mls.messages.tree import leaf_tree_hash_input, parent_hash_input, parent_tree_hash_input
 from mls.messages.welcome import read_group_context_bytes
-from tests.conftest import vectors_root
+from tests.vectors import Variants, load_vectors, vector_params
 
-VECTOR = "messages.json"
+VECTOR = "mls/messages.json"
 
 # Field of messages.json -> struct, plus (wire format, content type) expected for MLSMessages.
 FIELDS: dict[str, tuple[Any, WireFormat | None, ContentType | None]] = {
@@ -110,27 +107,14 @@ FIELDS: dict[str, tuple[Any, WireFormat | None, ContentType | None]] = {
 }
 
 
-def _params() -> list[Any]:
-    path = vectors_root() / "mls" / VECTOR
-    if not path.is_file():
-        return [pytest.param(-1, "commit", id=f"{VECTOR}-missing")]
-    cases = json.loads(path.read_text())
-    out = []
-    for i, case in enumerate(cases):
-        assert set(case) == set(FIELDS), f"unexpected fields in case {i}"
-        out += [pytest.param(i, f, id=f"{VECTOR}[{i}]-{f}") for f in FIELDS]
-    return out
+def _fields(i: int, case: dict[str, str]) -> list[tuple[str, tuple[str]]]:
+    assert set(case) == set(FIELDS), f"unexpected fields in case {i}"
+    return [(f, (f,)) for f in FIELDS]
 
 
-@cache
-def _load(path: Path) -> list[dict[str, str]]:
-    data: list[dict[str, str]] = json.loads(path.read_text())
-    return data
-
-
-@pytest.mark.parametrize(("index", "field"), _params())
-def test_messages_vector(vectors_dir: Path, index: int, field: str) -> None:
-    data = bytes.fromhex(_load(vectors_dir / "mls" / VECTOR)[index][field])
+@pytest.mark.parametrize(("case", "field"), vector_params(VECTOR, variants=_fields, width=2))
+def test_messages_vector(case: dict[str, str], field: str) -> None:
+    data = bytes.fromhex(case[field])
     cls, wire_format, content_type = FIELDS[field]
     value = cls.from_bytes(data)
     assert value.to_bytes() == data
@@ -142,10 +126,8 @@ def test_messages_vector(vectors_dir: Path, index: int, field: str) -> None:
 
 
 def _vector_case(index: int = 0) -> dict[str, str]:
-    path = vectors_root() / "mls" / VECTOR
-    if not path.is_file():
-        pytest.skip("messages.json not available")
-    return _load(path)[index]
+    cases: list[dict[str, str]] = load_vectors(VECTOR)
+    return cases[index]
 
 
 def test_signed_tbs_prefixes() -> None:
@@ -567,27 +549,18 @@ CORPUS = [
 ]
 
 
-def _corpus_params() -> list[Any]:
-    out = []
-    for name in CORPUS:
-        path = vectors_root() / "mls" / name
-        if not path.is_file():
-            out.append(pytest.param(name, -1, id=f"{name}-missing"))
-            continue
-        n = len(json.loads(path.read_text()))
-        out += [pytest.param(name, i, id=f"{name}[{i}]") for i in range(n)]
-    return out
+def _named(name: str) -> Variants:
+    # The file name rides along after each case: _structs reads each file's own layout.
+    return lambda i, case: [("", (name,))]
 
 
-@cache
-def _load_any(path: Path) -> list[dict[str, Any]]:
-    data: list[dict[str, Any]] = json.loads(path.read_text())
-    return data
+CORPUS_CASES = [
+    p for name in CORPUS for p in vector_params(f"mls/{name}", variants=_named(name), width=2)
+]
 
 
-@pytest.mark.parametrize(("name", "index"), _corpus_params())
-def test_vector_corpus_round_trip(vectors_dir: Path, name: str, index: int) -> None:
-    case = _load_any(vectors_dir / "mls" / name)[index]
+@pytest.mark.parametrize(("case", "name"), CORPUS_CASES)
+def test_vector_corpus_round_trip(case: dict[str, Any], name: str) -> None:
     structs = _structs(name, case)
     assert structs, "no structs found: the vector layout changed"
     for label, cls, hexdata in structs:
@@ -604,18 +577,14 @@ _SUITE_HASH = {1: "sha256", 2: "sha256", 3: "sha256", 4: "sha512", 5: "sha512", 
 _SUITE_HASH[7] = "sha384"
 
 
-def _tree_params() -> list[Any]:
-    path = vectors_root() / "mls" / "tree-validation.json"
-    if not path.is_file():
-        return [pytest.param(-1, id="tree-validation.json-missing")]
-    n = len(json.loads(path.read_text()))
-    return [pytest.param(i, id=f"tree-validation.json[{i}]-tree_hashes") for i in range(n)]
+TREES = vector_params(
+    "mls/tree-validation.json", lambda i, c: f"tree-validation.json[{i}]-tree_hashes"
+)
 
 
-@pytest.mark.parametrize("index", _tree_params())
-def test_tree_hash_inputs_match_vectors(vectors_dir: Path, index: int) -> None:
+@pytest.mark.parametrize("case", TREES)
+def test_tree_hash_inputs_match_vectors(case: dict[str, Any]) -> None:
     """Tree hashes recomputed over leaf/parent_tree_hash_input equal the vector's, per node."""
-    case = _load_any(vectors_dir / "mls" / "tree-validation.json")[index]
     tree = RatchetTree.from_bytes(bytes.fromhex(case["tree"]))
     nodes = tree.padded()
     n = tree.n_leaves
@@ -637,17 +606,8 @@ def test_tree_hash_inputs_match_vectors(vectors_dir: Path, index: int) -> None:
     assert [hashes[x].hex() for x in range(len(nodes))] == case["tree_hashes"]
 
 
-def _th_params() -> list[Any]:
-    path = vectors_root() / "mls" / "transcript-hashes.json"
-    if not path.is_file():
-        return [pytest.param(-1, id="transcript-hashes.json-missing")]
-    n = len(json.loads(path.read_text()))
-    return [pytest.param(i, id=f"transcript-hashes.json[{i}]") for i in range(n)]
-
-
-@pytest.mark.parametrize("index", _th_params())
-def test_transcript_hash_inputs_match_vectors(vectors_dir: Path, index: int) -> None:
-    case = _load_any(vectors_dir / "mls" / "transcript-hashes.json")[index]
+@pytest.mark.parametrize("case", vector_params("mls/transcript-hashes.json"))
+def test_transcript_hash_inputs_match_vectors(case: dict[str, Any]) -> None:
     ac = AuthenticatedContent.from_bytes(bytes.fromhex(case["authenticated_content"]))
     assert ac.auth.confirmation_tag is not None
     algo = _SUITE_HASH[case["cipher_suite"]]
@@ -678,21 +638,16 @@ def _verify(suite: int, pub: bytes, sig: bytes, msg: bytes) -> None:
         key.verify(sig, msg, ec.ECDSA(digest))
 
 
-def _mp_params() -> list[Any]:
-    path = vectors_root() / "mls" / "message-protection.json"
-    if not path.is_file():
-        return [pytest.param(-1, "", id="message-protection.json-missing")]
-    n = len(json.loads(path.read_text()))
-    kinds = ("proposal_pub", "commit_pub")
-    return [
-        pytest.param(i, k, id=f"message-protection.json[{i}]-{k}") for i in range(n) for k in kinds
-    ]
+def _public_fields(i: int, case: dict[str, Any]) -> list[tuple[str, tuple[str]]]:
+    return [(k, (k,)) for k in ("proposal_pub", "commit_pub")]
 
 
-@pytest.mark.parametrize(("index", "field"), _mp_params())
-def test_framed_content_tbs_signature(vectors_dir: Path, index: int, field: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "field"),
+    vector_params("mls/message-protection.json", variants=_public_fields, width=2),
+)
+def test_framed_content_tbs_signature(case: dict[str, Any], field: str) -> None:
     """The vector's PublicMessage signature verifies over our FramedContentTBS bytes."""
-    case = _load_any(vectors_dir / "mls" / "message-protection.json")[index]
     msg = MLSMessage.from_bytes(bytes.fromhex(case[field]))
     assert isinstance(msg.payload, PublicMessage)
     pm = msg.payload

@@ -3,7 +3,6 @@ re-encodes to the same bytes; generated structs survive decode(encode(x)) == x."
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -54,8 +53,9 @@ from mls.messages import (
     Welcome,
 )
 from mls.messages.common import CredentialType, ProposalType
-from tests.conftest import vectors_root
+from tests.vectors import missing_reason, read_vectors
 
+MESSAGES = "mls/messages.json"
 TOP_LEVEL: dict[str, Any] = {
     "MLSMessage": MLSMessage,
     "KeyPackage": KeyPackage,
@@ -82,10 +82,10 @@ def _check(cls: Any, data: bytes) -> None:
 
 def _seeds() -> dict[str, list[bytes]]:
     """Valid encodings of each top-level struct, cut out of messages.json (first cases)."""
-    path = vectors_root() / "mls" / "messages.json"
-    if not path.is_file():
+    data = read_vectors(MESSAGES)
+    if data is None:
         return {}
-    cases = json.loads(path.read_text())[:12]
+    cases = data[:12]
     out: dict[str, list[bytes]] = {name: [] for name in TOP_LEVEL}
     for case in cases:
         h = {k: bytes.fromhex(v) for k, v in case.items()}
@@ -138,7 +138,7 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
 @given(data=st.data())
 def test_mutated_vectors(name: str, data: st.DataObject) -> None:
     if not SEEDS:
-        pytest.skip("messages.json not available")
+        pytest.skip(missing_reason(MESSAGES))
     cls = TOP_LEVEL[name]
     for seed in SEEDS[name]:  # the seeds themselves must round-trip
         assert cls.from_bytes(seed).to_bytes() == seed

@@ -4,17 +4,16 @@ then process every epoch's proposals and commit, matching epoch_authenticator ea
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from mls import DictPskStore, Group
-from mls.crypto import SUITES, get_suite
+from mls.crypto import get_suite
 from mls.key_packages import KeyPackageBundle
 from mls.messages import KeyPackage, MLSMessage, Welcome
 from mls.welcome import join_from_welcome
-from tests.conftest import vectors_root
+from tests.vectors import case_id, vector_params
 
 h = bytes.fromhex
 FILES = (
@@ -25,16 +24,11 @@ FILES = (
 
 
 def _params(name: str) -> list[Any]:
-    path = vectors_root() / "mls" / name
-    if not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"{name} missing"))]
-    out = []
-    for i, case in enumerate(json.loads(path.read_text())):
-        cs = case["cipher_suite"]
-        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
-        n = len(case["epochs"])
-        out.append(pytest.param(case, id=f"case{i}-suite{cs}-epochs{n}", marks=marks))
-    return out
+    return vector_params(
+        f"mls/{name}",
+        lambda i, c: case_id(i, c, f"epochs{len(c['epochs'])}"),
+        suite_key="cipher_suite",
+    )
 
 
 def _join(case: dict[str, Any]) -> Group:

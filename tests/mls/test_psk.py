@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,25 +15,18 @@ from mls.psk import (
     psk_label,
     psk_secret,
 )
-from tests.conftest import vectors_root
+from tests.vectors import case_id, load_vectors, vector_params
 
 h = bytes.fromhex
 
 
-def _params() -> list[Any]:
-    path = vectors_root() / "mls" / "psk_secret.json"
-    if not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason="psk_secret.json not found"))]
-    out = []
-    for i, case in enumerate(json.loads(path.read_text())):
-        cs = case["cipher_suite"]
-        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
-        n = len(case["psks"])
-        out.append(pytest.param(case, id=f"case{i}-suite{cs}-psks{n}", marks=marks))
-    return out
+VECTOR = "mls/psk_secret.json"
+CASES = vector_params(
+    VECTOR, lambda i, c: case_id(i, c, f"psks{len(c['psks'])}"), suite_key="cipher_suite"
+)
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", CASES)
 def test_psk_secret_vector(case: dict[str, Any]) -> None:
     suite = get_suite(case["cipher_suite"])
     psks = [
@@ -45,10 +37,7 @@ def test_psk_secret_vector(case: dict[str, Any]) -> None:
 
 
 def test_vector_counts() -> None:
-    path = vectors_root() / "mls" / "psk_secret.json"
-    if not path.is_file():
-        pytest.skip("psk_secret.json not found")
-    ours = [c for c in json.loads(path.read_text()) if c["cipher_suite"] in SUITES]
+    ours = [c for c in load_vectors(VECTOR) if c["cipher_suite"] in SUITES]
     assert len(ours) == 22
     assert sorted({len(c["psks"]) for c in ours}) == list(range(11))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -21,26 +20,19 @@ from mls.secret_tree import (
     SecretTreeError,
     sender_data_key_nonce,
 )
-from tests.conftest import vectors_root
+from tests.vectors import case_id, load_vectors, vector_params
 
 h = bytes.fromhex
 SUITE = get_suite(1)
 
 
-def _params() -> list[Any]:
-    path = vectors_root() / "mls" / "secret-tree.json"
-    if not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason="secret-tree.json not found"))]
-    out = []
-    for i, case in enumerate(json.loads(path.read_text())):
-        cs = case["cipher_suite"]
-        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
-        n = len(case["leaves"])
-        out.append(pytest.param(case, id=f"case{i}-suite{cs}-leaves{n}", marks=marks))
-    return out
+VECTOR = "mls/secret-tree.json"
+CASES = vector_params(
+    VECTOR, lambda i, c: case_id(i, c, f"leaves{len(c['leaves'])}"), suite_key="cipher_suite"
+)
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", CASES)
 def test_secret_tree_vector(case: dict[str, Any]) -> None:
     suite = get_suite(case["cipher_suite"])
     sd = case["sender_data"]
@@ -63,10 +55,7 @@ def test_secret_tree_vector(case: dict[str, Any]) -> None:
 
 
 def test_vector_counts() -> None:
-    path = vectors_root() / "mls" / "secret-tree.json"
-    if not path.is_file():
-        pytest.skip("secret-tree.json not found")
-    ours = [c for c in json.loads(path.read_text()) if c["cipher_suite"] in SUITES]
+    ours = [c for c in load_vectors(VECTOR) if c["cipher_suite"] in SUITES]
     assert sorted((c["cipher_suite"], len(c["leaves"])) for c in ours) == [
         (1, 1),
         (1, 8),

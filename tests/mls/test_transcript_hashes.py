@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
@@ -21,29 +20,15 @@ from mls.messages.framing import (
     FramedContentAuthData,
     Sender,
 )
-from tests.conftest import vectors_root
+from tests.vectors import case_id, load_vectors, vector_params
 
 h = bytes.fromhex
 
 
-def _load() -> list[dict[str, Any]]:
-    path = vectors_root() / "mls" / "transcript-hashes.json"
-    return json.loads(path.read_text()) if path.is_file() else []
+VECTOR = "mls/transcript-hashes.json"
 
 
-def _cases() -> list[Any]:
-    cases = _load()
-    if not cases:
-        return [pytest.param(None, marks=pytest.mark.skip(reason="no vectors"))]
-    out = []
-    for i, case in enumerate(cases):
-        cs = case["cipher_suite"]
-        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
-        out.append(pytest.param(case, id=f"case{i}-suite{cs}", marks=marks))
-    return out
-
-
-@pytest.mark.parametrize("case", _cases())
+@pytest.mark.parametrize("case", vector_params(VECTOR, case_id, suite_key="cipher_suite"))
 def test_transcript_vector(case: dict[str, Any]) -> None:
     suite = get_suite(case["cipher_suite"])
     raw = h(case["authenticated_content"])
@@ -67,17 +52,16 @@ def test_transcript_vector(case: dict[str, Any]) -> None:
 
 
 def test_vector_counts() -> None:
-    cases = _load()
-    if not cases:
-        pytest.skip("transcript-hashes.json not found")
+    cases = load_vectors(VECTOR)
     assert sorted(c["cipher_suite"] for c in cases if c["cipher_suite"] in SUITES) == [1, 3]
 
 
 def _vector(suite_id: int) -> dict[str, Any]:
-    for case in _load():
+    cases: list[dict[str, Any]] = load_vectors(VECTOR)
+    for case in cases:
         if case["cipher_suite"] == suite_id:
             return case
-    pytest.skip("transcript-hashes.json not found")
+    pytest.skip(f"no suite {suite_id} case in {VECTOR}")
 
 
 SUITE_IDS = pytest.mark.parametrize("suite_id", [1, 3], ids=["suite1", "suite3"])

@@ -3,7 +3,6 @@ its path), the "original sibling" hash, and parent-hash chains of fresh paths.""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass, replace
@@ -24,31 +23,25 @@ from mls.tree import (
     verify_parent_hashes,
 )
 from mls.tree.treekem import create_update_path
-from tests.conftest import vectors_root
+from tests.vectors import case_id, vector_params
 
 h = bytes.fromhex
 SUITE = get_suite(1)
 
 
-def _vector_trees() -> list[Any]:
-    path = vectors_root() / "mls" / "tree-validation.json"
-    if not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason="tree-validation.json missing"))]
-    out = []
-    for i, case in enumerate(json.loads(path.read_text())):
-        cs = case["cipher_suite"]
-        if cs in SUITES:
-            out.append(pytest.param(case, id=f"case{i}-suite{cs}"))
-    return out
+# Only the suites we implement: no skipped params for the others.
+TREES = vector_params(
+    "mls/tree-validation.json", case_id, select=lambda c: c["cipher_suite"] in SUITES
+)
 
 
-@pytest.mark.parametrize("case", _vector_trees())
+@pytest.mark.parametrize("case", TREES)
 def test_node_hashes_match_vector(case: dict[str, Any]) -> None:
     tree = RatchetTree.from_bytes(get_suite(case["cipher_suite"]), h(case["tree"]))
     assert [tree.node_hash(x).hex() for x in range(tree.n_nodes)] == case["tree_hashes"]
 
 
-@pytest.mark.parametrize("case", _vector_trees())
+@pytest.mark.parametrize("case", TREES)
 def test_excluding_nothing_or_unrelated_leaves_is_the_cached_hash(case: dict[str, Any]) -> None:
     tree = RatchetTree.from_bytes(get_suite(case["cipher_suite"]), h(case["tree"]))
     for x in range(tree.n_nodes):
@@ -58,7 +51,7 @@ def test_excluding_nothing_or_unrelated_leaves_is_the_cached_hash(case: dict[str
         assert tree.node_hash_excluding(x, outside) == tree.node_hash(x)
 
 
-@pytest.mark.parametrize("case", _vector_trees())
+@pytest.mark.parametrize("case", TREES)
 def test_excluding_leaves_equals_blanking_them(case: dict[str, Any]) -> None:
     tree = RatchetTree.from_bytes(get_suite(case["cipher_suite"]), h(case["tree"]))
     members = [i for i, _ in tree.leaves()]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,23 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mls import tree_math as tm
-from tests.conftest import vectors_root
+from tests.vectors import vector_params
 
-VECTOR = "tree-math.json"
-
-
-def _params(name: str) -> list[Any]:
-    path = vectors_root() / "mls" / name
-    if not path.is_file():
-        return [pytest.param(-1, id=f"{name}-missing")]
-    n = len(json.loads(path.read_text()))
-    return [pytest.param(i, id=f"{name}[{i}]") for i in range(n)]
-
-
-@cache
-def _load(path: Path) -> list[dict[str, Any]]:
-    data: list[dict[str, Any]] = json.loads(path.read_text())
-    return data
+VECTOR = "mls/tree-math.json"
+CASES = vector_params(VECTOR)
 
 
 def _maybe(fn: Any, *args: int) -> int | None:
@@ -39,9 +23,8 @@ def _maybe(fn: Any, *args: int) -> int | None:
     return value
 
 
-@pytest.mark.parametrize("index", _params(VECTOR))
-def test_tree_math_vector(vectors_dir: Path, index: int) -> None:
-    case = _load(vectors_dir / "mls" / VECTOR)[index]
+@pytest.mark.parametrize("case", CASES)
+def test_tree_math_vector(case: dict[str, Any]) -> None:
     n = case["n_leaves"]
     assert tm.node_width(n) == case["n_nodes"]
     assert tm.root(n) == case["root"]

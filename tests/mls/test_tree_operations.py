@@ -5,7 +5,6 @@ always equal a from-scratch computation."""
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mls.crypto import SUITES, get_suite
+from mls.crypto import get_suite
 from mls.errors import DecodeError, MlsError
 from mls.messages import (
     Add,
@@ -28,26 +27,20 @@ from mls.messages import (
 )
 from mls.messages.tree import ParentNode
 from mls.tree import RatchetTree, TreeError, sign_leaf_node
-from tests.conftest import vectors_root
+from tests.vectors import case_id, vector_params
 
 h = bytes.fromhex
 SUITE = get_suite(1)
 
 
-def _params() -> list[Any]:
-    path = vectors_root() / "mls" / "tree-operations.json"
-    if not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason="tree-operations.json missing"))]
-    out = []
-    for i, case in enumerate(json.loads(path.read_text())):
-        cs = case["cipher_suite"]
-        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
-        kind = Proposal.from_bytes(h(case["proposal"])).body.__class__.__name__
-        out.append(pytest.param(case, id=f"case{i}-suite{cs}-{kind}", marks=marks))
-    return out
+def _id(i: int, case: dict[str, Any]) -> str:
+    return case_id(i, case, Proposal.from_bytes(h(case["proposal"])).body.__class__.__name__)
 
 
-@pytest.mark.parametrize("case", _params())
+CASES = vector_params("mls/tree-operations.json", _id, suite_key="cipher_suite")
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_tree_operations_vector(case: dict[str, Any]) -> None:
     tree = RatchetTree.from_bytes(get_suite(case["cipher_suite"]), h(case["tree_before"]))
     assert tree.tree_hash() == h(case["tree_hash_before"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import replace
 from typing import Any
@@ -24,31 +23,17 @@ from mls.tree import (
     verify_leaf_signature,
     verify_parent_hashes,
 )
-from tests.conftest import vectors_root
+from tests.vectors import case_id, load_vectors, vector_params
 
 h = bytes.fromhex
 SUITE = get_suite(1)
 LIFETIME = Lifetime(100, 200)
 
 
-def _cases() -> list[dict[str, Any]]:
-    path = vectors_root() / "mls" / "tree-validation.json"
-    return json.loads(path.read_text()) if path.is_file() else []
+VECTOR = "mls/tree-validation.json"
 
 
-def _params() -> list[Any]:
-    cases = _cases()
-    if not cases:
-        return [pytest.param(None, marks=pytest.mark.skip(reason="tree-validation.json missing"))]
-    out = []
-    for i, case in enumerate(cases):
-        cs = case["cipher_suite"]
-        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
-        out.append(pytest.param(case, id=f"case{i}-suite{cs}", marks=marks))
-    return out
-
-
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", vector_params(VECTOR, case_id, suite_key="cipher_suite"))
 def test_tree_validation_vector(case: dict[str, Any]) -> None:
     suite = get_suite(case["cipher_suite"])
     tree = RatchetTree.from_bytes(suite, h(case["tree"]))
@@ -66,7 +51,7 @@ def test_tree_validation_vector(case: dict[str, Any]) -> None:
 
 
 def _case_with(pred: Any) -> tuple[RatchetTree, bytes]:
-    for case in _cases():
+    for case in load_vectors(VECTOR):
         if case["cipher_suite"] not in SUITES:
             continue
         suite = get_suite(case["cipher_suite"])

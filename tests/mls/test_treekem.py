@@ -3,7 +3,6 @@ fresh ones and have the others process them), plus tampering, new members and pr
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import replace
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mls.crypto import SUITES, get_suite
+from mls.crypto import get_suite
 from mls.crypto.suite import CipherSuite
 from mls.errors import DecodeError, ValidationError
 from mls.group_context import GroupContext
@@ -35,22 +34,16 @@ from mls.tree.treekem import (
     merge_update_path,
     process_update_path,
 )
-from tests.conftest import vectors_root
+from tests.vectors import case_id, vector_params
 
 h = bytes.fromhex
 
 
-def _params() -> list[Any]:
-    path = vectors_root() / "mls" / "treekem.json"
-    if not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason="treekem.json missing"))]
-    out = []
-    for i, case in enumerate(json.loads(path.read_text())):
-        cs = case["cipher_suite"]
-        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
-        n = len(case["update_paths"])
-        out.append(pytest.param(case, id=f"case{i}-suite{cs}-paths{n}", marks=marks))
-    return out
+CASES = vector_params(
+    "mls/treekem.json",
+    lambda i, c: case_id(i, c, f"paths{len(c['update_paths'])}"),
+    suite_key="cipher_suite",
+)
 
 
 def _setup(case: dict[str, Any]) -> tuple[CipherSuite, RatchetTree, dict[int, PathPrivate], Any]:
@@ -83,7 +76,7 @@ def _setup(case: dict[str, Any]) -> tuple[CipherSuite, RatchetTree, dict[int, Pa
     return suite, tree, privs, ctx
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", CASES)
 def test_treekem_vector_process(case: dict[str, Any]) -> None:
     _suite, tree, privs, ctx = _setup(case)
     gid = h(case["group_id"])
@@ -109,7 +102,7 @@ def test_treekem_vector_process(case: dict[str, Any]) -> None:
         assert processed == len(privs) - (sender in privs)
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", CASES)
 def test_treekem_vector_fresh_paths(case: dict[str, Any]) -> None:
     _suite, tree, privs, ctx = _setup(case)
     gid = h(case["group_id"])

@@ -3,32 +3,22 @@ key, verify the GroupInfo signature and the confirmation tag; plus tampering che
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from mls.crypto import SUITES, get_suite
+from mls.crypto import get_suite
 from mls.key_packages import key_package_ref
 from mls.messages import KeyPackage, MLSMessage, Welcome
 from mls.transcript import verify_confirmation_tag
 from mls.welcome import WelcomeError, open_welcome, verify_group_info_signature
-from tests.conftest import vectors_root
+from tests.vectors import case_id, vector_params
 
 h = bytes.fromhex
 
 
-def _params() -> list[Any]:
-    path = vectors_root() / "mls" / "welcome.json"
-    if not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason="welcome.json missing"))]
-    out = []
-    for i, case in enumerate(json.loads(path.read_text())):
-        cs = int(case["cipher_suite"])
-        marks = [] if cs in SUITES else [pytest.mark.skip(reason=f"suite {cs} not implemented")]
-        out.append(pytest.param(case, id=f"case{i}-suite{cs}", marks=marks))
-    return out
+CASES = vector_params("mls/welcome.json", case_id, suite_key="cipher_suite")
 
 
 def _load(case: dict[str, Any]) -> tuple[Any, KeyPackage, Welcome]:
@@ -39,7 +29,7 @@ def _load(case: dict[str, Any]) -> tuple[Any, KeyPackage, Welcome]:
     return suite, kp, welcome
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", CASES)
 def test_welcome_vector(case: dict[str, Any]) -> None:
     suite, kp, welcome = _load(case)
     opened = open_welcome(suite, welcome, key_package_ref(suite, kp), h(case["init_priv"]))
@@ -55,7 +45,7 @@ def test_welcome_vector(case: dict[str, Any]) -> None:
     assert gi.to_bytes() == MLSMessage(gi).to_bytes()[4:]
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", CASES)
 def test_welcome_vector_tampered(case: dict[str, Any]) -> None:
     suite, kp, welcome = _load(case)
     ref = key_package_ref(suite, kp)
