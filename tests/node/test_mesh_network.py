@@ -46,3 +46,11 @@ async def test_bootstrap_peer_id_is_enforced(start_node: StartNode) -> None:
     await asyncio.sleep(2.0)
     assert not joiner.node.is_ready()
     assert joiner.peers() == set()
+
+
+async def test_bootstrap_by_dns_name(start_node: StartNode) -> None:
+    boot = await start_node(host="127.0.0.1")
+    by_name = Multiaddr.parse(f"/dns4/localhost/tcp/{boot.addr.port}/p2p/{boot.node.peer_id}")
+    joiner = await start_node(host="127.0.0.1", bootstrap=(by_name,))
+    await wait_for(lambda: boot.node.peer_id in joiner.peers(), timeout=10)
+    assert joiner.node.is_ready()
