@@ -7,13 +7,22 @@ clock jumps straight to the next timer, so timeouts cost no wall time.
 
     .venv/bin/python bench/dht_sim.py --nodes 1000 --churn 0.3 --loss 0.0 --lookups 500
 
-Reports lookup success rate and rounds against log2(N/k) + 1.
+Sequence: nodes join through node 0 in batches (each publishes its record once ready, as a
+node does); then, unless ``--no-republish``, every publishing node republishes once, which is
+what its ``republish_interval`` timer does in a running network (the joins take a few virtual
+minutes, far less than one interval, so without this step records sit wherever the network
+was when their owner joined); then a fraction ``--churn`` of the nodes is killed at once and
+lookups run from random live nodes for random live owners' records.
+
+Reports lookup success rate, rounds against log2(N/k) + 1, how many of each record's k
+closest nodes held it before the churn (global view), and CPU per joined node.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import math
 import random
@@ -148,6 +157,7 @@ async def simulate(args: argparse.Namespace, clock: VirtualClock) -> dict[str, A
     targets = set(rng.sample(range(1, n), min(args.lookups, n - 1)))
     nodes: list[DhtService] = []
     wall = time.monotonic()
+    cpu = time.process_time()
     for i in range(n):
         host = host_of(i + 1)
         addrs = [f"/ip4/{host}/tcp/4000"] if i in targets else []
@@ -179,6 +189,12 @@ async def simulate(args: argparse.Namespace, clock: VirtualClock) -> dict[str, A
     # Let the targets' initial publishes finish.
     await asyncio.sleep(5.0)
     join_wall = time.monotonic() - wall
+    join_cpu = time.process_time() - cpu
+    join_virtual = loop.time()
+    if args.republish:
+        await asyncio.gather(*(nodes[t].publish() for t in targets))
+        await asyncio.sleep(2.0)
+    placement = _placement(nodes, targets, args.k)
 
     dead = set(rng.sample(range(1, n), int(args.churn * (n - 1))))
     for i in dead:
@@ -230,18 +246,35 @@ async def simulate(args: argparse.Namespace, clock: VirtualClock) -> dict[str, A
         "success_rate": successes / total if total else None,
         "rounds_mean": statistics.fmean(rounds) if rounds else None,
         "rounds_p95": sorted(rounds)[int(0.95 * (total - 1))] if rounds else None,
+        "rounds_max": max(rounds) if rounds else None,
         "rounds_bound_log2(N/k)+1": round(bound, 2),
         "within_bound": sum(1 for r in rounds if r <= bound) / total if total else None,
         "virtual_latency_p50_s": statistics.median(latencies) if latencies else None,
         "virtual_latency_p95_s": sorted(latencies)[int(0.95 * (total - 1))] if latencies else None,
         "datagrams": net.sent,
         "datagrams_lost": net.lost,
+        "republished": args.republish,
+        "k_closest_holding_before_churn": placement,
+        "join_cpu_ms_per_node": round(1000 * join_cpu / n, 1),
+        "virtual_join_s": round(join_virtual, 1),
         "wall_join_s": round(join_wall, 1),
         "wall_lookups_s": round(lookup_wall, 1),
     }
     for node in nodes:
         await node.stop()
     return result
+
+
+def _placement(nodes: list[DhtService], targets: set[int], k: int) -> float:
+    """Share of (record, one of its k closest nodes) pairs where that node holds the record."""
+    ids = [int.from_bytes(x.node_id, "big") for x in nodes]
+    held = 0
+    for t in targets:
+        key = record_key(nodes[t].peer_id)
+        keyint = int.from_bytes(key, "big")
+        closest = heapq.nsmallest(k, range(len(nodes)), key=lambda i: ids[i] ^ keyint)
+        held += sum(1 for i in closest if nodes[i].storage.get(key) is not None)
+    return round(held / (k * len(targets)), 4) if targets else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=50, help="nodes joining concurrently")
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--no-republish",
+        dest="republish",
+        action="store_false",
+        help="skip the owners' republish after the joins (records stay where first put)",
+    )
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     clock = VirtualClock()

@@ -32,6 +32,8 @@ class DhtConfig:
     max_failures: int = 3
     max_outstanding: int = 1024
     max_lookup_rounds: int = 20
+    # Rounds per bucket-refresh lookup right after joining (0 disables the refresh).
+    join_refresh_rounds: int = 2
     # Abuse limits
     rate_per_source: float = 200.0
     burst_per_source: float = 400.0

@@ -35,6 +35,7 @@ from kademlia.protocol import KademliaProtocol
 from dht.config import DhtConfig
 from dht.errors import DhtError
 from dht.limits import RateLimiter, RttEstimator, valid_contact_address
+from dht.records import VerifiedPeerRecord
 from dht.routing import Contact, RoutingTable
 from dht.storage import RecordStorage, StoreResult
 from dht.wire import REQUEST, Datagram, WireError, encode_request, encode_response, parse_datagram
@@ -598,28 +599,35 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     # ------------------------------------------------------------------ table maintenance
 
     def welcome_if_new(self, node: Node) -> None:
-        """Add a *proven* contact; hand it the records it should now hold (bounded)."""
+        """Add a *proven* contact; hand it the records it should now hold (bounded).
+
+        Paper section 2.5: a record goes to the newcomer when it is among the k closest to the
+        key that we know and we are closer to the key than any contact we know. Distances are
+        ranked once per key over the table's cached ids (no per-contact Python calls).
+        """
         if not isinstance(node, Contact):
             return
         if not self.router.is_new_node(node):
             self.router.add_contact(node)
             return
         ksize = self.router.ksize
+        ours = self.source_node.long_id
         sent = 0
         for key, value in self.storage:
             if sent >= self.config.max_welcome_stores:
                 break
-            keynode = Node(key)  # storage keys are already digests (upstream hashed again)
-            neighbors = self.router.find_neighbors(keynode)
-            if neighbors:
-                last = neighbors[-1].distance_to(keynode)
-                new_close = len(neighbors) < ksize or node.distance_to(keynode) < last
-                first = neighbors[0].distance_to(keynode)
-                we_closest = self.source_node.distance_to(keynode) < first
-            if not neighbors or (new_close and we_closest):
+            keyint = int.from_bytes(key, "big")  # storage keys are already digests
+            ranked = [d for d in self.router.ranked(keyint) if d != 0]
+            new_close = len(ranked) < ksize or (node.long_id ^ keyint) < ranked[ksize - 1]
+            we_closest = not ranked or (ours ^ keyint) < ranked[0]
+            if new_close and we_closest:
                 self.spawn(self.call_store(node, key, value))
                 sent += 1
         self.router.add_contact(node)
+
+    def verify_record(self, key: bytes, value: bytes, now: float) -> VerifiedPeerRecord:
+        """Decode and verify a record found under ``key`` (memoised; raises RecordError)."""
+        return self.storage.cache.verify(key, value, now)
 
     def add_proven(self, addr: Addr, proof: Proof) -> None:
         self.welcome_if_new(Contact(proof.node_id, addr[0], addr[1], proof.peer_id))
@@ -645,13 +653,15 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         finally:
             self._checking.discard(node.id)
 
+    def random_id_in(self, bounds: tuple[int, int]) -> bytes:
+        """A random node id within a bucket's (inclusive) range."""
+        lo, hi = bounds
+        hi = min(hi, 2**160 - 1)  # upstream's first bucket ends at 2**160, not 2**160 - 1
+        rand = int.from_bytes(self._randbytes(20), "big")
+        return (lo + rand % (hi - lo + 1)).to_bytes(20, "big")
+
     def get_refresh_ids(self) -> list[bytes]:
-        ids = []
-        for bucket in self.router.lonely_buckets():
-            lo, hi = bucket.range
-            rand = int.from_bytes(self._randbytes(20), "big")
-            ids.append((lo + rand % (hi - lo + 1)).to_bytes(20, "big"))
-        return ids
+        return [self.random_id_in(b.range) for b in self.router.lonely_buckets()]
 
     def contacts(self) -> list[Contact]:
         return [n for n in self.router.contacts() if isinstance(n, Contact)]

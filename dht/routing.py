@@ -10,6 +10,10 @@
 * A contact is evicted only after ``max_failures`` consecutive failures; a full bucket checks
   its head with retries before letting a replacement in.
 * Bucket freshness uses the injected clock, not ``time.monotonic``.
+* Speed: every bucket change bumps a version, and the flat list of contacts, their integer
+  ids and the per-prefix slot counts are rebuilt only when the version moved, so neighbour
+  ranking is one list comprehension of XORs and a C-level sort instead of a Python call per
+  contact, and the slot-limit check no longer recomputes every contact's prefix.
 """
 
 from __future__ import annotations
@@ -39,18 +43,46 @@ class Contact(Node):  # type: ignore[misc]
         self.peer_id = peer_id
 
 
+class _Version:
+    """A change counter shared by a table and its buckets (invalidates cached views)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 class KBucket(_KBucket):  # type: ignore[misc]
-    def __init__(self, lower: int, upper: int, ksize: int, clock: Clock) -> None:
+    def __init__(
+        self, lower: int, upper: int, ksize: int, clock: Clock, version: _Version | None = None
+    ) -> None:
         self._clock = clock
+        self._version = version if version is not None else _Version()
         super().__init__(lower, upper, ksize)
 
     def touch_last_updated(self) -> None:
         self.last_updated = self._clock()
 
+    def add_node(self, node: Node) -> bool:
+        old = self.nodes.get(node.id)
+        if old is None:
+            if len(self.nodes) < self.ksize:  # otherwise it only becomes a replacement
+                self._version.value += 1
+        elif not old.same_home_as(node):
+            self._version.value += 1
+        added: bool = super().add_node(node)
+        return added
+
+    def remove_node(self, node: Node) -> None:
+        # Upstream promotes a replacement in here too: one bump covers both changes.
+        self._version.value += 1
+        super().remove_node(node)
+
     def split(self) -> tuple[KBucket, KBucket]:
+        self._version.value += 1
         midpoint = (self.range[0] + self.range[1]) // 2
-        one = KBucket(self.range[0], midpoint, self.ksize, self._clock)
-        two = KBucket(midpoint + 1, self.range[1], self.ksize, self._clock)
+        one = KBucket(self.range[0], midpoint, self.ksize, self._clock, self._version)
+        two = KBucket(midpoint + 1, self.range[1], self.ksize, self._clock, self._version)
         for node in [*self.nodes.values(), *self.replacement_nodes.values()]:
             (one if node.long_id <= midpoint else two).add_node(node)
         return one, two
@@ -78,10 +110,38 @@ class RoutingTable(_RoutingTable):  # type: ignore[misc]
         self.max_failures = max_failures
         self.failures: Counter[bytes] = Counter()
         self.rejected: Counter[str] = Counter()
+        self._version = _Version()
+        self._view_version = -1
+        self._nodes: list[Node] = []
+        self._ids: list[int] = []
+        self._nets: Counter[str] = Counter()
+        self._nets_version = -1
         super().__init__(protocol, ksize, node)
 
     def flush(self) -> None:
-        self.buckets = [KBucket(0, 2**160, self.ksize, self._clock)]
+        self._version.value += 1
+        self.buckets = [KBucket(0, 2**160, self.ksize, self._clock, self._version)]
+
+    def split_bucket(self, index: int) -> None:
+        self._version.value += 1
+        super().split_bucket(index)
+
+    def _view(self) -> list[Node]:
+        """The contacts, rebuilt (with ids and prefix counts) only after a change."""
+        if self._view_version != self._version.value:
+            self._nodes = [n for b in self.buckets for n in b.nodes.values()]
+            self._ids = [n.long_id for n in self._nodes]
+            self._view_version = self._version.value
+        return self._nodes
+
+    def _net_counts(self) -> Counter[str]:
+        """Contacts per address prefix (rebuilt lazily, only for the slot-limit check)."""
+        self._view()
+        if self._nets_version != self._view_version:
+            p4, p6 = self.subnet_prefix_v4, self.subnet_prefix_v6
+            self._nets = Counter(subnet_key(n.ip, p4, p6) for n in self._nodes)
+            self._nets_version = self._view_version
+        return self._nets
 
     def lonely_buckets(self, age: float = 3600.0) -> list[KBucket]:
         cutoff = self._clock() - age
@@ -94,26 +154,40 @@ class RoutingTable(_RoutingTable):  # type: ignore[misc]
         return len(self.buckets) - 1
 
     def contacts(self) -> list[Node]:
-        return [n for b in self.buckets for n in b.nodes.values()]
+        return list(self._view())
+
+    def ranked(self, key: int) -> list[int]:
+        """Every contact's XOR distance to ``key``, ascending."""
+        self._view()
+        return sorted([i ^ key for i in self._ids])
 
     def find_neighbors(
         self, node: Node, k: int | None = None, exclude: Node | None = None
     ) -> list[Node]:
         k = k or self.ksize
         self.buckets[self.get_bucket_for(node)].touch_last_updated()
-        candidates = [
-            n
-            for n in self.contacts()
-            if n.id != node.id and (exclude is None or not n.same_home_as(exclude))
-        ]
-        return heapq.nsmallest(k, candidates, key=lambda n: n.distance_to(node))
+        nodes = self._view()
+        target = node.long_id
+        dists = [i ^ target for i in self._ids]
+        # At most two entries are skipped (the target itself, the excluded address).
+        order = heapq.nsmallest(k + 2, range(len(dists)), key=dists.__getitem__)
+        out = []
+        for i in order:
+            n = nodes[i]
+            if n.id == node.id or (exclude is not None and n.same_home_as(exclude)):
+                continue
+            out.append(n)
+            if len(out) == k:
+                break
+        return out
 
     def _subnet(self, node: Node) -> str:
         return subnet_key(node.ip, self.subnet_prefix_v4, self.subnet_prefix_v6)
 
     def _subnet_full(self, node: Node, bucket: KBucket) -> bool:
         net = self._subnet(node)
-        in_table = sum(1 for n in self.contacts() if n.id != node.id and self._subnet(n) == net)
+        # ``node`` is not in ``bucket`` here (add_contact checked), so the count excludes it.
+        in_table = self._net_counts()[net]
         in_bucket = sum(
             1 for n in bucket.nodes.values() if n.id != node.id and self._subnet(n) == net
         )

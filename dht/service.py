@@ -208,7 +208,31 @@ class DhtService:
         if not any(results):
             return False
         await self._lookup_nodes(self.node_id)
+        await self._refresh_sparse_buckets()
         return True
+
+    async def _refresh_sparse_buckets(self) -> None:
+        """Kademlia's join rule (paper 2.3): after looking up its own id, a newcomer refreshes
+        the buckets farther away than its closest neighbour. Without it a node knows little
+        beyond its own neighbourhood and whoever happened to contact it, and lookups through
+        it can stall short of the target, more often the larger the network and after churn.
+        Only buckets with room are refreshed (a full bucket has nothing to gain), and each
+        refresh stops after ``join_refresh_rounds`` rounds: it only has to put a few proven
+        contacts in the bucket, not find the k closest to a random id (a full lookup per
+        bucket made joins ~5x dearer in CPU and datagrams for no further gain in routing)."""
+        rounds = self.config.join_refresh_rounds
+        if rounds <= 0:
+            return
+        router = self.protocol.router
+        ranges = [
+            b.range
+            for b in router.buckets
+            if not b.has_in_range(router.node) and len(b) < router.ksize
+        ]
+        self.counters["bucket_refreshes"] += len(ranges)
+        await asyncio.gather(
+            *(self._lookup_nodes(self.protocol.random_id_in(r), rounds) for r in ranges)
+        )
 
     async def _maintain_loop(self) -> None:
         next_refresh = self._clock() + self.config.refresh_interval
@@ -248,7 +272,7 @@ class DhtService:
 
     # ------------------------------------------------------------------ lookups
 
-    async def _lookup_nodes(self, key: bytes) -> list[Node]:
+    async def _lookup_nodes(self, key: bytes, max_rounds: int | None = None) -> list[Node]:
         target = Node(key)
         nearest = self.protocol.router.find_neighbors(target)
         if not nearest:
@@ -259,7 +283,7 @@ class DhtService:
             nearest,
             self.config.ksize,
             self.config.alpha,
-            self.config.max_lookup_rounds,
+            max_rounds or self.config.max_lookup_rounds,
         )
         found: list[Node] = await crawl.find()
         self._note_rounds(crawl.rounds)

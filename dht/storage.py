@@ -5,20 +5,27 @@ record verifies now, sits under its own key, and has a higher sequence number th
 hold; reads verify again and drop anything that expired or stopped verifying. Quotas bound the
 total count and bytes and what a single source address may make us hold. Every refusal is
 counted by reason in :meth:`RecordStorage.statistics`.
+
+Verification is memoised by :class:`VerifyCache`: a record is immutable bytes, so the
+signature, key binding and address checks give the same answer every time for the same
+``(key, sha256(bytes))``; only the expiry depends on ``now`` and is checked on every hit.
+Reads therefore still validate (a changed byte is a different cache key) without paying an
+Ed25519 verification and two CBOR decodes each time.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from kademlia.storage import IStorage
 
 from dht.errors import RecordError
-from dht.records import PeerRecord, VerifiedPeerRecord
+from dht.records import MAX_TTL, PeerRecord, VerifiedPeerRecord
 
-__all__ = ["RecordStorage", "StorageLimits", "StoreResult"]
+__all__ = ["RecordStorage", "StorageLimits", "StoreResult", "VerifyCache"]
 
 Clock = Callable[[], float]
 
@@ -42,6 +49,44 @@ class StoreResult:
     SOURCE_QUOTA = "source_quota"
 
 
+class VerifyCache:
+    """Records that verified, by ``(key, sha256(bytes))``, until they expire (LRU-bounded)."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[bytes, bytes], VerifiedPeerRecord] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def verify(self, key: bytes, data: bytes, now: float) -> VerifiedPeerRecord:
+        """``data`` decoded and verified at ``now`` under ``key``; raises :class:`RecordError`.
+
+        Failures are not cached (a forger must not be able to evict good entries cheaply
+        either: the cache only grows on success, which needs a valid signature).
+        """
+        if not isinstance(data, bytes):
+            raise RecordError("record must be bytes")
+        ident = (key, hashlib.sha256(data).digest())
+        hit = self._entries.get(ident)
+        if hit is not None:
+            # The only checks whose answer changes with time (see PeerRecord.verify).
+            if hit.expires_at <= now or hit.expires_at > now + MAX_TTL:
+                del self._entries[ident]
+                raise RecordError("record expired")
+            self._entries.move_to_end(ident)
+            self.hits += 1
+            return hit
+        self.misses += 1
+        record = PeerRecord.decode(data)
+        if record.key != key:
+            raise RecordError("record stored under another key")
+        verified = record.verify(now)
+        self._entries[ident] = verified
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return verified
+
+
 @dataclass
 class _Entry:
     record: PeerRecord
@@ -53,9 +98,12 @@ class _Entry:
 class RecordStorage(IStorage):  # type: ignore[misc]
     """Highest-sequence verified record per key, bounded; ``clock`` gives unix seconds."""
 
-    def __init__(self, clock: Clock, limits: StorageLimits | None = None) -> None:
+    def __init__(
+        self, clock: Clock, limits: StorageLimits | None = None, cache: VerifyCache | None = None
+    ) -> None:
         self._clock = clock
         self.limits = limits or StorageLimits()
+        self.cache = cache if cache is not None else VerifyCache()
         self._data: dict[bytes, _Entry] = {}
         self._bytes = 0
         self._per_source: Counter[str] = Counter()
@@ -88,7 +136,7 @@ class RecordStorage(IStorage):  # type: ignore[misc]
             return StoreResult.WRONG_KEY
         now = self._clock()
         try:
-            record.verify(now)
+            self.cache.verify(key, value, now)
         except RecordError:
             return StoreResult.INVALID
         old = self._live(key, now)
@@ -133,7 +181,7 @@ class RecordStorage(IStorage):  # type: ignore[misc]
         if entry is None:
             return None
         try:
-            entry.record.verify(now)
+            self.cache.verify(key, entry.data, now)
         except RecordError:
             self._remove(key)
             self.drops["expired_on_read"] += 1
@@ -183,5 +231,6 @@ class RecordStorage(IStorage):  # type: ignore[misc]
             "bytes": self._bytes,
             "sources": len(self._per_source),
             "stored": self.stored,
+            "verify_cache": {"hits": self.cache.hits, "misses": self.cache.misses},
             "drops": dict(self.drops),
         }

@@ -59,7 +59,7 @@ class HostilePeer(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)
 
     def request(self, name: str, args: list[Any], addr: tuple[str, int]) -> bytes:
-        data = bytes([REQUEST]) + os.urandom(20) + umsgpack.packb([name, args])
+        data = bytes([REQUEST]) + os.urandom(20) + bytes(umsgpack.packb([name, args]))
         self.send_raw(data, addr)
         return data
 

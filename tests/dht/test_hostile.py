@@ -56,7 +56,7 @@ async def assert_still_serves(node: DhtService) -> None:
 
 
 def req(name: Any, args: Any) -> bytes:
-    return b"\x00" + os.urandom(20) + umsgpack.packb([name, args])
+    return b"\x00" + os.urandom(20) + bytes(umsgpack.packb([name, args]))
 
 
 async def test_malformed_datagrams_are_dropped_and_counted(victim: DhtService) -> None:

@@ -26,7 +26,7 @@ def protocol() -> tuple[DhtProtocol, list[tuple[bytes, bytes]]]:
         stores.append((node.id, key))
         return (True, True)
 
-    proto.call_store = fake_store  # type: ignore[method-assign]
+    proto.call_store = fake_store  # type: ignore[method-assign,assignment]
     return proto, stores
 
 

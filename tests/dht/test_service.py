@@ -180,3 +180,47 @@ def test_record_key_matches_storage_key() -> None:
     ident = Identity.generate()
     assert len(record_key(ident.peer_id)) == 20
     assert FAST.subnet_prefix_v4 == 32
+
+
+async def test_join_refreshes_sparse_buckets_with_short_lookups() -> None:
+    from kademlia.node import Node
+
+    from dht.routing import Contact
+
+    svc = make_node(40)
+    router = svc.protocol.router
+    me = router.node.long_id
+    # Split until our own bucket is a small range, so there are far buckets to refresh.
+    while True:
+        own = router.get_bucket_for(router.node)
+        lo, hi = router.buckets[own].range
+        if hi - lo <= 2**150:
+            break
+        router.split_bucket(own)
+    far = [b for b in router.buckets if not b.has_in_range(router.node)]
+    full = far[0]
+    peer = Identity.generate().peer_id
+    for i in range(FAST.ksize):  # one far bucket is already full: nothing to refresh there
+        nid = (full.range[0] + i + 1).to_bytes(20, "big")
+        assert router.add_contact(Contact(nid, f"127.0.1.{i}", 4000, peer))
+    calls: list[tuple[bytes, int | None]] = []
+
+    async def fake_lookup(key: bytes, max_rounds: int | None = None) -> list[Node]:
+        calls.append((key, max_rounds))
+        return []
+
+    svc._lookup_nodes = fake_lookup  # type: ignore[method-assign]
+    await svc._refresh_sparse_buckets()
+    refreshed = [b for b in far if b is not full]
+    assert len(calls) == len(refreshed) >= 5
+    for (key, rounds), bucket in zip(calls, refreshed, strict=True):
+        assert bucket.range[0] <= int.from_bytes(key, "big") <= bucket.range[1]
+        assert int.from_bytes(key, "big") != me and rounds == FAST.join_refresh_rounds
+    assert svc.counters["bucket_refreshes"] == len(refreshed)
+
+
+def test_random_id_in_stays_inside_upstreams_open_top_bucket() -> None:
+    svc = make_node(41)
+    top = (2**160 - 2, 2**160)  # upstream's first bucket ends at 2**160, one past the max id
+    for _ in range(50):
+        assert int.from_bytes(svc.protocol.random_id_in(top), "big") >= 2**160 - 2

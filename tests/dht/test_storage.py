@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dht.errors import RecordError
 from dht.records import PeerRecord, record_key
-from dht.storage import RecordStorage, StorageLimits, StoreResult
+from dht.storage import RecordStorage, StorageLimits, StoreResult, VerifyCache
 from node.identity import Identity
 
 NOW = 1_800_000_000.0
@@ -67,7 +68,7 @@ def test_forged_wrong_key_malformed() -> None:
     assert s.put(r.key, forged.encode(), "x") == StoreResult.INVALID
     assert s.put(record_key(IDS[1].peer_id), r.encode(), "x") == StoreResult.WRONG_KEY
     assert s.put(r.key, b"\x00" * 60_000, "x") == StoreResult.MALFORMED
-    assert s.put(r.key, [1, 2], "x") == StoreResult.MALFORMED  # type: ignore[arg-type]
+    assert s.put(r.key, [1, 2], "x") == StoreResult.MALFORMED
     assert s.put(b"short", r.encode(), "x") == StoreResult.MALFORMED
     assert len(s) == 0
     drops = s.statistics()["drops"]
@@ -99,7 +100,7 @@ def test_quota_count_and_bytes() -> None:
     size = len(rec(0).encode())
     s2 = RecordStorage(Clock(), StorageLimits(max_bytes=2 * size + 10, max_per_source=100))
     assert [store(s2, rec(i)) for i in range(3)][-1] == StoreResult.QUOTA
-    assert s2.statistics()["bytes"] <= 2 * size + 10
+    assert s2.statistics()["bytes"] <= 2 * size + 10  # type: ignore[operator]
 
 
 def test_per_source_limit() -> None:
@@ -139,3 +140,35 @@ def test_seq_is_monotone(seqs: list[int]) -> None:
         store(s, rec(seq=q))
     got = s.get_verified(rec().key)
     assert got is not None and got.seq == max(seqs)
+
+
+def test_reads_reuse_the_verification_but_still_check_expiry() -> None:
+    clock = Clock()
+    s = RecordStorage(clock)
+    r = rec(ttl=100)
+    assert store(s, r) == StoreResult.STORED
+    misses = s.cache.misses
+    for _ in range(5):
+        assert s.get(r.key) == r.encode()
+        assert s.get_verified(r.key) is not None
+    assert s.cache.misses == misses  # no second Ed25519 verification for the same bytes
+    assert s.cache.hits >= 10
+    clock.now += 100  # expired: the cached verification does not outlive the record
+    assert s.get(r.key) is None
+    assert s.statistics()["drops"] == {"expired_on_read": 1}
+
+
+def test_verify_cache_is_keyed_by_exact_bytes_and_key() -> None:
+    cache = VerifyCache(max_entries=2)
+    good = rec().encode()
+    assert cache.verify(rec().key, good, NOW).peer_id == IDS[0].peer_id
+    forged = good[:-1] + bytes([good[-1] ^ 1])  # flip a signature bit
+    with pytest.raises(RecordError):
+        cache.verify(rec().key, forged, NOW)
+    with pytest.raises(RecordError):  # right bytes under another key
+        cache.verify(rec(1).key, good, NOW)
+    with pytest.raises(RecordError):
+        cache.verify(rec().key, good, NOW + 3600)
+    for i in range(1, 4):  # bounded
+        cache.verify(rec(i).key, rec(i).encode(), NOW)
+    assert len(cache._entries) == 2
