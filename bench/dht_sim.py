@@ -42,6 +42,7 @@ from dht.crawling import RecordCrawl
 from dht.records import record_key
 from dht.service import DhtService
 from node.identity import Identity
+from node.mesh import MeshPolicy, plan
 
 BASE_UNIX = 1_800_000_000.0
 
@@ -201,6 +202,7 @@ async def simulate(args: argparse.Namespace, clock: VirtualClock) -> dict[str, A
         if nodes[i].protocol.transport is not None:
             nodes[i].protocol.transport.close()
     live = [i for i in range(n) if i not in dead]
+    mesh_after_churn = _mesh_connectivity(nodes, live, args.degree)
     live_targets = [t for t in targets if t not in dead] or list(targets)
 
     successes = 0
@@ -255,6 +257,9 @@ async def simulate(args: argparse.Namespace, clock: VirtualClock) -> dict[str, A
         "datagrams_lost": net.lost,
         "republished": args.republish,
         "k_closest_holding_before_churn": placement,
+        "mesh_degree": args.degree,
+        "mesh_largest_component_after_churn": mesh_after_churn["largest_component"],
+        "mesh_isolated_after_churn": mesh_after_churn["isolated"],
         "join_cpu_ms_per_node": round(1000 * join_cpu / n, 1),
         "virtual_join_s": round(join_virtual, 1),
         "wall_join_s": round(join_wall, 1),
@@ -263,6 +268,45 @@ async def simulate(args: argparse.Namespace, clock: VirtualClock) -> dict[str, A
     for node in nodes:
         await node.stop()
     return result
+
+
+def _mesh_connectivity(nodes: list[DhtService], live: list[int], degree: int) -> dict[str, float]:
+    """The mesh the survivors would form after churn, from their routing tables alone.
+
+    Each live node runs the node's own mesh policy (``node.mesh.plan``) over the live peers in
+    its routing table (dials to dead ones fail and are skipped), links are undirected, and we
+    report the share of live nodes in the largest connected component.
+    """
+    alive = {nodes[i].peer_id: i for i in live}
+    policy = MeshPolicy(target_degree=degree, full_mesh_below=0, max_connections=4 * degree,
+                        max_dials_per_round=degree)
+    adjacency: dict[int, set[int]] = {i: set() for i in live}
+    for i in live:
+        candidates = [p for p in nodes[i].known_peers() if p in alive]
+        decision = plan(nodes[i].peer_id, connected=[], candidates=candidates,
+                        network_size=len(live), policy=policy)
+        for peer in decision.dial:
+            j = alive[peer]
+            adjacency[i].add(j)
+            adjacency[j].add(i)
+    seen: set[int] = set()
+    largest = 0
+    for start in live:
+        if start in seen:
+            continue
+        stack, size = [start], 0
+        seen.add(start)
+        while stack:
+            cur = stack.pop()
+            size += 1
+            for nxt in adjacency[cur]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        largest = max(largest, size)
+    isolated = sum(1 for i in live if not adjacency[i])
+    return {"largest_component": round(largest / len(live), 4) if live else 0.0,
+            "isolated": isolated}
 
 
 def _placement(nodes: list[DhtService], targets: set[int], k: int) -> float:
@@ -281,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nodes", type=int, default=500)
     p.add_argument("--churn", type=float, default=0.0, help="fraction of nodes killed")
+    p.add_argument("--degree", type=int, default=8, help="mesh target degree for connectivity")
     p.add_argument("--loss", type=float, default=0.0, help="datagram loss probability")
     p.add_argument("--lookups", type=int, default=300)
     p.add_argument("--k", type=int, default=20)
