@@ -13,16 +13,15 @@ import pytest
 from mls.crypto import SUITES, get_suite
 from mls.crypto.suite import CipherSuite
 from mls.group_context import GroupContext
-from mls.messages import Capabilities, Credential, LeafNode, LeafNodeSource, Lifetime
 from mls.messages.tree import ParentNode
 from mls.tree import (
     RatchetTree,
     apply_path_parent_hashes,
     invalid_parent_hash_nodes,
-    sign_leaf_node,
     verify_parent_hashes,
 )
 from mls.tree.treekem import create_update_path
+from tests.mls.leaves import signed_leaf
 from tests.vectors import case_id, vector_params
 
 h = bytes.fromhex
@@ -86,18 +85,7 @@ def _counting() -> CountingSuite:
     )
 
 
-def _leaf(rng: random.Random, i: int) -> tuple[LeafNode, bytes]:
-    _, enc = SUITE.generate_key_pair(rng.randbytes)
-    sig_priv, sig = SUITE.generate_signature_key_pair(rng.randbytes)
-    leaf = LeafNode(
-        enc,
-        sig,
-        Credential.basic(b"m%d" % i),
-        Capabilities(cipher_suites=(1,), credentials=(1,)),
-        LeafNodeSource.KEY_PACKAGE,
-        lifetime=Lifetime(0, 2**64 - 1),
-    )
-    return sign_leaf_node(SUITE, leaf, sig_priv), sig_priv
+_leaf = signed_leaf
 
 
 def test_mutation_rehashes_only_its_path() -> None:

@@ -16,17 +16,14 @@ from mls.crypto import get_suite
 from mls.errors import DecodeError, MlsError
 from mls.messages import (
     Add,
-    Capabilities,
-    Credential,
     LeafNode,
-    LeafNodeSource,
-    Lifetime,
     Proposal,
     Remove,
     Update,
 )
 from mls.messages.tree import ParentNode
-from mls.tree import RatchetTree, TreeError, sign_leaf_node
+from mls.tree import RatchetTree, TreeError
+from tests.mls.leaves import signed_leaf
 from tests.vectors import case_id, vector_params
 
 h = bytes.fromhex
@@ -59,17 +56,7 @@ def test_tree_operations_vector(case: dict[str, Any]) -> None:
 
 
 def _leaf(rng: random.Random, i: int) -> LeafNode:
-    _, enc = SUITE.generate_key_pair(rng.randbytes)
-    sig_priv, sig = SUITE.generate_signature_key_pair(rng.randbytes)
-    leaf = LeafNode(
-        enc,
-        sig,
-        Credential.basic(b"m%d" % i),
-        Capabilities(cipher_suites=(1,), credentials=(1,)),
-        LeafNodeSource.KEY_PACKAGE,
-        lifetime=Lifetime(0, 2**64 - 1),
-    )
-    return sign_leaf_node(SUITE, leaf, sig_priv)
+    return signed_leaf(rng, i)[0]
 
 
 def _fresh(tree: RatchetTree) -> RatchetTree:
