@@ -71,6 +71,9 @@ class Link:
         self.connected_since = time.time()
         self.dialed_addr: str | None = None
         self._on_data: DataHandler | None = None
+        # Events that arrived in the same read as the last handshake message (a peer may send
+        # Data or Close right behind XX message 3): handled first when the link starts running.
+        self._backlog: list[Event] = []
 
     # -- properties ------------------------------------------------------------------------
 
@@ -106,8 +109,9 @@ class Link:
                     data = await self._reader.read(_READ_SIZE)
                     events = self.session.receive_data(data, self._clock())
                     await self._flush()
-                    for event in events:
+                    for i, event in enumerate(events):
                         if isinstance(event, Authenticated):
+                            self._backlog = events[i + 1 :]
                             return event
                         if isinstance(event, Closed):
                             await self._abort()
@@ -126,6 +130,10 @@ class Link:
     async def run(self, on_data: DataHandler) -> Closed:
         """Pump bytes until the link closes; returns how it closed."""
         self._on_data = on_data
+        backlog, self._backlog = self._backlog, []
+        await self._handle(backlog)
+        if not self.session.is_live:
+            self._finish(Closed(CloseCode.NORMAL, "connection closed", by_peer=True))
         tasks = [
             asyncio.create_task(self._read_loop(), name=f"link-read-{self.peer_id.short()}"),
             asyncio.create_task(self._write_loop(), name=f"link-write-{self.peer_id.short()}"),

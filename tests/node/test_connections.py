@@ -10,8 +10,10 @@ import pytest
 
 from node.errors import ConnectionClosed, DialError, DialTimeout, LimitExceeded, PeerIdMismatch
 from node.identity import Identity, PeerId
+from node.keys import NodeKeys
 from node.messages import CloseCode
 from node.multiaddr import Multiaddr
+from node.session import Session
 from node.storage.memory import MemoryStorage
 from tests.harness import StartNode, wait_for
 
@@ -212,3 +214,47 @@ async def test_announced_address_is_what_peers_learn(start_node: StartNode) -> N
     assert link.session.peer_listen_addrs == (str(announced),)
     record = await a.node.dht.resolve(a.node.peer_id)
     assert record is not None and record.addrs == (str(announced),)
+
+
+async def _raw_handshake_then(
+    addr: Multiaddr, identity: Identity, tail: list[tuple[str, bytes] | CloseCode]
+) -> None:
+    """Dial as a client written from PROTOCOL.md would: XX message 3 and ``tail`` (Data
+    messages and a Close) leave in ONE write."""
+    host, port = addr.host_port()
+    reader, writer = await asyncio.open_connection(host, port)
+    session = Session(NodeKeys.derive(identity), initiator=True, now=0.0)
+    session.start()
+    writer.write(session.data_to_send())
+    try:
+        async with asyncio.timeout(5):
+            while not session.is_open:
+                data = await reader.read(65536)
+                assert data, "node closed during the handshake"
+                session.receive_data(data, 0.0)
+        for item in tail:
+            if isinstance(item, CloseCode):
+                session.close(item, "done", 0.0)
+            else:
+                session.send_data(item[0], item[1], 0.0)
+        writer.write(session.data_to_send())  # message 3 + Data... + Close together
+        await writer.drain()
+    finally:
+        writer.close()
+
+
+async def test_data_and_close_right_behind_handshake_message_3(start_node: StartNode) -> None:
+    b = await start_node()
+    got: list[tuple[PeerId, bytes]] = []
+    b.node.register_protocol("t", lambda peer, data: got.append((peer, data)))
+    for i in range(40):
+        client = Identity.generate()
+        await _raw_handshake_then(
+            b.addr, client, [("t", b"first %d" % i), ("t", b"second %d" % i), CloseCode.NORMAL]
+        )
+        want = 2 * (i + 1)
+        await wait_for(lambda: len(got) == want)  # noqa: B023 (awaited at once)
+        assert got[-2:] == [(client.peer_id, b"first %d" % i), (client.peer_id, b"second %d" % i)]
+        # The Close was processed too: the peer is not listed as connected.
+        gone = client.peer_id
+        await wait_for(lambda: gone not in b.peers())  # noqa: B023
