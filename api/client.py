@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from api.openapi import RECORD_NOT_FOUND
+from node.core.errors import MultiaddrError
+from node.core.multiaddr import Multiaddr
 from node.datadir import DataDir
-from node.errors import MultiaddrError
-from node.multiaddr import Multiaddr
 
 __all__ = ["ApiClient", "ApiError", "NodeUnreachable"]
 

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from dht.records import VerifiedPeerRecord
-from node.identity import PeerId
-from node.multiaddr import Multiaddr
+from node.core.identity import PeerId
+from node.core.multiaddr import Multiaddr
 
 __all__ = ["Direction", "NodeControl", "NodeInfo", "PeerInfo", "record_json"]
 

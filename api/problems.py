@@ -1,6 +1,6 @@
 """RFC 9457 problem details: THE one place where exceptions become HTTP statuses.
 
-Handlers raise domain errors (``node.errors``) or :class:`Problem`; the error middleware in
+Handlers raise domain errors (``node.core.errors``) or :class:`Problem`; the error middleware in
 ``api.server`` calls :func:`problem_for` and :func:`problem_response`, nothing else decides a
 status. Unknown exceptions become an opaque 500 (the caller logs the traceback server-side).
 """
@@ -16,7 +16,7 @@ from aiohttp import web
 
 from api.openapi import PROBLEM_TYPE_PREFIX, RECORD_NOT_FOUND
 from dht.errors import DhtError, RecordError
-from node.errors import (
+from node.core.errors import (
     ConfigError,
     DialError,
     DialTimeout,

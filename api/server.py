@@ -21,9 +21,9 @@ from api.auth import auth_middleware
 from api.control import NodeControl, PeerInfo
 from api.openapi import build_spec
 from api.problems import RECORD_NOT_FOUND, Problem, problem_for, problem_response
-from node.errors import IdentityError
-from node.identity import PeerId
-from node.multiaddr import Multiaddr
+from node.core.errors import IdentityError
+from node.core.identity import PeerId
+from node.core.multiaddr import Multiaddr
 
 __all__ = ["MAX_BODY_BYTES", "RESOLVE_TIMEOUT", "ApiServer", "create_app"]
 

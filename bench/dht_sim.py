@@ -41,7 +41,7 @@ from dht.config import DhtConfig
 from dht.crawling import RecordCrawl
 from dht.records import record_key
 from dht.service import DhtService
-from node.identity import Identity
+from node.core.identity import Identity
 from node.mesh import MeshPolicy, plan
 
 BASE_UNIX = 1_800_000_000.0

@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _util import machine_line, percentile, quiet_logging, table
 
 from node.config import NodeConfig
+from node.core.identity import Identity, PeerId
+from node.core.keys import NodeKeys
+from node.core.multiaddr import Multiaddr
 from node.daemon import Node
-from node.identity import Identity, PeerId
-from node.keys import NodeKeys
 from node.mesh import MeshPolicy
-from node.multiaddr import Multiaddr
 from node.storage.memory import MemoryStorage
 
 

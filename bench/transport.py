@@ -34,17 +34,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _util import machine_line, percentile, quiet_logging, table
 
-from node.connections import ConnectionManager, TransportSettings
-from node.identity import Identity
-from node.keys import NodeKeys
-from node.messages import MAX_DATA_PAYLOAD, CloseCode
-from node.multiaddr import Multiaddr
-from node.session import Authenticated, Session
-from node.transport import Link
+from node.core.identity import Identity
+from node.core.keys import NodeKeys
+from node.core.multiaddr import Multiaddr
+from node.transport.connections import ConnectionManager, TransportSettings
+from node.transport.link import Link
+from node.transport.messages import MAX_DATA_PAYLOAD, CloseCode
+from node.transport.session import Authenticated, Session
 
 PROTOCOL = "bench"
 SMALL = 1024
-_READ_SIZE = 1 << 17  # what node.transport reads per call, so plain TCP reads the same way
+_READ_SIZE = 1 << 17  # what node.transport.link reads per call, so plain TCP reads the same way
 _LISTEN = Multiaddr.parse("/ip4/127.0.0.1/tcp/0", allow_port_zero=True)
 
 

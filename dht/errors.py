@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.errors import SpacePandaError
+from node.core.errors import SpacePandaError
 
 __all__ = ["DhtError", "RecordError"]
 

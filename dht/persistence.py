@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from node.identity import PeerId
+from node.core.identity import PeerId
 
 __all__ = ["ContactSnapshot", "DhtStore", "MemoryDhtStore"]
 

@@ -21,7 +21,6 @@ What changes relative to upstream (each is tested in ``tests/dht/test_hostile.py
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from collections import Counter, OrderedDict
@@ -39,13 +38,12 @@ from dht.records import VerifiedPeerRecord
 from dht.routing import Contact, RoutingTable
 from dht.storage import RecordStorage, StoreResult
 from dht.wire import REQUEST, Datagram, WireError, encode_request, encode_response, parse_datagram
-from node.identity import Identity, PeerId
+from node.core.identity import Identity, PeerId, node_id_for
 
-__all__ = ["IDENTIFY_DOMAIN", "NODE_ID_DOMAIN", "DhtProtocol", "Proof", "node_id_for"]
+__all__ = ["IDENTIFY_DOMAIN", "DhtProtocol", "Proof"]
 
 log = logging.getLogger(__name__)
 
-NODE_ID_DOMAIN = b"spacepanda/dht-node-id/v1"
 IDENTIFY_DOMAIN = b"spacepanda/dht-identify/v1"
 _NONCE_LEN = 16
 # find_* requests to a peer that has not validated us are padded to this size so that the
@@ -59,10 +57,6 @@ Addr = tuple[str, int]
 Result = tuple[bool, Any]
 Clock = Callable[[], float]
 
-
-def node_id_for(public_key: bytes) -> bytes:
-    """The DHT node id an Ed25519 identity key must sit at."""
-    return hashlib.sha1(NODE_ID_DOMAIN + public_key).digest()
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dht.errors import RecordError
-from node import cbor
-from node.errors import DecodeError, IdentityError, MultiaddrError
-from node.identity import Identity, PeerId
-from node.multiaddr import Multiaddr
+from node.core import cbor
+from node.core.errors import DecodeError, IdentityError, MultiaddrError
+from node.core.identity import Identity, PeerId
+from node.core.multiaddr import Multiaddr
 
 __all__ = [
     "MAX_ADDRS",

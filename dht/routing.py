@@ -28,7 +28,7 @@ from kademlia.routing import KBucket as _KBucket
 from kademlia.routing import RoutingTable as _RoutingTable
 
 from dht.limits import subnet_key
-from node.identity import PeerId
+from node.core.identity import PeerId
 
 __all__ = ["Contact", "KBucket", "RoutingTable"]
 

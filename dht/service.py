@@ -28,7 +28,7 @@ from dht.persistence import ContactSnapshot, DhtStore, MemoryDhtStore
 from dht.protocol import DhtProtocol
 from dht.records import PeerRecord, VerifiedPeerRecord, record_key
 from dht.storage import RecordStorage
-from node.identity import Identity, PeerId
+from node.core.identity import Identity, PeerId
 
 __all__ = ["Bootstrap", "DhtService", "EndpointFactory", "udp_endpoint"]
 

@@ -18,11 +18,11 @@ from typing import Any
 from api.client import ApiClient, ApiError, NodeUnreachable
 from api.openapi import api_version
 from node.config import load_config
+from node.core.errors import IdentityError, MultiaddrError, SpacePandaError
+from node.core.identity import PeerId
+from node.core.multiaddr import Multiaddr
 from node.datadir import DataDir, default_data_dir
-from node.errors import IdentityError, MultiaddrError, SpacePandaError
-from node.identity import PeerId
 from node.logs import LOG_LEVELS, configure_logging
-from node.multiaddr import Multiaddr
 
 __all__ = ["build_parser", "format_dht", "format_record", "main"]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from node.core.errors import ConfigError, MultiaddrError
+from node.core.multiaddr import Multiaddr
 from node.datadir import default_data_dir
-from node.errors import ConfigError, MultiaddrError
-from node.multiaddr import Multiaddr
 
 __all__ = [
     "ENV_PREFIX",

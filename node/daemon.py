@@ -26,16 +26,16 @@ from dht.persistence import DhtStore
 from dht.service import Bootstrap, DhtService
 from node import mesh
 from node.config import NodeConfig
-from node.connections import ConnectionManager, TransportSettings
+from node.core.errors import MultiaddrError, SpacePandaError, TransportError
+from node.core.identity import PeerId
+from node.core.keys import NodeKeys
+from node.core.multiaddr import Multiaddr
 from node.dialer import MeshDialer
-from node.errors import MultiaddrError, SpacePandaError, TransportError
-from node.identity import PeerId
-from node.keys import NodeKeys
-from node.messages import CloseCode
-from node.multiaddr import Multiaddr
-from node.session import Closed, SessionTimeouts
 from node.storage.base import Storage
-from node.transport import Link
+from node.transport.connections import ConnectionManager, TransportSettings
+from node.transport.link import Link
+from node.transport.messages import CloseCode
+from node.transport.session import Closed, SessionTimeouts
 
 __all__ = ["VERSION", "Node", "run"]
 

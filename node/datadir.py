@@ -33,11 +33,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from node.errors import ConfigError, IdentityError
-from node.identity import Identity, PeerId
+from node.core.errors import ConfigError, IdentityError
+from node.core.identity import Identity, PeerId
 
 if TYPE_CHECKING:
-    from node.multiaddr import Multiaddr
+    from node.core.multiaddr import Multiaddr
 
 __all__ = ["DataDir", "atomic_write", "default_data_dir"]
 

@@ -14,13 +14,13 @@ import structlog
 
 from dht.service import DhtService
 from node import mesh
-from node.backoff import backoff_delay
-from node.connections import ConnectionManager
-from node.errors import SpacePandaError, TransportError
-from node.identity import PeerId
-from node.messages import CloseCode
-from node.multiaddr import Multiaddr
+from node.core.backoff import backoff_delay
+from node.core.errors import SpacePandaError, TransportError
+from node.core.identity import PeerId
+from node.core.multiaddr import Multiaddr
 from node.storage.base import Storage
+from node.transport.connections import ConnectionManager
+from node.transport.messages import CloseCode
 
 __all__ = ["MeshDialer"]
 

@@ -12,8 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dht.protocol import node_id_for
-from node.identity import PeerId
+from node.core.identity import PeerId, node_id_for
 
 __all__ = ["MeshPlan", "MeshPolicy", "bucket_of", "plan"]
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from api.client import ApiClient, ApiError, NodeUnreachable
-from node.errors import ConfigError
+from node.core.errors import ConfigError
 
 
 def start(data_dir: Path, host: str, bootstrap: str | None) -> subprocess.Popen[bytes]:

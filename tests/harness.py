@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from node.config import NodeConfig
+from node.core.identity import Identity, PeerId
+from node.core.keys import NodeKeys
+from node.core.multiaddr import Multiaddr
 from node.daemon import Node
-from node.identity import Identity, PeerId
-from node.keys import NodeKeys
-from node.multiaddr import Multiaddr
 from node.storage.memory import MemoryStorage
 
 

@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from node.errors import StorageError
-from node.identity import PeerId
-from node.multiaddr import Multiaddr
+from node.core.errors import StorageError
+from node.core.identity import PeerId
+from node.core.multiaddr import Multiaddr
 
 if TYPE_CHECKING:
     from node.storage.dhtstore import NodeDhtStore

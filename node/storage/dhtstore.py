@@ -26,8 +26,8 @@ import structlog
 from dht.errors import RecordError
 from dht.persistence import ContactSnapshot, DhtStore
 from dht.records import MAX_RECORD_SIZE, PeerRecord
-from node.errors import IdentityError, StorageError
-from node.identity import PeerId
+from node.core.errors import IdentityError, StorageError
+from node.core.identity import PeerId
 from node.storage.base import check_time
 
 if TYPE_CHECKING:

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from node.errors import StorageError
-from node.identity import PeerId
-from node.multiaddr import Multiaddr
+from node.core.errors import StorageError
+from node.core.identity import PeerId
+from node.core.multiaddr import Multiaddr
 from node.storage.base import PeerEntry, check_addrs, check_meta, check_time
 from node.storage.dhtstore import DhtTables, MemoryStorageDhtStore
 from node.storage.migrations import LATEST_VERSION

@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from node.errors import IdentityError, MultiaddrError, StorageError
-from node.identity import PeerId
-from node.multiaddr import Multiaddr
+from node.core.errors import IdentityError, MultiaddrError, StorageError
+from node.core.identity import PeerId
+from node.core.multiaddr import Multiaddr
 from node.storage.base import PeerEntry, check_addrs, check_meta, check_time
 from node.storage.dhtstore import SqliteDhtStore
 from node.storage.migrations import MIGRATIONS, Migration, check_migrations

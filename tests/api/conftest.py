@@ -18,9 +18,9 @@ from api.control import NodeInfo, PeerInfo, record_json
 from api.server import create_app
 from dht.errors import DhtError
 from dht.records import PeerRecord, VerifiedPeerRecord
-from node.errors import DialError, DialTimeout, HandshakeError, LimitExceeded, PeerIdMismatch
-from node.identity import Identity, PeerId
-from node.multiaddr import Multiaddr
+from node.core.errors import DialError, DialTimeout, HandshakeError, LimitExceeded, PeerIdMismatch
+from node.core.identity import Identity, PeerId
+from node.core.multiaddr import Multiaddr
 
 Client = TestClient[web.Request, web.Application]
 

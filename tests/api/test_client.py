@@ -13,8 +13,8 @@ from api.client import ApiClient, ApiError
 from api.openapi import RECORD_NOT_FOUND
 from api.server import ApiServer, create_app
 from dht.errors import DhtError
-from node.identity import Identity
-from node.multiaddr import Multiaddr
+from node.core.identity import Identity
+from node.core.multiaddr import Multiaddr
 from tests.api.conftest import TOKEN, FakeNode, dht_stats, signed_record
 
 _ANY_PORT = Multiaddr.parse("/ip4/127.0.0.1/tcp/0", allow_port_zero=True)

@@ -12,7 +12,7 @@ from api.control import NodeInfo, PeerInfo, record_json
 from api.openapi import RECORD_NOT_FOUND, build_spec
 from api.server import create_app
 from dht.service import DhtService
-from node.identity import Identity
+from node.core.identity import Identity
 from tests.api.conftest import AUTH, Client, FakeNode, dht_stats, signed_record
 
 _METHODS = {"get", "post", "put", "delete", "patch", "head", "options"}

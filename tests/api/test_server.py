@@ -16,8 +16,8 @@ from api.control import NodeControl
 from api.openapi import RECORD_NOT_FOUND
 from api.server import MAX_BODY_BYTES, ApiServer, create_app
 from dht.errors import DhtError
-from node.identity import Identity
-from node.multiaddr import Multiaddr
+from node.core.identity import Identity
+from node.core.multiaddr import Multiaddr
 from tests.api.conftest import AUTH, TOKEN, Client, FakeNode, signed_record
 
 PROBLEM = "application/problem+json"

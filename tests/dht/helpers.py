@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dht.config import DhtConfig
 from dht.persistence import MemoryDhtStore
 from dht.service import Bootstrap, DhtService
-from node.identity import Identity
+from node.core.identity import Identity
 
 # Loopback tests put every node on its own 127.0.0.x, so slot limits are per address.
 FAST = DhtConfig(

@@ -8,9 +8,9 @@ from typing import Any
 
 import umsgpack
 
-from dht.protocol import IDENTIFY_DOMAIN, node_id_for
+from dht.protocol import IDENTIFY_DOMAIN
 from dht.wire import REQUEST, RESPONSE, WireError, parse_datagram
-from node.identity import Identity
+from node.core.identity import Identity, node_id_for
 
 
 class HostilePeer(asyncio.DatagramProtocol):

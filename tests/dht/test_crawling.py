@@ -13,7 +13,7 @@ from kademlia.node import Node
 from dht.crawling import NodeCrawl, RecordCrawl, Shortlist
 from dht.records import PeerRecord
 from dht.storage import VerifyCache
-from node.identity import Identity
+from node.core.identity import Identity
 
 K = 8
 NOW = 1_800_000_000.0

@@ -13,13 +13,12 @@ import pytest
 import umsgpack
 
 from dht.config import DhtConfig
-from dht.protocol import node_id_for
 from dht.records import PeerRecord, record_key
 from dht.routing import Contact
 from dht.service import DhtService
 from dht.storage import StorageLimits
-from node import cbor
-from node.identity import Identity
+from node.core import cbor
+from node.core.identity import Identity, node_id_for
 from tests.dht.helpers import FAST, boot_of, make_node, wait_for
 from tests.dht.hostile import hostile
 

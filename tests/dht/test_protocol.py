@@ -7,11 +7,11 @@ from kademlia.node import Node
 
 from dht.config import DhtConfig
 from dht.persistence import ContactSnapshot, MemoryDhtStore
-from dht.protocol import DhtProtocol, node_id_for
+from dht.protocol import DhtProtocol
 from dht.records import PeerRecord
 from dht.routing import Contact
 from dht.storage import RecordStorage
-from node.identity import Identity
+from node.core.identity import Identity, node_id_for
 
 CONFIG = DhtConfig(ksize=4, subnet_prefix_v4=32)
 

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from dht.errors import RecordError
 from dht.records import MAX_RECORD_SIZE, MAX_TTL, PeerRecord, record_key
-from node import cbor
-from node.identity import Identity
+from node.core import cbor
+from node.core.identity import Identity
 
 NOW = 1_800_000_000
 ALICE = Identity.from_seed(b"\x01" * 32)

@@ -6,7 +6,7 @@ from kademlia.node import Node
 from kademlia.routing import RoutingTable as UpstreamTable
 
 from dht.routing import Contact, RoutingTable
-from node.identity import Identity
+from node.core.identity import Identity
 
 PEER = Identity.from_seed(b"\x05" * 32).peer_id
 

@@ -4,7 +4,7 @@ import asyncio
 
 from dht.persistence import MemoryDhtStore
 from dht.records import record_key
-from node.identity import Identity
+from node.core.identity import Identity
 from tests.dht.helpers import FAST, boot_of, make_node, wait_for
 
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from dht.errors import RecordError
 from dht.records import PeerRecord, record_key
 from dht.storage import RecordStorage, StorageLimits, StoreResult, VerifyCache
-from node.identity import Identity
+from node.core.identity import Identity
 
 NOW = 1_800_000_000.0
 

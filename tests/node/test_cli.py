@@ -18,10 +18,10 @@ from api.server import ApiServer, create_app
 from dht.errors import DhtError
 from node.cli import duration, format_dht, format_record, main, size, table
 from node.config import NodeConfig
+from node.core.identity import Identity, PeerId
+from node.core.multiaddr import Multiaddr
 from node.datadir import DataDir
-from node.identity import Identity, PeerId
 from node.logs import REDACTED, configure_logging
-from node.multiaddr import Multiaddr
 from tests.api.conftest import FakeNode, dht_stats, signed_record
 
 REPO = Path(__file__).resolve().parents[2]

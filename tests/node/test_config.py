@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.config import NodeConfig, default_config_toml, load_config
-from node.errors import ConfigError
-from node.multiaddr import Multiaddr
+from node.core.errors import ConfigError
+from node.core.multiaddr import Multiaddr
 
 BOOT_A = "/ip4/10.0.0.1/tcp/4001"
 BOOT_B = "/dns4/boot.example/tcp/4001"

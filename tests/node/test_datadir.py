@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from node.core.errors import ConfigError, IdentityError
+from node.core.identity import Identity, PeerId
 from node.datadir import DataDir, atomic_write, default_data_dir
-from node.errors import ConfigError, IdentityError
-from node.identity import Identity, PeerId
 
 
 def _mode(p: Path) -> int:

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from dht.persistence import ContactSnapshot, DhtStore
 from dht.records import MAX_RECORD_SIZE, PeerRecord, record_key
 from dht.service import DhtService
-from node.errors import StorageError
-from node.identity import Identity, PeerId
+from node.core.errors import StorageError
+from node.core.identity import Identity, PeerId
 from node.storage import MemoryStorage, SqliteStorage, Storage, dhtstore
 from node.storage.dhtstore import MAX_SNAPSHOT_CONTACTS
 

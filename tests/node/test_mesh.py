@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.identity import Identity, PeerId
+from node.core.identity import Identity, PeerId
 from node.mesh import MeshPolicy, bucket_of, plan
 
 PEERS = [Identity.from_seed(bytes([i]) * 32).peer_id for i in range(1, 121)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from node.multiaddr import Multiaddr
+from node.core.multiaddr import Multiaddr
 from tests.harness import Running, StartNode, wait_for
 
 

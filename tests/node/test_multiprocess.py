@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from api.client import ApiClient, ApiError, NodeUnreachable
-from node.errors import ConfigError
+from node.core.errors import ConfigError
 
 
 class Proc:

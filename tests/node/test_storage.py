@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from node.errors import StorageError
-from node.identity import Identity, PeerId
-from node.multiaddr import Multiaddr
+from node.core.errors import StorageError
+from node.core.identity import Identity, PeerId
+from node.core.multiaddr import Multiaddr
 from node.storage import (
     LATEST_VERSION,
     MIGRATIONS,
