@@ -111,10 +111,10 @@ class Pair:
         self.server_keys = NodeKeys.derive(Identity.generate())
         self.client_keys = NodeKeys.derive(Identity.generate())
         self.server = ConnectionManager(
-            self.server_keys, settings, tg, on_data=self._on_data
+            self.server_keys, settings, tg, deliver=self._on_data
         )
         self.client = ConnectionManager(
-            self.client_keys, settings, tg, on_data=lambda link, proto, payload: None
+            self.client_keys, settings, tg, deliver=lambda link, proto, payload: None
         )
         self.addr: Multiaddr | None = None
 

@@ -160,6 +160,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self._validated_by: OrderedDict[Addr, float] = OrderedDict()
         self._checking: set[bytes] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The node's TaskGroup when run inside a node (set by DhtService.start).
+        self.task_group: asyncio.TaskGroup | None = None
         self._family = 4
         self.drops: Counter[str] = Counter()
         self.counters: Counter[str] = Counter()
@@ -196,7 +198,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a short background job owned by this protocol (cancelled by :meth:`close`)."""
-        task = asyncio.get_running_loop().create_task(self._guard(coro))
+        if self.task_group is not None:
+            task = self.task_group.create_task(self._guard(coro))
+        else:
+            task = asyncio.get_running_loop().create_task(self._guard(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

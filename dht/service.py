@@ -116,8 +116,13 @@ class DhtService:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, bootstrap: Sequence[Bootstrap] = ()) -> None:
+    async def start(
+        self, bootstrap: Sequence[Bootstrap] = (), *, task_group: asyncio.TaskGroup | None = None
+    ) -> None:
         """Bind, load saved state and start joining in the background (see ``is_ready``).
+
+        The background loops and per-datagram jobs run in ``task_group`` (the node's) when
+        one is given, so they end with it; standalone services own their tasks.
 
         With neither bootstrap addresses nor saved contacts this is a bootstrap node and is
         ready at once; otherwise it retries with backoff until one contact proves itself
@@ -136,7 +141,9 @@ class DhtService:
         self._transport, _ = await self._endpoint_factory(
             lambda: self.protocol, self._host, self._port
         )
-        self._runner = asyncio.get_running_loop().create_task(self._run())
+        self.protocol.task_group = task_group
+        spawn = task_group.create_task if task_group is not None else asyncio.create_task
+        self._runner = spawn(self._run(), name="dht")
 
     async def stop(self) -> None:
         """Stop every background task, save a snapshot, close the socket."""

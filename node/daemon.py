@@ -32,7 +32,13 @@ from node.core.keys import NodeKeys
 from node.core.multiaddr import Multiaddr
 from node.dialer import MeshDialer
 from node.storage.base import Storage
-from node.transport.connections import ConnectionManager, TransportSettings
+from node.transport.connections import (
+    ConnectionManager,
+    LinkEvent,
+    LinkUp,
+    TransportSettings,
+)
+from node.transport.dispatch import DEFAULT_QUEUE_SIZE, Dispatcher, ProtocolHandler
 from node.transport.link import Link
 from node.transport.messages import CloseCode
 from node.transport.session import Closed, SessionTimeouts
@@ -42,7 +48,7 @@ __all__ = ["VERSION", "Node", "run"]
 VERSION = "0.1.0"
 log = structlog.get_logger("node.daemon")
 
-ProtocolHandler = Callable[[PeerId, bytes], Awaitable[None] | None]
+LinkObserver = Callable[[LinkEvent], None]
 
 
 class _Shutdown(Exception):
@@ -103,9 +109,10 @@ class Node:
         self._random = random.Random(int.from_bytes(rng(8), "big"))
         self._started_at = clock()
         self._conns: ConnectionManager | None = None
-        self._handlers: dict[str, ProtocolHandler] = {}
+        self.dispatcher = Dispatcher()
+        self._link_observers: list[LinkObserver] = []
+        self.link_event_failures = 0
         self.started = asyncio.Event()
-        self.unknown_protocol_frames = 0
         self._dht_store = dht_store
         self._dht_config = dht_config or dht_config_from(config)
         self._dht: DhtService | None = None
@@ -195,8 +202,15 @@ class Node:
 
     # -- application protocols -------------------------------------------------------------
 
-    def register_protocol(self, name: str, handler: ProtocolHandler) -> None:
-        self._handlers[name] = handler
+    def register_protocol(
+        self, name: str, handler: ProtocolHandler, *, queue_size: int = DEFAULT_QUEUE_SIZE
+    ) -> None:
+        """Data for ``name`` goes to ``handler`` through a bounded queue (see Dispatcher)."""
+        self.dispatcher.register(name, handler, queue_size=queue_size)
+
+    def observe_links(self, observer: LinkObserver) -> None:
+        """``observer`` sees every LinkUp/LinkDown; it must not block (enqueue, return)."""
+        self._link_observers.append(observer)
 
     async def send(self, peer_id: PeerId, protocol: str, payload: bytes) -> None:
         link = self.connections.get(peer_id)
@@ -204,15 +218,8 @@ class Node:
             raise TransportError(f"not connected to {peer_id.short()}")
         await link.send(protocol, payload)
 
-    async def _on_data(self, link: Link, protocol: str, payload: bytes) -> None:
-        handler = self._handlers.get(protocol)
-        if handler is None:
-            self.unknown_protocol_frames += 1
-            log.debug("unknown_protocol", peer=str(link.peer_id), protocol=protocol)
-            return
-        result = handler(link.peer_id, payload)
-        if result is not None:
-            await result
+    def _deliver(self, link: Link, protocol: str, payload: bytes) -> Awaitable[None] | None:
+        return self.dispatcher.deliver(link.peer_id, protocol, payload)
 
     # -- address book ----------------------------------------------------------------------
 
@@ -250,6 +257,22 @@ class Node:
     async def _on_disconnected(self, link: Link, closed: Closed) -> None:
         await self.storage.mark_seen(link.peer_id, self._wall())
 
+    async def _link_events(self, conns: ConnectionManager) -> None:
+        """Drain the connection manager's events: address book, dialer, observers."""
+        while True:
+            event = await conns.events.get()
+            try:
+                if isinstance(event, LinkUp):
+                    await self._on_connected(event.link)
+                else:
+                    await self._on_disconnected(event.link, event.closed)
+                for observer in self._link_observers:
+                    observer(event)
+            except Exception:
+                self.link_event_failures += 1
+                log.exception("link_event_failed", peer=str(event.link.peer_id),
+                              event=type(event).__name__)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -260,15 +283,15 @@ class Node:
                     self.keys,
                     settings_from(self.config),
                     tg,
-                    on_data=self._on_data,
-                    on_connected=self._on_connected,
-                    on_disconnected=self._on_disconnected,
+                    deliver=self._deliver,
                     clock=self._clock,
                     rng=self._rng,
                 )
                 self._conns.announce_addrs = tuple(
                     a.without_peer_id() for a in self.config.announce
                 )
+                self.dispatcher.start(tg)
+                tg.create_task(self._link_events(self._conns), name="link-events")
                 bound = await self._conns.listen(self.config.listen)
                 # The DHT speaks UDP on the same port number as the TCP transport.
                 self._dht = DhtService(
@@ -282,7 +305,7 @@ class Node:
                     config=self._dht_config,
                     randbytes=self._rng,
                 )
-                await self._dht.start(bootstrap_from(self.config))
+                await self._dht.start(bootstrap_from(self.config), task_group=tg)
                 self._dialer = MeshDialer(
                     local=self.peer_id,
                     connections=self._conns,
@@ -304,6 +327,7 @@ class Node:
             pass
         finally:
             self.started.clear()
+            self.dispatcher.stop()
             if self._dht is not None:
                 await self._dht.stop()
 
@@ -313,7 +337,8 @@ class Node:
     def statistics(self) -> dict[str, object]:
         mesh_stats = self._dialer.statistics() if self._dialer is not None else {}
         stats: dict[str, object] = {
-            "unknown_protocol_frames": self.unknown_protocol_frames,
+            "unknown_protocol_frames": self.dispatcher.unknown_protocol,
+            "link_event_failures": self.link_event_failures,
             "mesh_dials": mesh_stats.get("dials", 0),
             "mesh_dial_failures": mesh_stats.get("dial_failures", 0),
             "dht_ready": self._dht is not None and self._dht.is_ready,

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -32,12 +32,28 @@ from node.transport.link import DataHandler, Link
 from node.transport.messages import CloseCode
 from node.transport.session import Closed, Session, SessionTimeouts
 
-__all__ = ["ConnectionManager", "TransportSettings"]
+__all__ = ["ConnectionManager", "LinkDown", "LinkEvent", "LinkUp", "TransportSettings"]
 
 log = structlog.get_logger("node.transport.connections")
 
-LinkCallback = Callable[[Link], Awaitable[None] | None]
-ClosedCallback = Callable[[Link, Closed], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    """A link was admitted (authenticated, won any duplicate tie-break)."""
+
+    link: Link
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    """The peer's current link ended (a link replaced by a newer one gives no event)."""
+
+    link: Link
+    closed: Closed
+
+
+LinkEvent = LinkUp | LinkDown
 
 _FAMILIES = {"ip4": socket.AF_INET, "dns4": socket.AF_INET, "ip6": socket.AF_INET6,
              "dns6": socket.AF_INET6, "dns": socket.AF_UNSPEC}
@@ -51,21 +67,16 @@ class TransportSettings:
     handshake_timeout_s: float = 10.0
     dial_timeout_s: float = 10.0
     send_queue_frames: int = 256
+    link_events_queue: int = 1024
     timeouts: SessionTimeouts = field(default_factory=SessionTimeouts)
 
 
-async def _notify(what: str, result: Awaitable[None] | None) -> None:
-    """Run a callback's awaitable; a failing callback is logged, never kills the node."""
-    if result is None:
-        return
-    try:
-        await result
-    except Exception:
-        log.exception("callback_failed", callback=what)
-
-
 class ConnectionManager:
-    """Owns every link of one node. All tasks run in the node's TaskGroup."""
+    """Owns every link of one node. All tasks run in the node's TaskGroup.
+
+    Received Data goes to ``deliver`` (which only enqueues, see ``node.transport.dispatch``);
+    links coming and going are put on :attr:`events` (bounded) for the node to drain.
+    """
 
     def __init__(
         self,
@@ -73,18 +84,15 @@ class ConnectionManager:
         settings: TransportSettings,
         task_group: asyncio.TaskGroup,
         *,
-        on_data: DataHandler,
-        on_connected: LinkCallback | None = None,
-        on_disconnected: ClosedCallback | None = None,
+        deliver: DataHandler,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._keys = keys
         self._settings = settings
         self._tg = task_group
-        self._on_data = on_data
-        self._on_connected = on_connected
-        self._on_disconnected = on_disconnected
+        self._deliver = deliver
+        self.events: asyncio.Queue[LinkEvent] = asyncio.Queue(settings.link_events_queue)
         self._clock = clock
         self._rng = rng
         self._links: dict[PeerId, Link] = {}
@@ -254,20 +262,19 @@ class ConnectionManager:
         self._links[peer] = link
         log.info("peer_connected", peer=str(peer), direction=link.direction,
                  remote=f"{link.remote[0]}:{link.remote[1]}")
+        # Queued before the link runs, so a consumer always sees LinkUp before its LinkDown.
+        await self.events.put(LinkUp(link))
         self._tg.create_task(self._run_link(link), name=f"link-{peer.short()}")
-        if self._on_connected is not None:
-            await _notify("on_connected", self._on_connected(link))
         return link
 
     async def _run_link(self, link: Link) -> None:
-        closed = await link.run(self._on_data)
+        closed = await link.run(self._deliver)
         peer = link.peer_id
         if self._links.get(peer) is link:
             del self._links[peer]
             log.info("peer_disconnected", peer=str(peer), code=closed.code.name,
                      reason=closed.reason, by_peer=closed.by_peer)
-            if self._on_disconnected is not None:
-                await _notify("on_disconnected", self._on_disconnected(link, closed))
+            await self.events.put(LinkDown(link, closed))
 
     def get(self, peer_id: PeerId) -> Link | None:
         link = self._links.get(peer_id)

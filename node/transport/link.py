@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -70,7 +70,7 @@ class Link:
         self.close_event: Closed | None = None
         self.connected_since = time.time()
         self.dialed_addr: str | None = None
-        self._on_data: DataHandler | None = None
+        self._deliver: DataHandler | None = None
         # Events that arrived in the same read as the last handshake message (a peer may send
         # Data or Close right behind XX message 3): handled first when the link starts running.
         self._backlog: list[Event] = []
@@ -127,46 +127,55 @@ class Link:
 
     # -- running ---------------------------------------------------------------------------
 
-    async def run(self, on_data: DataHandler) -> Closed:
-        """Pump bytes until the link closes; returns how it closed."""
-        self._on_data = on_data
+    async def run(self, deliver: DataHandler) -> Closed:
+        """Pump bytes until the link closes; returns how it closed.
+
+        ``deliver`` receives every Data message. It must only hand the message on (enqueue):
+        it runs inside the read loop, and when it returns an awaitable the read loop waits on
+        it, which is how a full consumer queue pushes back on the peer.
+        """
+        self._deliver = deliver
         backlog, self._backlog = self._backlog, []
-        await self._handle(backlog)
-        if not self.session.is_live:
-            self._finish(Closed(CloseCode.NORMAL, "connection closed", by_peer=True))
-        tasks = [
-            asyncio.create_task(self._read_loop(), name=f"link-read-{self.peer_id.short()}"),
-            asyncio.create_task(self._write_loop(), name=f"link-write-{self.peer_id.short()}"),
-            asyncio.create_task(self._timer_loop(), name=f"link-timer-{self.peer_id.short()}"),
-        ]
         try:
-            await self.closed.wait()
+            await self._handle(backlog)
+            if not self.session.is_live:
+                self._finish(Closed(CloseCode.NORMAL, "connection closed", by_peer=True))
+            # The pumps are children of this task, which runs in the node's TaskGroup.
+            async with asyncio.TaskGroup() as tg:
+                short = self.peer_id.short()
+                pumps = [
+                    tg.create_task(self._guarded(self._read_loop), name=f"link-read-{short}"),
+                    tg.create_task(self._guarded(self._write_loop), name=f"link-write-{short}"),
+                    tg.create_task(self._guarded(self._timer_loop), name=f"link-timer-{short}"),
+                ]
+                await self.closed.wait()
+                for pump in pumps:
+                    pump.cancel()
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
             await self._abort()
         assert self.close_event is not None
         return self.close_event
 
-    async def _read_loop(self) -> None:
+    async def _guarded(self, pump: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A bug in one pump closes this link (INTERNAL_ERROR), never the node's TaskGroup."""
         try:
-            while not self.closed.is_set():
-                try:
-                    data = await self._reader.read(_READ_SIZE)
-                except OSError as exc:
-                    self._finish(Closed(CloseCode.NORMAL, f"read failed: {exc}", by_peer=True))
-                    return
-                await self._handle(self.session.receive_data(data, self._clock()))
-                if not data or not self.session.is_live:
-                    # EOF, or the session ended without an event reaching us (closed locally).
-                    self._finish(Closed(CloseCode.NORMAL, "connection closed", by_peer=not data))
-                    return
-        except Exception as exc:  # never let a handler bug kill the node silently
-            log.exception("link_read_failed", peer=str(self.session.peer_id))
+            await pump()
+        except Exception as exc:
+            log.exception("link_pump_failed", peer=str(self.session.peer_id))
             self._finish(Closed(CloseCode.INTERNAL_ERROR, f"internal error: {exc}", False))
+
+    async def _read_loop(self) -> None:
+        while not self.closed.is_set():
+            try:
+                data = await self._reader.read(_READ_SIZE)
+            except OSError as exc:
+                self._finish(Closed(CloseCode.NORMAL, f"read failed: {exc}", by_peer=True))
+                return
+            await self._handle(self.session.receive_data(data, self._clock()))
+            if not data or not self.session.is_live:
+                # EOF, or the session ended without an event reaching us (closed locally).
+                self._finish(Closed(CloseCode.NORMAL, "connection closed", by_peer=not data))
+                return
 
     async def _write_loop(self) -> None:
         while not self.closed.is_set():
@@ -198,8 +207,8 @@ class Link:
     async def _handle(self, events: list[Event]) -> None:
         await self._flush()
         for event in events:
-            if isinstance(event, DataReceived) and self._on_data is not None:
-                result = self._on_data(self, event.protocol, event.payload)
+            if isinstance(event, DataReceived) and self._deliver is not None:
+                result = self._deliver(self, event.protocol, event.payload)
                 if result is not None:
                     await result
             elif isinstance(event, Closed):
