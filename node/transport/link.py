@@ -22,7 +22,7 @@ from node.core.errors import (
     LimitExceeded,
 )
 from node.core.identity import PeerId
-from node.transport.messages import CloseCode
+from node.transport.messages import MAX_CHUNKED_PAYLOAD, CloseCode
 from node.transport.session import Authenticated, Closed, DataReceived, Event, Session
 
 __all__ = ["Direction", "Link", "LinkStats"]
@@ -33,6 +33,11 @@ Direction = Literal["inbound", "outbound"]
 DataHandler = Callable[["Link", str, bytes], Awaitable[None] | None]
 _READ_SIZE = 1 << 17
 _MAX_COALESCE = 1 << 18
+
+
+def _check_size(payload: bytes) -> None:
+    if len(payload) > MAX_CHUNKED_PAYLOAD:
+        raise LimitExceeded(f"payload of {len(payload)} bytes exceeds {MAX_CHUNKED_PAYLOAD}")
 
 
 @dataclass(frozen=True)
@@ -240,8 +245,10 @@ class Link:
     async def send(self, protocol: str, payload: bytes) -> None:
         """Queue a message, waiting while the peer's queue is full (backpressure).
 
-        Raises ConnectionClosed if the link closes before there is room.
+        Raises ConnectionClosed if the link closes before there is room, LimitExceeded for a
+        payload above MAX_CHUNKED_PAYLOAD.
         """
+        _check_size(payload)
         if self.closed.is_set():
             raise ConnectionClosed("link is closed")
         if not self._queue.full():
@@ -260,6 +267,7 @@ class Link:
 
     def try_send(self, protocol: str, payload: bytes) -> None:
         """Queue a message or raise LimitExceeded when the peer's queue is full."""
+        _check_size(payload)
         if self.closed.is_set():
             raise ConnectionClosed("link is closed")
         try:

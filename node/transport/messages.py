@@ -34,12 +34,15 @@ from node.core.multiaddr import MAX_MULTIADDR_LEN, Multiaddr
 
 __all__ = [
     "HANDSHAKE_SIGNATURE_DOMAIN",
+    "MAX_CHUNKED_PAYLOAD",
+    "MAX_CHUNK_PIECE",
     "MAX_CLOSE_REASON_BYTES",
     "MAX_DATA_PAYLOAD",
     "MAX_LISTEN_ADDRS",
     "MAX_PLAINTEXT",
     "MAX_PROTOCOL_LEN",
     "PROTOCOL_VERSION",
+    "Chunk",
     "Close",
     "CloseCode",
     "Data",
@@ -48,6 +51,7 @@ __all__ = [
     "MessageType",
     "Ping",
     "Pong",
+    "chunks_of",
     "close_code_for",
     "decode_message",
 ]
@@ -58,6 +62,12 @@ MAX_PLAINTEXT = 65535 - 16
 # Leaves room for the CBOR map around a Data payload with the longest protocol name.
 MAX_DATA_PAYLOAD = 65280
 MAX_PROTOCOL_LEN = 32
+# A payload longer than MAX_DATA_PAYLOAD travels as consecutive Chunk messages of at most
+# MAX_CHUNK_PIECE bytes (room left for the "total" field), up to MAX_CHUNKED_PAYLOAD in all:
+# enough for an MLS Welcome of a few thousand members, small enough that one reassembly
+# buffer per link stays cheap.
+MAX_CHUNK_PIECE = MAX_DATA_PAYLOAD - 16
+MAX_CHUNKED_PAYLOAD = 1 << 20
 MAX_CLOSE_REASON_BYTES = 256
 MAX_LISTEN_ADDRS = 16
 # Largest encoded handshake payload we accept (16 maximal addresses plus keys fit easily).
@@ -73,6 +83,7 @@ class MessageType(IntEnum):
     PONG = 2
     CLOSE = 3
     DATA = 4
+    CHUNK = 5
 
 
 class CloseCode(IntEnum):
@@ -136,6 +147,16 @@ def _check_bytes(name: str, value: object, min_len: int, max_len: int) -> bytes:
             raise ValueError(f"{name} must be {min_len} bytes")
         raise ValueError(f"{name} must be {min_len}..{max_len} bytes")
     return value
+
+
+def _check_protocol(name: object) -> None:
+    _check_str("protocol", name, MAX_PROTOCOL_LEN)
+    assert isinstance(name, str)
+    if not _PROTOCOL_RE.match(name):
+        raise ValueError(
+            f"protocol name must be 1..{MAX_PROTOCOL_LEN} of a-z 0-9 . _ / - "
+            f"starting with a letter or digit: {name!r:.40}"
+        )
 
 
 def _fields(obj: dict[Any, Any], expected: frozenset[str], what: str) -> None:
@@ -245,12 +266,7 @@ class Data:
     TYPE: ClassVar[MessageType] = MessageType.DATA
 
     def __post_init__(self) -> None:
-        _check_str("protocol", self.protocol, MAX_PROTOCOL_LEN)
-        if not _PROTOCOL_RE.match(self.protocol):
-            raise ValueError(
-                f"protocol name must be 1..{MAX_PROTOCOL_LEN} of a-z 0-9 . _ / - "
-                f"starting with a letter or digit: {self.protocol!r:.40}"
-            )
+        _check_protocol(self.protocol)
         _check_bytes("payload", self.payload, 0, MAX_DATA_PAYLOAD)
 
     def _fields(self) -> dict[str, Any]:
@@ -322,19 +338,64 @@ def _decode_data_fast(data: bytes) -> Data | None:
     return Data(proto.decode("ascii"), data[start:end])
 
 
-Message = Ping | Pong | Close | Data
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a payload too long for one Data message (see PROTOCOL.md 6.3).
 
-_BY_TYPE: dict[int, type[Ping] | type[Pong] | type[Close] | type[Data]] = {
+    The pieces of one payload are sent back to back; each names the protocol and the
+    ``total`` length of the whole payload, which must exceed MAX_DATA_PAYLOAD.
+    """
+
+    protocol: str
+    total: int
+    payload: bytes
+    TYPE: ClassVar[MessageType] = MessageType.CHUNK
+
+    def __post_init__(self) -> None:
+        _check_protocol(self.protocol)
+        _check_uint64("total", self.total)
+        if not MAX_DATA_PAYLOAD < self.total <= MAX_CHUNKED_PAYLOAD:
+            raise ValueError(
+                f"total must be {MAX_DATA_PAYLOAD + 1}..{MAX_CHUNKED_PAYLOAD} (shorter "
+                "payloads go in one Data message)"
+            )
+        _check_bytes("payload", self.payload, 1, MAX_CHUNK_PIECE)
+
+    def _fields(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "total": self.total, "payload": self.payload}
+
+    @classmethod
+    def _from_fields(cls, f: dict[Any, Any]) -> Chunk:
+        return cls(f["protocol"], f["total"], f["payload"])
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+
+def chunks_of(protocol: str, payload: bytes) -> list[Chunk]:
+    """Split a payload longer than MAX_DATA_PAYLOAD into Chunk messages, in order."""
+    total = len(payload)
+    return [
+        Chunk(protocol, total, payload[i : i + MAX_CHUNK_PIECE])
+        for i in range(0, total, MAX_CHUNK_PIECE)
+    ]
+
+
+Message = Ping | Pong | Close | Data | Chunk
+
+_BY_TYPE: dict[int, type[Ping] | type[Pong] | type[Close] | type[Data] | type[Chunk]] = {
     MessageType.PING: Ping,
     MessageType.PONG: Pong,
     MessageType.CLOSE: Close,
     MessageType.DATA: Data,
+    MessageType.CHUNK: Chunk,
 }
 _FIELD_NAMES: dict[int, frozenset[str]] = {
     MessageType.PING: frozenset({"v", "t", "nonce"}),
     MessageType.PONG: frozenset({"v", "t", "nonce"}),
     MessageType.CLOSE: frozenset({"v", "t", "code", "reason"}),
     MessageType.DATA: frozenset({"v", "t", "protocol", "payload"}),
+    MessageType.CHUNK: frozenset({"v", "t", "protocol", "total", "payload"}),
 }
 
 
@@ -356,8 +417,10 @@ def _decode_strict(data: bytes) -> Message:
     """The general decoder: strict canonical CBOR, then field checks."""
     if len(data) > MAX_PLAINTEXT:
         raise DecodeError(f"message of {len(data)} bytes exceeds {MAX_PLAINTEXT}")
-    # Messages are flat maps of at most 4 pairs: 1 + 8 items.
-    obj = _version(cbor.decode(data, max_depth=1, max_items=9, max_size=MAX_PLAINTEXT), "message")
+    # Messages are flat maps of at most 5 pairs: 1 + 10 items.
+    obj = _version(
+        cbor.decode(data, max_depth=1, max_items=11, max_size=MAX_PLAINTEXT), "message"
+    )
     if "t" not in obj:
         raise DecodeError("message: missing type")
     t = obj["t"]

@@ -32,12 +32,16 @@ from node.core.identity import PeerId
 from node.core.keys import NodeKeys
 from node.transport.frames import FrameDecoder, frame_header
 from node.transport.messages import (
+    MAX_CHUNKED_PAYLOAD,
+    MAX_DATA_PAYLOAD,
+    Chunk,
     Close,
     CloseCode,
     Data,
     HandshakePayload,
     Ping,
     Pong,
+    chunks_of,
     close_code_for,
     decode_message,
 )
@@ -160,6 +164,9 @@ class Session:
         self._sent_count = 0
         self._recv_count = 0
         self._decoder = FrameDecoder()
+        # A chunked payload being reassembled: protocol, total length, pieces so far.
+        self._partial: tuple[str, int, list[bytes]] | None = None
+        self._partial_len = 0
         self._out: list[bytes] = []  # frames waiting for the socket, joined once per flush
         self.state = SessionState.HANDSHAKING
         self.peer_id: PeerId | None = None
@@ -254,6 +261,10 @@ class Session:
         if self._recv_count % REKEY_INTERVAL == 0:
             self._recv.rekey()
         message = decode_message(plaintext)
+        if isinstance(message, Chunk):
+            return self._reassemble(message)
+        if self._partial is not None and not isinstance(message, Ping | Pong | Close):
+            raise DecodeError("a chunked payload was interrupted")
         if isinstance(message, Data):
             return [DataReceived(message.protocol, message.payload)]
         if isinstance(message, Ping):
@@ -269,6 +280,24 @@ class Session:
             self.close_code, self.close_reason = message.code, message.reason
             return [Closed(message.code, message.reason, by_peer=True)]
         raise DecodeError(f"unexpected message {type(message).__name__}")
+
+    def _reassemble(self, chunk: Chunk) -> list[Event]:
+        """Pieces of one payload arrive back to back (only Ping/Pong/Close may interleave);
+        one buffer of at most MAX_CHUNKED_PAYLOAD bytes per session."""
+        if self._partial is None:
+            self._partial = (chunk.protocol, chunk.total, [])
+            self._partial_len = 0
+        protocol, total, pieces = self._partial
+        if chunk.protocol != protocol or chunk.total != total:
+            raise DecodeError("a chunk does not continue the payload being reassembled")
+        self._partial_len += len(chunk.payload)
+        if self._partial_len > total:
+            raise DecodeError("chunks exceed their declared total")
+        pieces.append(chunk.payload)
+        if self._partial_len < total:
+            return []
+        self._partial = None
+        return [DataReceived(protocol, b"".join(pieces))]
 
     def _handle_handshake(self, frame: bytes) -> list[Event]:
         hs = self._handshake
@@ -331,7 +360,7 @@ class Session:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def _send_message(self, message: Ping | Pong | Close | Data, now: float) -> None:
+    def _send_message(self, message: Ping | Pong | Close | Data | Chunk, now: float) -> None:
         assert self._send is not None
         self._write_frame(self._send.encrypt_with_ad(b"", message.encode()))
         self._sent_count += 1
@@ -340,10 +369,19 @@ class Session:
         self._last_sent = now
 
     def send_data(self, protocol: str, payload: bytes, now: float) -> None:
-        """Queue one Data message. Raises ConnectionClosed unless the session is open."""
+        """Queue one payload: a Data message, or Chunks above MAX_DATA_PAYLOAD bytes.
+
+        Raises ConnectionClosed unless the session is open, ValueError above
+        MAX_CHUNKED_PAYLOAD (a caller's bug)."""
         if self.state is not SessionState.OPEN:
             raise ConnectionClosed(f"session is {self.state.value}", code=self.close_code or 0)
-        self._send_message(Data(protocol, payload), now)
+        if len(payload) <= MAX_DATA_PAYLOAD:
+            self._send_message(Data(protocol, payload), now)
+            return
+        if len(payload) > MAX_CHUNKED_PAYLOAD:
+            raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_CHUNKED_PAYLOAD}")
+        for chunk in chunks_of(protocol, payload):
+            self._send_message(chunk, now)
 
     def close(self, code: CloseCode, reason: str, now: float) -> list[Event]:
         """Close locally; a Close message is queued when the session is open."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import struct
 
 import pytest
@@ -13,7 +14,7 @@ from node.core.identity import Identity, PeerId
 from node.core.keys import NodeKeys
 from node.core.multiaddr import Multiaddr
 from node.storage.memory import MemoryStorage
-from node.transport.messages import CloseCode
+from node.transport.messages import MAX_CHUNKED_PAYLOAD, CloseCode
 from node.transport.session import Session
 from tests.harness import StartNode, wait_for
 
@@ -258,3 +259,18 @@ async def test_data_and_close_right_behind_handshake_message_3(start_node: Start
         # The Close was processed too: the peer is not listed as connected.
         gone = client.peer_id
         await wait_for(lambda: gone not in b.peers())  # noqa: B023
+
+
+async def test_a_payload_larger_than_a_frame_arrives_whole(start_node: StartNode) -> None:
+    a = await start_node()
+    b = await start_node()
+    got: list[bytes] = []
+    b.node.register_protocol("big", lambda peer, data: got.append(data))
+    await a.node.dial(b.addr)
+    welcome_sized = os.urandom(300_000)
+    await a.node.send(b.node.peer_id, "big", welcome_sized)
+    await a.node.send(b.node.peer_id, "big", b"small")
+    await wait_for(lambda: len(got) == 2)
+    assert got == [welcome_sized, b"small"]
+    with pytest.raises(LimitExceeded):
+        await a.node.send(b.node.peer_id, "big", bytes(MAX_CHUNKED_PAYLOAD + 1))

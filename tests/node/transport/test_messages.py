@@ -24,11 +24,14 @@ from node.core.errors import (
 from node.core.identity import Identity
 from node.transport.messages import (
     HANDSHAKE_SIGNATURE_DOMAIN,
+    MAX_CHUNK_PIECE,
+    MAX_CHUNKED_PAYLOAD,
     MAX_CLOSE_REASON_BYTES,
     MAX_DATA_PAYLOAD,
     MAX_LISTEN_ADDRS,
     MAX_PLAINTEXT,
     MAX_PROTOCOL_LEN,
+    Chunk,
     Close,
     CloseCode,
     Data,
@@ -80,6 +83,8 @@ def test_other_messages_known_bytes() -> None:
         Data("dht", b""),
         Data("chan/1", b"hello"),
         Data("a" * MAX_PROTOCOL_LEN, b"\xff" * MAX_DATA_PAYLOAD),
+        Chunk("chan/1", MAX_DATA_PAYLOAD + 1, b"\x01"),
+        Chunk("a" * MAX_PROTOCOL_LEN, MAX_CHUNKED_PAYLOAD, b"\xff" * MAX_CHUNK_PIECE),
     ],
     ids=lambda m: type(m).__name__,
 )
@@ -374,6 +379,12 @@ messages: st.SearchStrategy[Message] = st.one_of(
         st.text(max_size=60).filter(lambda s: len(s.encode("utf-8", "surrogatepass")) <= 256),
     ),
     st.builds(Data, protocols, st.binary(max_size=512)),
+    st.builds(
+        Chunk,
+        protocols,
+        st.integers(MAX_DATA_PAYLOAD + 1, MAX_CHUNKED_PAYLOAD),
+        st.binary(min_size=1, max_size=512),
+    ),
 )
 
 

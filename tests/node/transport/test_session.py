@@ -13,7 +13,18 @@ from node.core.errors import ConnectionClosed, PeerIdMismatch
 from node.core.identity import Identity
 from node.core.keys import NodeKeys
 from node.transport import session as session_mod
-from node.transport.messages import CloseCode
+from node.transport.messages import (
+    MAX_CHUNK_PIECE,
+    MAX_CHUNKED_PAYLOAD,
+    MAX_DATA_PAYLOAD,
+    MAX_PLAINTEXT,
+    Chunk,
+    CloseCode,
+    Data,
+    Ping,
+    chunks_of,
+    decode_message,
+)
 from node.transport.session import (
     TRANSITIONS,
     Authenticated,
@@ -212,3 +223,79 @@ def test_random_bytes_never_raise(data: bytes, open_first: bool) -> None:
         target = Session(make_keys(), initiator=False, now=0.0)
     events = target.receive_data(data, 0.0)
     assert all(isinstance(e, Authenticated | DataReceived | Closed) for e in events)
+
+
+# -- chunked payloads -------------------------------------------------------------------------
+
+
+def _send_raw(sender: Session, message: object) -> None:
+    """Put an arbitrary transport message on the wire, bypassing send_data's rules."""
+    sender._send_message(message, 0.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "size", [MAX_DATA_PAYLOAD, MAX_DATA_PAYLOAD + 1, 3 * MAX_CHUNK_PIECE, MAX_CHUNKED_PAYLOAD]
+)
+def test_payloads_above_one_frame_are_chunked_and_reassembled(size: int) -> None:
+    p = Pair()
+    p.connect()
+    payload = bytes(i % 251 for i in range(size))
+    p.a.send_data("chan/1", payload, 0.0)
+    p.a.send_data("chan/1", b"after", 0.0)
+    p.pump()
+    data = [e for e in p.events_b if isinstance(e, DataReceived)]
+    assert [(d.protocol, d.payload) for d in data] == [("chan/1", payload), ("chan/1", b"after")]
+
+
+def test_oversized_payload_is_the_callers_bug() -> None:
+    p = Pair()
+    p.connect()
+    with pytest.raises(ValueError):
+        p.a.send_data("chan/1", b"x" * (MAX_CHUNKED_PAYLOAD + 1), 0.0)
+
+
+def test_ping_may_interleave_with_chunks() -> None:
+    p = Pair()
+    p.connect()
+    total = MAX_DATA_PAYLOAD + 10
+    first, second = chunks_of("p", b"\x07" * total)
+    _send_raw(p.a, first)
+    _send_raw(p.a, Ping(5))
+    _send_raw(p.a, second)
+    p.pump()
+    data = [e for e in p.events_b if isinstance(e, DataReceived)]
+    assert data == [DataReceived("p", b"\x07" * total)] and p.b.is_open
+
+
+@pytest.mark.parametrize(
+    "intruder",
+    [
+        Data("p", b"in the middle"),
+        Chunk("q", MAX_DATA_PAYLOAD + 10, b"other protocol"),
+        Chunk("p", MAX_DATA_PAYLOAD + 11, b"other total"),
+        Chunk("p", MAX_DATA_PAYLOAD + 10, b"x" * MAX_CHUNK_PIECE),  # runs past the total
+    ],
+    ids=["data", "protocol", "total", "overrun"],
+)
+def test_a_broken_chunk_sequence_is_a_protocol_error(intruder: object) -> None:
+    p = Pair()
+    p.connect()
+    first, _ = chunks_of("p", b"\x07" * (MAX_DATA_PAYLOAD + 10))
+    _send_raw(p.a, first)
+    _send_raw(p.a, intruder)
+    p.pump()
+    (closed,) = [e for e in p.events_b if isinstance(e, Closed)]
+    assert closed.code is CloseCode.PROTOCOL_ERROR and closed.by_peer
+    assert not [e for e in p.events_b if isinstance(e, DataReceived)]
+
+
+def test_chunk_rules_on_construction() -> None:
+    with pytest.raises(ValueError):
+        Chunk("p", MAX_DATA_PAYLOAD, b"x")  # fits one Data: must not be chunked
+    with pytest.raises(ValueError):
+        Chunk("p", MAX_CHUNKED_PAYLOAD + 1, b"x")
+    with pytest.raises(ValueError):
+        Chunk("p", MAX_DATA_PAYLOAD + 1, b"")
+    biggest = Chunk("a" * 32, MAX_CHUNKED_PAYLOAD, b"x" * MAX_CHUNK_PIECE)
+    assert len(biggest.encode()) <= MAX_PLAINTEXT
+    assert decode_message(biggest.encode()) == biggest
