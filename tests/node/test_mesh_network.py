@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from node.core.multiaddr import Multiaddr
 from tests.harness import Running, StartNode, wait_for
 
@@ -43,7 +41,9 @@ async def test_bootstrap_peer_id_is_enforced(start_node: StartNode) -> None:
     wrong = Multiaddr.from_host_port(boot.addr.host, boot.addr.port,
                                      (await start_node(host="127.0.0.30")).node.peer_id)
     joiner = await start_node(host="127.0.0.31", bootstrap=(wrong,))
-    await asyncio.sleep(2.0)
+    # Wait for a whole bootstrap attempt to fail (not for a fixed time): the impostor did not
+    # prove the expected PeerId, so the joiner is neither ready nor linked to anyone.
+    await wait_for(lambda: joiner.node.dht.counters["bootstrap_failures"] >= 1, timeout=20)
     assert not joiner.node.is_ready()
     assert joiner.peers() == set()
 
