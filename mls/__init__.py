@@ -24,30 +24,42 @@ from mls.events import (
     WrongGroupError,
 )
 from mls.group import Group
+from mls.group_extensions import ExtensionsError
+from mls.inbound import CheckFn, InboundCheck, ProposalKind, ProposalView, ResolvedView
 from mls.key_packages import KeyPackageError
-from mls.messages import WireFormat
+from mls.messages import ContentType, SenderType, WireFormat
 from mls.proposals import DictPskStore, ProposalError, PskError, PskStore
+from mls.redacted import SecretBytes
 from mls.welcome import WelcomeError
 
 __all__ = [
     "ApplicationMessage",
+    "CheckFn",
     "Client",
     "CommitApplied",
     "CommitError",
     "CommitOutput",
+    "ContentType",
     "CryptoError",
     "DecodeError",
     "DictPskStore",
     "DuplicateProposalError",
+    "ExtensionsError",
     "Group",
     "GroupInactiveError",
+    "InboundCheck",
     "KeyPackageError",
     "MlsError",
     "PendingCommitError",
     "ProposalError",
+    "ProposalKind",
     "ProposalMessage",
+    "ProposalView",
     "PskError",
     "PskStore",
+    "ResolvedView",
+    "SecretBytes",
+    "SenderType",
     "UnexpectedMessageError",
     "UnknownMemberError",
     "ValidationError",

@@ -4,6 +4,7 @@ keys, and the groups it creates or joins."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from mls.crypto.hpke import Rng
 from mls.crypto.suite import get_suite
@@ -11,15 +12,22 @@ from mls.errors import MlsError
 from mls.events import UnexpectedMessageError
 from mls.group import Clock, Group
 from mls.group_context import GroupContext
+from mls.group_extensions import ExtensionsError, check_group_extensions, unsupported_reason
 from mls.key_packages import (
     DEFAULT_LIFETIME,
     KeyPackageBundle,
     create_key_package,
+    decode_bundle,
     default_capabilities,
+    encode_bundle,
+    key_package_ref,
+    supported_extension_types,
 )
 from mls.key_schedule import key_schedule
 from mls.messages import (
+    Capabilities,
     Credential,
+    KeyPackage,
     LeafNode,
     LeafNodeSource,
     Lifetime,
@@ -40,12 +48,16 @@ __all__ = ["Client"]
 
 
 class Client:
-    """``Client(identity, suite=1, signing_key=None, *, rng=None, clock=None)``.
+    """``Client(identity, suite=1, signing_key=None, *, rng=None, clock=None, ...)``.
 
-    ``signing_key`` is a 32-byte Ed25519 seed (generated when absent). ``clock`` returns
-    Unix seconds; it is used for KeyPackage lifetimes (generated short, accepted
-    tolerantly). Unused KeyPackage private keys live in memory only (``key_package()``
-    bundles are not persisted by this class).
+    ``signing_key`` is the suite's signature private key (for Ed25519 the 32-byte seed;
+    generated when absent). ``clock`` returns Unix seconds; it is used for KeyPackage
+    lifetimes (generated short, accepted tolerantly). ``extensions_supported``: non-default
+    extension types every leaf we create advertises (KeyPackages, our leaf in groups we
+    create, updates), so groups may carry group-context extensions of those types.
+
+    Unused KeyPackage private keys live in memory; ``unused_key_packages()`` exports them
+    for protected storage and ``restore_key_package()`` takes them back after a restart.
     """
 
     def __init__(
@@ -60,6 +72,7 @@ class Client:
         handshake_format: WireFormat = WireFormat.PRIVATE_MESSAGE,
         max_past_epochs: int = 2,
         key_package_lifetime: int = DEFAULT_LIFETIME,
+        extensions_supported: Sequence[int] = (),
     ) -> None:
         self.identity = bytes(identity)
         self.suite = get_suite(suite)
@@ -69,6 +82,7 @@ class Client:
         self.handshake_format = handshake_format
         self.max_past_epochs = max_past_epochs
         self.key_package_lifetime = key_package_lifetime
+        self.extensions_supported = supported_extension_types(extensions_supported)
         if signing_key is None:
             signing_key, _ = self.suite.generate_signature_key_pair(self._draw)
         self._signing_key = signing_key
@@ -97,7 +111,13 @@ class Client:
             clock=self._clock,
             psk_store=self._psk_store,
             handshake_format=self.handshake_format,
+            extensions_supported=self.extensions_supported,
         )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What every leaf this client creates advertises."""
+        return default_capabilities(self.suite, self.extensions_supported)
 
     def key_package(self) -> bytes:
         """A fresh KeyPackage as MLSMessage bytes; its private keys are kept to join later."""
@@ -108,25 +128,58 @@ class Client:
             rng=self._draw,
             now=self._now(),
             lifetime=self.key_package_lifetime,
+            capabilities=self.capabilities,
         )
         self._bundles[bundle.ref(self.suite)] = bundle
         return bundle.to_message()
 
-    def create_group(self, group_id: bytes) -> Group:
-        """A one-member group at epoch 0 (RFC 9420 section 11)."""
+    def key_package_ref(self, key_package_message: bytes) -> bytes:
+        """The KeyPackageRef (RFC 9420 5.2) of an MLSMessage(KeyPackage), in its own suite."""
+        payload = MLSMessage.from_bytes(key_package_message).payload
+        if not isinstance(payload, KeyPackage):
+            raise UnexpectedMessageError("expected an MLSMessage carrying a KeyPackage")
+        return key_package_ref(get_suite(payload.cipher_suite), payload)
+
+    def unused_key_packages(self) -> dict[bytes, bytes]:
+        """KeyPackageRef -> storage encoding (with private keys) of every KeyPackage made by
+        ``key_package()`` (or restored) and not yet used by ``join()``.
+
+        The values hold private keys: keep them in protected storage. They are
+        ``SecretBytes``, whose repr never shows the bytes."""
+        return {ref: encode_bundle(b) for ref, b in self._bundles.items()}
+
+    def restore_key_package(self, data: bytes) -> bytes:
+        """Take back one value of ``unused_key_packages()`` (e.g. after a restart) so that
+        ``join()`` can use it; returns its KeyPackageRef. Raises DecodeError on anything
+        that is not a consistent stored KeyPackage, KeyPackageError if it belongs to
+        another suite or signature key."""
+        bundle = decode_bundle(self.suite, data, self._signing_key)
+        ref = bundle.ref(self.suite)
+        self._bundles[ref] = bundle
+        return ref
+
+    def create_group(
+        self, group_id: bytes, *, extensions: Sequence[tuple[int, bytes]] = ()
+    ) -> Group:
+        """A one-member group at epoch 0 (RFC 9420 section 11) whose group context carries
+        ``extensions`` (``(type, data)`` pairs; we must support every type)."""
         suite = self.suite
+        exts = check_group_extensions(extensions)
         enc_priv, enc_pub = suite.generate_key_pair(self._draw)
         leaf = LeafNode(
             encryption_key=enc_pub,
             signature_key=self.signature_public_key,
             credential=self.credential,
-            capabilities=default_capabilities(suite),
+            capabilities=self.capabilities,
             leaf_node_source=LeafNodeSource.KEY_PACKAGE,
             lifetime=_lifetime(self._clock, self.key_package_lifetime),
         )
+        reason = unsupported_reason(leaf, exts)
+        if reason is not None:
+            raise ExtensionsError(f"our own leaf {reason} (see extensions_supported)")
         leaf = sign_leaf_node(suite, leaf, self._signing_key)
         tree = RatchetTree(suite, [leaf])
-        ctx = GroupContext(suite.suite_id, bytes(group_id), 0, tree.tree_hash(), b"")
+        ctx = GroupContext(suite.suite_id, bytes(group_id), 0, tree.tree_hash(), b"", exts)
         ks = key_schedule(suite, self._draw(suite.nh), None, None, ctx)
         secrets = ks.epoch
         hashes = initial(suite, secrets.confirmation_key)
@@ -165,7 +218,13 @@ class Client:
         return self._group(state)
 
     def group_from_bytes(self, data: bytes) -> Group:
-        return Group.from_bytes(data, rng=self._rng, clock=self._clock, psk_store=self._psk_store)
+        return Group.from_bytes(
+            data,
+            rng=self._rng,
+            clock=self._clock,
+            psk_store=self._psk_store,
+            extensions_supported=self.extensions_supported,
+        )
 
 
 def _lifetime(clock: Clock | None, lifetime: int) -> Lifetime:

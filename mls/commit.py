@@ -7,6 +7,7 @@ swaps it in only when everything checked out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from mls import tree_math
@@ -18,11 +19,13 @@ from mls.key_packages import key_package_ref
 from mls.key_schedule import KeyScheduleResult, key_schedule, welcome_key_nonce
 from mls.messages import (
     AuthenticatedContent,
+    Capabilities,
     Commit,
     EncryptedGroupSecrets,
     Extension,
     ExtensionType,
     FramedContentAuthData,
+    GroupContextExtensions,
     GroupInfo,
     GroupSecrets,
     HPKECiphertext,
@@ -46,7 +49,9 @@ from mls.proposals import (
     PskStore,
     ResolvedProposal,
     apply_proposals,
+    check_tree_supports,
     path_required,
+    required_capabilities,
     resolve_proposals,
     resolve_psks,
     validate_proposal,
@@ -146,9 +151,12 @@ def _next_state(
     )
 
 
-def _select_cached(state: GroupState, now: int | None) -> tuple[list[ResolvedProposal], bool]:
+def _select_cached(
+    state: GroupState, now: int | None, *, skip_gce: bool = False
+) -> tuple[list[ResolvedProposal], bool]:
     """Valid, mutually compatible cached proposals in arrival order; True if one of ours was
-    an Update (then the commit must carry a path instead)."""
+    an Update (then the commit must carry a path instead). ``skip_gce``: leave cached
+    GroupContextExtensions out (the commit carries its own)."""
     out: list[ResolvedProposal] = []
     touched: set[int] = set()
     own_update = False
@@ -157,6 +165,10 @@ def _select_cached(state: GroupState, now: int | None) -> tuple[list[ResolvedPro
         body = sp.proposal.body
         if isinstance(body, Update) and sp.sender.index == me:
             own_update = True
+            continue
+        if isinstance(body, GroupContextExtensions) and (
+            skip_gce or _gce_unsupported(state.tree, body)
+        ):
             continue
         try:
             validate_proposal(
@@ -189,6 +201,27 @@ def _select_cached(state: GroupState, now: int | None) -> tuple[list[ResolvedPro
     return out, own_update
 
 
+def _gce_unsupported(tree: RatchetTree, body: GroupContextExtensions) -> bool:
+    exts = tuple((e.extension_type, e.extension_data) for e in body.extensions)
+    try:
+        check_tree_supports(tree, exts)
+    except ProposalError:
+        return True
+    return False
+
+
+def _new_extensions(resolved: list[ResolvedProposal]) -> tuple[tuple[int, bytes], ...] | None:
+    for rp in resolved:
+        body = rp.proposal.body
+        if isinstance(body, GroupContextExtensions):
+            return tuple((e.extension_type, e.extension_data) for e in body.extensions)
+    return None
+
+
+def _ext_types(ctx: GroupContext) -> list[int]:
+    return [t for t, _ in ctx.extensions]
+
+
 def sign_group_info(state: GroupState, gi: GroupInfo) -> GroupInfo:
     sig = sign_with_label(state.suite, state.signature_priv, GROUP_INFO_TBS_LABEL, gi.tbs())
     return replace(gi, signature=sig)
@@ -206,24 +239,32 @@ def create_commit(
     now: int | None = None,
     ratchet_tree_extension: bool = True,
     authenticated_data: bytes = b"",
+    capabilities: Capabilities | None = None,
 ) -> CreatedCommit:
     """Commit every valid cached proposal plus ``proposals`` (by value, from us).
 
-    The current epoch's handshake ratchet advances (PrivateMessage); nothing else in
-    ``state`` changes: the result carries the next epoch's state."""
+    A GroupContextExtensions among ``proposals`` replaces any cached one; its extensions
+    apply when the other proposals are checked (RFC 9420 12.3), and every member of the
+    resulting tree must support them. ``capabilities``: what our new leaf advertises when
+    the commit carries a path (default: our current leaf's). The current epoch's handshake
+    ratchet advances (PrivateMessage); nothing else in ``state`` changes: the result
+    carries the next epoch's state."""
     suite = state.suite
     me = state.leaf_index
     committer = Sender.member(me)
-    cached, own_update = _select_cached(state, now)
+    own_gce = any(isinstance(p.body, GroupContextExtensions) for p in proposals)
+    cached, own_update = _select_cached(state, now, skip_gce=own_gce)
     removed_by_ref = {
         rp.proposal.body.removed for rp in cached if isinstance(rp.proposal.body, Remove)
     }
+    new_exts = _new_extensions(cached + [ResolvedProposal(p, committer, None) for p in proposals])
+    vctx = state.context if new_exts is None else replace(state.context, extensions=new_exts)
     by_value: list[ResolvedProposal] = []
     for p in proposals:
         if isinstance(p.body, Remove) and p.body.removed in removed_by_ref:
             continue
         try:
-            validate_proposal(suite, p, committer, context=state.context, tree=state.tree, now=now)
+            validate_proposal(suite, p, committer, context=vctx, tree=state.tree, now=now)
         except ProposalError as exc:
             raise CommitError(f"cannot commit proposal: {exc}") from None
         by_value.append(ResolvedProposal(p, committer, None))
@@ -234,7 +275,12 @@ def create_commit(
         raise CommitError(str(exc)) from None
 
     tree = state.tree.copy()
-    applied = apply_proposals(tree, resolved)
+    try:
+        applied = apply_proposals(tree, resolved)
+        if applied.extensions is not None:
+            check_tree_supports(tree, applied.extensions)
+    except ProposalError as exc:
+        raise CommitError(str(exc)) from None
     prov = _provisional(state, applied)
     psk_sec = _psk_secret(state, applied, psk_store)
     added_leaves = [i for i, _ in applied.added]
@@ -253,6 +299,7 @@ def create_commit(
             rng=rng,
             hpke_rng=hpke_rng,
             exclude=added_leaves,
+            capabilities=capabilities,
         )
         path = created.update_path
         private = created.private
@@ -311,11 +358,14 @@ def process_commit(
     *,
     psk_store: PskStore | None = None,
     now: int | None = None,
+    on_resolved: Callable[[list[ResolvedProposal]], None] | None = None,
 ) -> ProcessedCommit:
     """Apply another member's verified commit; returns the next epoch's state.
 
+    ``on_resolved`` is called with the resolved proposal list once it is validated, before
+    the tree is changed or the path decrypted; whatever it raises propagates.
     Raises CommitError / ProposalError / TreeKemError / CryptoError; ``state`` is untouched
-    either way (apart from nothing: all work is on copies)."""
+    either way (all work is on copies)."""
     suite = state.suite
     commit = vc.content.content
     if not isinstance(commit, Commit):
@@ -330,14 +380,16 @@ def process_commit(
         raise CommitError("commit from a blank leaf")
 
     resolved = resolve_proposals(commit.proposals, state.proposals, sender)
+    new_exts = _new_extensions(resolved)
+    vctx = state.context if new_exts is None else replace(state.context, extensions=new_exts)
     for rp in resolved:
         if rp.ref is None:
-            validate_proposal(
-                suite, rp.proposal, rp.sender, context=state.context, tree=state.tree, now=now
-            )
+            validate_proposal(suite, rp.proposal, rp.sender, context=vctx, tree=state.tree, now=now)
     validate_proposal_list(resolved, c, tree=state.tree)
     if commit.path is None and path_required(resolved):
         raise CommitError("commit must carry an UpdatePath")
+    if on_resolved is not None:
+        on_resolved(resolved)
 
     private = state.private
     me = private.leaf_index
@@ -351,6 +403,8 @@ def process_commit(
 
     tree = state.tree.copy()
     applied = apply_proposals(tree, resolved)
+    if applied.extensions is not None:
+        check_tree_supports(tree, applied.extensions)
     added = tuple(applied.added)
     removed = tuple(applied.removed)
     if any(i == me for i, _ in removed):
@@ -371,6 +425,8 @@ def process_commit(
                 group_id=prov.group_id,
                 group_context=lambda th: replace(prov, tree_hash=th).encode(),
                 exclude=[i for i, _ in applied.added],
+                required_capabilities=required_capabilities(prov),
+                group_extension_types=_ext_types(prov),
             )
         except TreeKemError:
             raise

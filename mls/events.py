@@ -57,6 +57,9 @@ class CommitApplied:
     removed: tuple[bytes, ...] = ()
     removed_self: bool = False
     own: bool = False
+    # The group context extensions differ from the previous epoch's (read Group.extensions).
+    extensions_changed: bool = False
+    authenticated_data: bytes = b""  # the commit's, as its committer signed it
 
 
 class WrongGroupError(ValidationError):

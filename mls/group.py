@@ -10,7 +10,7 @@ changes nothing. Randomness and time are injected (``rng``, ``clock``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from mls.codec import Reader, Writer, decode_exact
@@ -31,12 +31,18 @@ from mls.events import (
     WrongEpochError,
     WrongGroupError,
 )
-from mls.key_packages import KeyPackageError
+from mls.group_extensions import ExtensionsError, check_group_extensions
+from mls.inbound import CheckFn, InboundCheck, ProposalView, proposal_view
+from mls.key_packages import KeyPackageError, supported_extension_types
 from mls.messages import (
     Add,
+    Capabilities,
+    Commit,
     ContentType,
+    Extension,
     ExtensionType,
     ExternalSenders,
+    GroupContextExtensions,
     KeyPackage,
     LeafNode,
     LeafNodeSource,
@@ -53,7 +59,14 @@ from mls.messages import (
     WireFormat,
 )
 from mls.outbound import sign_and_seal
-from mls.proposals import PskError, PskStore, StoredProposal, validate_proposal
+from mls.proposals import (
+    ProposalError,
+    PskError,
+    PskStore,
+    ResolvedProposal,
+    StoredProposal,
+    validate_proposal,
+)
 from mls.protection import UnverifiedContent, VerifiedContent, unprotect_private, unprotect_public
 from mls.state import GroupState, decode_state, encode_state
 from mls.tree.ratchet_tree import RatchetTree
@@ -69,6 +82,55 @@ _GROUP_VERSION = 1
 
 def _identity(leaf: LeafNode | None) -> bytes:
     return b"" if leaf is None else leaf.credential.identity
+
+
+def _gce_proposal(extensions: Sequence[tuple[int, bytes]], error: type[MlsError]) -> Proposal:
+    try:
+        exts = check_group_extensions(extensions)
+    except ExtensionsError as exc:
+        raise error(str(exc)) from None
+    return Proposal(GroupContextExtensions(tuple(Extension(t, d) for t, d in exts)))
+
+
+def _authenticated_data(message: bytes) -> bytes:
+    """The authenticated_data of one of our own framed messages (clear in both formats)."""
+    payload = MLSMessage.from_bytes(message).payload
+    if isinstance(payload, PublicMessage):
+        return payload.content.authenticated_data
+    assert isinstance(payload, PrivateMessage)
+    return payload.authenticated_data
+
+
+def _inbound_check(
+    vc: VerifiedContent, tree: RatchetTree, proposals: tuple[ProposalView, ...] = ()
+) -> InboundCheck:
+    sender = vc.sender
+    member = sender.sender_type == SenderType.MEMBER
+    new_member = None
+    content = vc.content.content
+    if (
+        sender.sender_type == SenderType.NEW_MEMBER_PROPOSAL
+        and isinstance(content, Proposal)
+        and isinstance(content.body, Add)
+    ):
+        new_member = content.body.key_package.leaf_node.credential.identity
+    elif (
+        sender.sender_type == SenderType.NEW_MEMBER_COMMIT
+        and isinstance(content, Commit)
+        and content.path is not None
+    ):
+        new_member = content.path.leaf_node.credential.identity
+    return InboundCheck(
+        content_type=vc.content_type,
+        epoch=vc.content.epoch,
+        sender=_identity(tree.leaf(sender.index)) if member else None,
+        sender_leaf=sender.index if member else None,
+        authenticated_data=vc.content.authenticated_data,
+        proposals=proposals,
+        sender_type=sender.sender_type,
+        wire_format=vc.wire_format,
+        new_member=new_member,
+    )
 
 
 @dataclass(frozen=True)
@@ -95,6 +157,7 @@ class Group:
         handshake_format: WireFormat = WireFormat.PRIVATE_MESSAGE,
         ratchet_tree_extension: bool = True,
         padding: int = 0,
+        extensions_supported: Sequence[int] = (),
     ) -> None:
         if handshake_format not in (WireFormat.PRIVATE_MESSAGE, WireFormat.PUBLIC_MESSAGE):
             raise ValueError("handshake messages are PublicMessage or PrivateMessage")
@@ -109,6 +172,9 @@ class Group:
         self.padding = padding
         self._pending: _Pending | None = None
         self._own_proposals: dict[bytes, bytes] = {}  # message bytes -> ref (echo detection)
+        # Extension types our new leaves (updates, commit paths) advertise on top of the
+        # current leaf's: a client that learned new types upgrades its leaf when it rekeys.
+        self.extensions_supported = supported_extension_types(extensions_supported)
 
     def __repr__(self) -> str:
         s = self._state
@@ -150,6 +216,18 @@ class Group:
     @property
     def epoch_authenticator(self) -> bytes:
         return self._state.secrets.epoch_authenticator
+
+    @property
+    def extensions(self) -> tuple[tuple[int, bytes], ...]:
+        """The group context extensions of the current epoch, as ``(type, data)``."""
+        return self._state.context.extensions
+
+    def member_leaves(self) -> list[tuple[int, bytes, bytes]]:
+        """``(leaf index, credential identity, signature public key)`` per member."""
+        return [
+            (i, leaf.credential.identity, leaf.signature_key)
+            for i, leaf in self._state.tree.leaves()
+        ]
 
     @property
     def has_pending_commit(self) -> bool:
@@ -204,32 +282,87 @@ class Group:
                 return i
         raise UnknownMemberError(f"no member with identity {identity!r}")
 
-    def add(self, key_packages: Iterable[bytes | KeyPackage]) -> CommitOutput:
+    def add(
+        self,
+        key_packages: Iterable[bytes | KeyPackage],
+        *,
+        extensions: Sequence[tuple[int, bytes]] | None = None,
+        authenticated_data: bytes = b"",
+    ) -> CommitOutput:
+        """Commit Adds of these KeyPackages (plus the valid cached proposals).
+
+        ``extensions`` (every commit method): when not None, the commit also carries one
+        GroupContextExtensions proposal setting the group's extensions to exactly this list
+        (and therefore an UpdatePath). ``authenticated_data`` is sent in the clear, signed."""
         proposals = [Proposal(Add(kp)) for kp in self._key_packages(key_packages)]
         if not proposals:
             raise CommitError("nothing to add")
-        return self._commit(proposals)
+        return self._commit(proposals, extensions=extensions, authenticated_data=authenticated_data)
 
-    def remove(self, identities: Iterable[bytes]) -> CommitOutput:
+    def remove(
+        self,
+        identities: Iterable[bytes],
+        *,
+        extensions: Sequence[tuple[int, bytes]] | None = None,
+        authenticated_data: bytes = b"",
+    ) -> CommitOutput:
         leaves = [self._leaf_of(i) for i in identities]
         if self._state.leaf_index in leaves:
             raise CommitError("cannot remove ourselves with a commit")
         if not leaves:
             raise CommitError("nothing to remove")
-        return self._commit([Proposal(Remove(i)) for i in dict.fromkeys(leaves)])
+        return self._commit(
+            [Proposal(Remove(i)) for i in dict.fromkeys(leaves)],
+            extensions=extensions,
+            authenticated_data=authenticated_data,
+        )
 
-    def update(self) -> CommitOutput:
+    def update(
+        self,
+        *,
+        extensions: Sequence[tuple[int, bytes]] | None = None,
+        authenticated_data: bytes = b"",
+    ) -> CommitOutput:
         """Commit a fresh UpdatePath (new leaf and path keys) plus any cached proposals."""
-        return self._commit([], force_path=True)
+        return self._commit(
+            [], force_path=True, extensions=extensions, authenticated_data=authenticated_data
+        )
 
-    def commit(self, *, force_path: bool = False) -> CommitOutput:
+    def commit(
+        self,
+        *,
+        force_path: bool = False,
+        extensions: Sequence[tuple[int, bytes]] | None = None,
+        authenticated_data: bytes = b"",
+    ) -> CommitOutput:
         """Commit the cached proposals (an empty commit carries a path)."""
-        return self._commit([], force_path=force_path)
+        return self._commit(
+            [], force_path=force_path, extensions=extensions, authenticated_data=authenticated_data
+        )
 
-    def _commit(self, proposals: list[Proposal], *, force_path: bool = False) -> CommitOutput:
+    def _leaf_capabilities(self) -> Capabilities:
+        """Our current leaf's capabilities plus the extension types the client supports."""
+        leaf = self._state.tree.leaf(self._state.leaf_index)
+        assert leaf is not None
+        caps = leaf.capabilities
+        extra = [t for t in self.extensions_supported if t not in caps.extensions]
+        if not extra:
+            return caps
+        return replace(caps, extensions=(*caps.extensions, *extra))
+
+    def _commit(
+        self,
+        proposals: list[Proposal],
+        *,
+        force_path: bool = False,
+        extensions: Sequence[tuple[int, bytes]] | None = None,
+        authenticated_data: bytes = b"",
+    ) -> CommitOutput:
         self._check_active()
         if self._pending is not None:
             raise PendingCommitError("a commit is already pending")
+        if extensions is not None:
+            proposals = [*proposals, _gce_proposal(extensions, CommitError)]
         created = create_commit(
             self._state,
             proposals,
@@ -240,6 +373,8 @@ class Group:
             psk_store=self._psk_store,
             now=self._now(),
             ratchet_tree_extension=self.ratchet_tree_extension,
+            authenticated_data=bytes(authenticated_data),
+            capabilities=self._leaf_capabilities(),
         )
         output = CommitOutput(created.message, created.welcome, created.group_info)
         self._pending = _Pending(created, output)
@@ -251,6 +386,7 @@ class Group:
         created = self._pending.created
         # Keep the live secret tree of the epoch we leave (it may have advanced since the
         # commit was created), so late messages cannot be read twice.
+        old_extensions = self._state.context.extensions
         past, psks = self._state.ended()
         self._install(replace(created.state, past=past, resumption_psks=psks))
         return CommitApplied(
@@ -259,6 +395,8 @@ class Group:
             tuple(_identity(kp.leaf_node) for _, kp in created.added),
             tuple(_identity(leaf) for _, leaf in created.removed),
             own=True,
+            extensions_changed=created.state.context.extensions != old_extensions,
+            authenticated_data=_authenticated_data(created.message),
         )
 
     def clear_pending_commit(self) -> None:
@@ -305,6 +443,11 @@ class Group:
             raise PskError("unknown external PSK")
         return self._propose(Proposal(PreSharedKey(pid)))
 
+    def propose_group_context_extensions(self, extensions: Sequence[tuple[int, bytes]]) -> bytes:
+        """Propose replacing the group context extensions with exactly ``extensions``
+        (whoever commits it must give the commit an UpdatePath)."""
+        return self._propose(_gce_proposal(extensions, ProposalError))
+
     def propose_update(self) -> bytes:
         state = self._state
         suite = state.suite
@@ -315,7 +458,7 @@ class Group:
             encryption_key=pub,
             signature_key=old.signature_key,
             credential=old.credential,
-            capabilities=old.capabilities,
+            capabilities=self._leaf_capabilities(),
             leaf_node_source=LeafNodeSource.UPDATE,
             extensions=old.extensions,
         )
@@ -323,8 +466,14 @@ class Group:
         return self._propose(Proposal(Update(leaf)), encryption_priv=priv)
 
     # -- receiving ------------------------------------------------------------------------
-    def process(self, message: bytes) -> Inbound:
-        """Read one MLSMessage (PublicMessage or PrivateMessage) sent to the group."""
+    def process(self, message: bytes, *, check: CheckFn | None = None) -> Inbound:
+        """Read one MLSMessage (PublicMessage or PrivateMessage) sent to the group.
+
+        ``check`` is the application's policy hook: it gets an ``InboundCheck`` once the
+        message is decrypted and its signature verified (for a commit: once its proposals
+        are resolved and validated), before anything is stored or installed. If it raises,
+        the exception propagates and the group state is exactly as before. It is not
+        called for the echo of our own pending commit or of our own proposals."""
         pending = self._pending
         if pending is not None and message == pending.output.commit:
             return self.merge_pending_commit()
@@ -335,7 +484,7 @@ class Group:
         payload = MLSMessage.from_bytes(message).payload
         if isinstance(payload, PublicMessage):
             state, vc = self._open_public(payload)
-            return self._dispatch(state, vc)
+            return self._dispatch(state, vc, check)
         if not isinstance(payload, PrivateMessage):
             raise UnexpectedMessageError(f"cannot process a {type(payload).__name__} here")
         state = self._state
@@ -352,7 +501,7 @@ class Group:
                     sender_data_secret=state.secrets.sender_data_secret,
                     context_bytes=state.context_bytes,
                 )
-                return self._dispatch(state, self._verify(uc, state.tree, state))
+                return self._dispatch(state, self._verify(uc, state.tree, state), check)
         past = next((p for p in state.past if p.context.epoch == payload.epoch), None)
         if past is None or payload.content_type != ContentType.APPLICATION:
             raise WrongEpochError(f"message for epoch {payload.epoch}, we are at {state.epoch}")
@@ -365,15 +514,21 @@ class Group:
                 sender_data_secret=past.sender_data_secret,
             )
             vc = self._verify(uc, past.tree, state)
+            if check is not None:
+                check(_inbound_check(vc, past.tree))
             return self._application(state, vc, past_tree=past.tree)
 
-    def _dispatch(self, state: GroupState, vc: VerifiedContent) -> Inbound:
+    def _dispatch(
+        self, state: GroupState, vc: VerifiedContent, check: CheckFn | None = None
+    ) -> Inbound:
         ct = vc.content_type
         if ct == ContentType.APPLICATION:
+            if check is not None:
+                check(_inbound_check(vc, state.tree))
             return self._application(state, vc)
         if ct == ContentType.PROPOSAL:
-            return self._store_proposal(state, vc)
-        return self._apply_commit(state, vc)
+            return self._store_proposal(state, vc, check)
+        return self._apply_commit(state, vc, check)
 
     def _check_group(self, group_id: bytes) -> None:
         if group_id != self.group_id:
@@ -437,7 +592,9 @@ class Group:
             sender = _identity(self._state.tree.leaf(sp.sender.index))
         return ProposalMessage(sp.ref, sp.proposal, sender)
 
-    def _store_proposal(self, state: GroupState, vc: VerifiedContent) -> ProposalMessage:
+    def _store_proposal(
+        self, state: GroupState, vc: VerifiedContent, check: CheckFn | None = None
+    ) -> ProposalMessage:
         proposal = vc.content.content
         assert isinstance(proposal, Proposal)
         ref = make_proposal_ref(state.suite, vc.to_bytes())
@@ -451,12 +608,32 @@ class Group:
             tree=state.tree,
             now=self._now(),
         )
+        if check is not None:
+            view = proposal_view(proposal, vc.sender, state.tree)
+            check(_inbound_check(vc, state.tree, (view,)))
         stored = StoredProposal(ref, proposal, vc.sender)
         self._state = state.with_proposal(stored)
         return self._proposal_event(stored)
 
-    def _apply_commit(self, state: GroupState, vc: VerifiedContent) -> CommitApplied:
-        result = process_commit(state, vc, psk_store=self._psk_store, now=self._now())
+    def _apply_commit(
+        self, state: GroupState, vc: VerifiedContent, check: CheckFn | None = None
+    ) -> CommitApplied:
+        on_resolved = None
+        if check is not None:
+            hook = check
+
+            def on_resolved(resolved: list[ResolvedProposal]) -> None:
+                views = tuple(
+                    proposal_view(
+                        rp.proposal, rp.sender, state.tree, by_reference=rp.ref is not None
+                    )
+                    for rp in resolved
+                )
+                hook(_inbound_check(vc, state.tree, views))
+
+        result = process_commit(
+            state, vc, psk_store=self._psk_store, now=self._now(), on_resolved=on_resolved
+        )
         committer = _identity(state.tree.leaf(result.committer))
         event = CommitApplied(
             result.state.epoch if not result.removed_self else state.epoch,
@@ -464,6 +641,11 @@ class Group:
             tuple(_identity(kp.leaf_node) for _, kp in result.added),
             tuple(_identity(leaf) for _, leaf in result.removed),
             removed_self=result.removed_self,
+            extensions_changed=(
+                not result.removed_self
+                and result.state.context.extensions != state.context.extensions
+            ),
+            authenticated_data=vc.content.authenticated_data,
         )
         self._install(result.state)
         return event
@@ -495,6 +677,7 @@ class Group:
         rng: Rng | None = None,
         clock: Clock | None = None,
         psk_store: PskStore | None = None,
+        extensions_supported: Sequence[int] = (),
     ) -> Group:
         def read(r: Reader) -> Group:
             if r.raw(4) != _GROUP_MAGIC:
@@ -531,6 +714,7 @@ class Group:
                 handshake_format=WireFormat(fmt),
                 ratchet_tree_extension=bool(rt_ext),
                 padding=padding,
+                extensions_supported=extensions_supported,
             )
             group._pending = pending
             return group

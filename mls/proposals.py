@@ -15,6 +15,7 @@ from typing import Protocol
 from mls.crypto.suite import CipherSuite
 from mls.errors import MlsError, ValidationError
 from mls.group_context import GroupContext
+from mls.group_extensions import ExtensionsError, check_group_extensions, unsupported_reason
 from mls.key_packages import KeyPackageError, validate_key_package
 from mls.messages import (
     Add,
@@ -38,12 +39,7 @@ from mls.messages import (
     Update,
 )
 from mls.tree.ratchet_tree import RatchetTree, TreeError
-from mls.tree.validation import (
-    DEFAULT_EXTENSION_TYPES,
-    DEFAULT_PROPOSAL_TYPES,
-    LeafValidationError,
-    validate_leaf_node,
-)
+from mls.tree.validation import LeafValidationError, validate_leaf_node
 
 __all__ = [
     "AppliedProposals",
@@ -55,6 +51,7 @@ __all__ = [
     "ResumptionLookup",
     "StoredProposal",
     "apply_proposals",
+    "check_tree_supports",
     "path_required",
     "required_capabilities",
     "resolve_proposals",
@@ -141,28 +138,6 @@ def required_capabilities(context: GroupContext) -> RequiredCapabilities | None:
     return None
 
 
-def _leaf_supports(
-    leaf: LeafNode, ext_types: Iterable[int], rc: RequiredCapabilities | None
-) -> bool:
-    caps = leaf.capabilities
-    for t in ext_types:
-        if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
-            return False
-    if rc is not None:
-        if any(
-            t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions
-            for t in rc.extension_types
-        ):
-            return False
-        if any(
-            t not in DEFAULT_PROPOSAL_TYPES and t not in caps.proposals for t in rc.proposal_types
-        ):
-            return False
-        if any(t not in caps.credentials for t in rc.credential_types):
-            return False
-    return True
-
-
 _ALLOWED_SENDERS: dict[int, tuple[SenderType, ...]] = {
     ProposalType.ADD: (SenderType.MEMBER, SenderType.EXTERNAL, SenderType.NEW_MEMBER_PROPOSAL),
     ProposalType.UPDATE: (SenderType.MEMBER,),
@@ -189,9 +164,16 @@ def validate_proposal(
     if sender.sender_type not in allowed:
         raise ProposalError(f"sender type {sender.sender_type.name} cannot send this proposal")
     rc = required_capabilities(context)
+    ext_types = [t for t, _ in context.extensions]
     if isinstance(body, Add):
         try:
-            validate_key_package(suite, body.key_package, now=now, required_capabilities=rc)
+            validate_key_package(
+                suite,
+                body.key_package,
+                now=now,
+                required_capabilities=rc,
+                group_extension_types=ext_types,
+            )
         except KeyPackageError as exc:
             raise ProposalError(f"Add: {exc}") from None
     elif isinstance(body, Update):
@@ -209,6 +191,7 @@ def validate_proposal(
                 required_capabilities=rc,
                 tree=tree,
                 replacing=idx,
+                group_extension_types=ext_types,
             )
         except LeafValidationError as exc:
             raise ProposalError(f"Update: {exc}") from None
@@ -224,17 +207,23 @@ def validate_proposal(
         if psk.psktype == PSKType.RESUMPTION and psk.usage != ResumptionPSKUsage.APPLICATION:
             raise PskError("only application resumption PSKs may be proposed")
     elif isinstance(body, GroupContextExtensions):
-        types = [e.extension_type for e in body.extensions]
-        new_rc = None
-        for e in body.extensions:
-            if e.extension_type == ExtensionType.REQUIRED_CAPABILITIES:
-                try:
-                    new_rc = RequiredCapabilities.from_bytes(e.extension_data)
-                except MlsError as exc:
-                    raise ProposalError(f"bad required_capabilities: {exc}") from None
-        for idx, leaf in tree.leaves():
-            if not _leaf_supports(leaf, types, new_rc):
-                raise ProposalError(f"leaf {idx} does not support the new group extensions")
+        # Support by the members is checked on the tree the commit produces (12.1.7: those
+        # added by the same commit count, those removed do not): see check_tree_supports.
+        try:
+            check_group_extensions((e.extension_type, e.extension_data) for e in body.extensions)
+        except ExtensionsError as exc:
+            raise ProposalError(f"GroupContextExtensions: {exc}") from None
+
+
+def check_tree_supports(tree: RatchetTree, extensions: tuple[tuple[int, bytes], ...]) -> None:
+    """Every member of ``tree`` supports the group extensions (RFC 9420 12.1.7, 13.4)."""
+    for idx, leaf in tree.leaves():
+        try:
+            reason = unsupported_reason(leaf, extensions)
+        except ExtensionsError as exc:
+            raise ProposalError(str(exc)) from None
+        if reason is not None:
+            raise ProposalError(f"leaf {idx} {reason}")
 
 
 def validate_proposal_list(

@@ -151,8 +151,14 @@ def join_from_welcome(
     if signer is None or not verify_group_info_signature(suite, gi, signer.signature_key):
         raise WelcomeError("GroupInfo signature does not verify")
     rc: RequiredCapabilities | None = context_required_capabilities(ctx)
+    # Every leaf, ours included, must support the group's extensions (RFC 9420 13.4).
     validate_tree(
-        tree, group_id=ctx.group_id, tree_hash=ctx.tree_hash, now=None, required_capabilities=rc
+        tree,
+        group_id=ctx.group_id,
+        tree_hash=ctx.tree_hash,
+        now=None,
+        required_capabilities=rc,
+        group_extension_types=[t for t, _ in ctx.extensions],
     )
 
     me = next(

@@ -259,6 +259,7 @@ def merge_update_path(
     group_id: bytes,
     now: int | None = None,
     required_capabilities: RequiredCapabilities | None = None,
+    group_extension_types: Iterable[int] = (),
 ) -> list[tuple[int, int]]:
     """Validate ``path``'s public part and merge it into ``tree`` (mutated).
 
@@ -281,6 +282,7 @@ def merge_update_path(
             required_capabilities=required_capabilities,
             tree=tree,
             replacing=sender,
+            group_extension_types=group_extension_types,
         )
     except LeafValidationError as exc:
         raise TreeKemError(f"update path leaf: {exc}") from None
@@ -312,6 +314,7 @@ def process_update_path(
     exclude: Iterable[int] = (),
     now: int | None = None,
     required_capabilities: RequiredCapabilities | None = None,
+    group_extension_types: Iterable[int] = (),
 ) -> ProcessedPath:
     """Merge ``path`` into ``tree`` (mutated), decrypt our path secret and derive the rest.
 
@@ -331,6 +334,7 @@ def process_update_path(
         group_id=group_id,
         now=now,
         required_capabilities=required_capabilities,
+        group_extension_types=group_extension_types,
     )
     my_node = 2 * me
     i = next((k for k, (_, c) in enumerate(fdp) if tree.is_ancestor(c, my_node)), -1)

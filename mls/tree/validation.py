@@ -76,6 +76,7 @@ def _check_capabilities(
     suite: CipherSuite,
     leaf: LeafNode,
     required: RequiredCapabilities | None,
+    group_extension_types: Iterable[int] = (),
 ) -> None:
     caps = leaf.capabilities
     if MLS10 not in caps.versions:
@@ -88,6 +89,9 @@ def _check_capabilities(
         t = ext.extension_type
         if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
             raise LeafValidationError(f"leaf uses extension {t} it does not support")
+    for t in group_extension_types:
+        if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
+            raise LeafValidationError(f"leaf does not support group extension {t}")
     if required is not None:
         for t in required.extension_types:
             if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
@@ -111,13 +115,16 @@ def validate_leaf_node(
     required_capabilities: RequiredCapabilities | None = None,
     tree: RatchetTree | None = None,
     replacing: int | None = None,
+    group_extension_types: Iterable[int] = (),
 ) -> None:
     """Check one LeafNode as RFC 9420 section 7.3 asks.
 
     ``source``: the source the context demands (key_package for Add, update for Update,
     commit for an UpdatePath). ``tree``: the current group tree, for the credential and
     uniqueness checks against other members; ``replacing`` is the leaf index this node
-    replaces (its own old keys do not count as duplicates). Raises LeafValidationError.
+    replaces (its own old keys do not count as duplicates). ``group_extension_types``: the
+    types of the group context's extensions, each of which the leaf must support (13.4).
+    Raises LeafValidationError.
     """
     if source is not None and leaf.leaf_node_source != source:
         raise LeafValidationError(
@@ -125,7 +132,7 @@ def validate_leaf_node(
         )
     if not verify_leaf_signature(suite, leaf, group_id, leaf_index):
         raise LeafValidationError("bad leaf node signature")
-    _check_capabilities(suite, leaf, required_capabilities)
+    _check_capabilities(suite, leaf, required_capabilities, group_extension_types)
     if now is not None and leaf.lifetime is not None:
         lt = leaf.lifetime
         if not lt.not_before <= now <= lt.not_after:
@@ -158,6 +165,7 @@ def validate_tree(
     tree_hash: bytes | None = None,
     now: int | None = None,
     required_capabilities: RequiredCapabilities | None = None,
+    group_extension_types: Iterable[int] = (),
 ) -> None:
     """Validity of a tree a new member receives (RFC 9420 section 12.4.3.1).
 
@@ -169,6 +177,7 @@ def validate_tree(
     if tree_hash is not None and tree.tree_hash() != tree_hash:
         raise TreeValidationError("tree hash does not match the group context")
     _check_unmerged(tree)
+    ext_types = tuple(group_extension_types)
     bad = invalid_parent_hash_nodes(tree)
     if bad:
         raise TreeValidationError(f"parent nodes {bad} are not parent-hash valid")
@@ -186,6 +195,7 @@ def validate_tree(
                 leaf_index=idx if source != LeafNodeSource.KEY_PACKAGE else None,
                 now=now,
                 required_capabilities=required_capabilities,
+                group_extension_types=ext_types,
             )
         except LeafValidationError as exc:
             raise LeafValidationError(f"leaf {idx}: {exc}") from None

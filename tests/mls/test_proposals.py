@@ -36,6 +36,7 @@ from mls.proposals import (
     ResolvedProposal,
     StoredProposal,
     apply_proposals,
+    check_tree_supports,
     path_required,
     resolve_proposals,
     resolve_psks,
@@ -138,10 +139,33 @@ def test_single_proposal_checks(three: tuple[Group, Group, Group]) -> None:
         validate_proposal(
             s.suite, Proposal(Update(leaf)), Sender.member(1), context=ctx, tree=tree, now=NOW
         )
+    # A group extension type no member supports: acceptable as a single proposal (12.1.7
+    # counts the members of the tree the commit produces), refused on that tree.
     unsupported = GroupContextExtensions((Extension(0xFF00, b""),))
-    with pytest.raises(ProposalError):
+    validate_proposal(
+        s.suite, Proposal(unsupported), Sender.member(0), context=ctx, tree=tree, now=NOW
+    )
+    with pytest.raises(ProposalError, match="group extension 65280"):
+        check_tree_supports(tree, ((0xFF00, b""),))
+    # Types RFC 9420 puts in leaves or GroupInfo never go into a GroupContext.
+    for misplaced in (1, 2, 4):
+        with pytest.raises(ProposalError, match="cannot be a group extension"):
+            validate_proposal(
+                s.suite,
+                Proposal(GroupContextExtensions((Extension(misplaced, b""),))),
+                Sender.member(0),
+                context=ctx,
+                tree=tree,
+                now=NOW,
+            )
+    with pytest.raises(ProposalError, match="does not parse"):
         validate_proposal(
-            s.suite, Proposal(unsupported), Sender.member(0), context=ctx, tree=tree, now=NOW
+            s.suite,
+            Proposal(GroupContextExtensions((Extension(3, b"\xff"),))),
+            Sender.member(0),
+            context=ctx,
+            tree=tree,
+            now=NOW,
         )
 
 
