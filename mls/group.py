@@ -317,6 +317,31 @@ class Group:
             authenticated_data=authenticated_data,
         )
 
+    def change(
+        self,
+        *,
+        add: Iterable[bytes | KeyPackage] = (),
+        remove: Iterable[bytes] = (),
+        extensions: Sequence[tuple[int, bytes]] | None = None,
+        authenticated_data: bytes = b"",
+        force_path: bool = False,
+    ) -> CommitOutput:
+        """One commit that removes members (by identity), adds KeyPackages and, when
+        ``extensions`` is not None, replaces the group context extensions: the whole
+        membership change of an epoch at once. Empty lists and no extensions commit the
+        cached proposals only (with a path)."""
+        leaves = [self._leaf_of(i) for i in remove]
+        if self._state.leaf_index in leaves:
+            raise CommitError("cannot remove ourselves with a commit")
+        proposals = [Proposal(Remove(i)) for i in dict.fromkeys(leaves)]
+        proposals += [Proposal(Add(kp)) for kp in self._key_packages(add)]
+        return self._commit(
+            proposals,
+            force_path=force_path or not proposals,
+            extensions=extensions,
+            authenticated_data=authenticated_data,
+        )
+
     def update(
         self,
         *,

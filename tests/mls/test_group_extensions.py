@@ -317,3 +317,27 @@ def test_leaf_gains_new_extension_types_on_update() -> None:
     assert isinstance(ev, CommitApplied) and ev.extensions_changed
     ga.merge_pending_commit()
     in_sync(ga, gb)
+
+
+def test_change_adds_removes_and_sets_extensions_in_one_commit() -> None:
+    ext_type = 0xF5A0
+    alice = Client(b"alice", extensions_supported=[ext_type], clock=lambda: 1_700_000_000)
+    bob = Client(b"bob", extensions_supported=[ext_type], clock=lambda: 1_700_000_000)
+    carol = Client(b"carol", extensions_supported=[ext_type], clock=lambda: 1_700_000_000)
+    group = alice.create_group(b"g" * 32, extensions=[(ext_type, b"one")])
+    out = group.add([bob.key_package()])
+    group.merge_pending_commit()
+    assert out.welcome is not None
+    bob_group = bob.join(out.welcome)
+    out = group.change(
+        add=[carol.key_package()], remove=[b"bob"], extensions=[(ext_type, b"two")],
+        authenticated_data=b"aad",
+    )
+    applied = bob_group.process(out.commit)
+    assert applied.removed_self  # type: ignore[union-attr]
+    merged = group.merge_pending_commit()
+    assert merged.added == (b"carol",) and merged.removed == (b"bob",)
+    assert merged.extensions_changed and merged.authenticated_data == b"aad"
+    assert group.members == [b"alice", b"carol"] and group.extensions == ((ext_type, b"two"),)
+    assert out.welcome is not None
+    assert carol.join(out.welcome).extensions == ((ext_type, b"two"),)
