@@ -158,6 +158,11 @@ class Client:
         self._bundles[ref] = bundle
         return ref
 
+    def discard_key_package(self, ref: bytes) -> bool:
+        """Forget an unused KeyPackage's private keys (e.g. its invite was withdrawn);
+        False when there was none with that ref."""
+        return self._bundles.pop(bytes(ref), None) is not None
+
     def create_group(
         self, group_id: bytes, *, extensions: Sequence[tuple[int, bytes]] = ()
     ) -> Group:

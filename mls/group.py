@@ -234,6 +234,11 @@ class Group:
         return self._pending is not None
 
     @property
+    def pending_commit(self) -> CommitOutput | None:
+        """Our commit awaiting ``merge_pending_commit()`` (its Welcome included), if any."""
+        return None if self._pending is None else self._pending.output
+
+    @property
     def pending_proposals(self) -> list[ProposalMessage]:
         return [self._proposal_event(sp) for sp in self._state.proposals.values()]
 

@@ -130,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "bootstrap": args.bootstrap,
         "log_format": args.log_format,
         "log_level": args.log_level,
+        "auto_accept_invites": "true" if args.auto_accept_invites else None,
     }
     config = load_config(flags, data_dir=d.path)
     configure_logging(config.log_format, config.log_level)
@@ -358,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--init", action="store_true", help="initialise the data dir if missing")
     run.add_argument("--log-format", choices=("console", "json"))
     run.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower)
+    run.add_argument(
+        "--auto-accept-invites",
+        action="store_true",
+        help="accept channel invites without asking (bots, tests)",
+    )
 
     add("id", cmd_id, "show the running node's identity and addresses", with_json)
     add("peers", cmd_peers, "list connected peers", with_json)

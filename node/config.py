@@ -59,6 +59,8 @@ class NodeConfig:
     # Routing-table slots are limited per IPv4 subnet of this prefix length (anti-eclipse);
     # 32 limits per address, which local meshes on 127.0.0.x need.
     dht_subnet_prefix: int = 24
+    # Accept channel invites without asking (bots, tests); people decide by hand otherwise.
+    auto_accept_invites: bool = False
 
     def __post_init__(self) -> None:
         if self.min_connections > self.max_connections:
@@ -159,6 +161,18 @@ def _positive_seconds(value: object, from_text: bool) -> float:
     return f
 
 
+def _bool(value: object, from_text: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if from_text and isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+    raise ValueError("expected true or false")
+
+
 def _choice(*options: str) -> Callable[[object, bool], str]:
     def parse(value: object, from_text: bool) -> str:
         if not isinstance(value, str) or value.strip().lower() not in options:
@@ -210,12 +224,15 @@ _FIELDS: tuple[_Field, ...] = (
         24,
         "IPv4 prefix length grouping DHT contacts for per-subnet limits; 32 means per address",
     ),
+    _Field("auto_accept_invites", _bool, False, "accept channel invites without asking"),
 )
 _BY_NAME = {f.name: f for f in _FIELDS}
 assert set(_BY_NAME) | {"data_dir"} == {f.name for f in fields(NodeConfig)}
 
 
 def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):

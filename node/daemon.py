@@ -25,6 +25,7 @@ from dht.errors import DhtError
 from dht.persistence import DhtStore
 from dht.service import Bootstrap, DhtService
 from node import mesh
+from node.channel_service import ChannelService
 from node.config import NodeConfig
 from node.core.errors import MultiaddrError, SpacePandaError, TransportError
 from node.core.identity import PeerId
@@ -46,6 +47,7 @@ from node.transport.session import Closed, SessionTimeouts
 __all__ = ["VERSION", "Node", "run"]
 
 VERSION = "0.1.0"
+DISPLAY_NAME_KEY = "profile.display_name"
 log = structlog.get_logger("node.daemon")
 
 LinkObserver = Callable[[LinkEvent], None]
@@ -118,6 +120,7 @@ class Node:
         self._dht: DhtService | None = None
         self._mesh_policy = mesh_policy_from(config)
         self._dialer: MeshDialer | None = None
+        self._channels: ChannelService | None = None
 
     # -- identity --------------------------------------------------------------------------
 
@@ -169,6 +172,12 @@ class Node:
 
     def is_ready(self) -> bool:
         return self.started.is_set() and self._dht is not None and self._dht.is_ready
+
+    @property
+    def channels(self) -> ChannelService:
+        if self._channels is None or not self._channels.ready.is_set():
+            raise SpacePandaError("channels are not running yet")
+        return self._channels
 
     @property
     def dht(self) -> DhtService:
@@ -318,6 +327,17 @@ class Node:
                     rand=self._random,
                 )
                 self._dialer.start()
+                channels = ChannelService(
+                    self,
+                    self.storage.channel_store(),
+                    display_name=await self._display_name(),
+                    auto_accept_invites=self.config.auto_accept_invites,
+                    wall=self._wall,
+                    rng=self._rng,
+                )
+                await channels.load()
+                channels.start(tg)
+                self._channels = channels
                 self.started.set()
                 await stop.wait()
                 log.info("shutting_down", peers=len(self._conns.links()))
@@ -330,6 +350,15 @@ class Node:
             self.dispatcher.stop()
             if self._dht is not None:
                 await self._dht.stop()
+
+    async def _display_name(self) -> str:
+        raw = await self.storage.get_meta(DISPLAY_NAME_KEY)
+        return "" if raw is None else raw.decode("utf-8", "replace")
+
+    async def set_display_name(self, name: str) -> None:
+        """``PUT /v1/profile``: remembered, and announced in every channel."""
+        await self.channels.set_profile(name)
+        await self.storage.set_meta(DISPLAY_NAME_KEY, name.encode())
 
     def _conns_addrs(self) -> tuple[Multiaddr, ...]:
         return self._conns.advertised() if self._conns is not None else ()
@@ -345,6 +374,8 @@ class Node:
         }
         if self._conns is not None:
             stats.update(self._conns.statistics())
+        if self._channels is not None:
+            stats["channels"] = self._channels.statistics()
         return stats
 
 

@@ -16,6 +16,7 @@ from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
 
 if TYPE_CHECKING:
+    from node.storage.channelstore import ChannelStore
     from node.storage.dhtstore import NodeDhtStore
 
 __all__ = ["MAX_META_KEY", "MAX_META_VALUE", "MAX_PEER_ADDRS", "PeerEntry", "Storage"]
@@ -78,6 +79,10 @@ class Storage(Protocol):
         ``clock`` (unix seconds, default ``time.time``) stamps ``saved_at``. Each call gives a
         new view with its own counters over the same tables.
         """
+        ...
+
+    def channel_store(self) -> ChannelStore:
+        """The channel tables (group states, messages, outbox...) of this database."""
         ...
 
 

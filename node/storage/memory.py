@@ -14,6 +14,7 @@ from node.core.errors import StorageError
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
 from node.storage.base import PeerEntry, check_addrs, check_meta, check_time
+from node.storage.channelstore import MemoryChannelStore
 from node.storage.dhtstore import DhtTables, MemoryStorageDhtStore
 from node.storage.migrations import LATEST_VERSION
 
@@ -25,6 +26,7 @@ class MemoryStorage:
         self._meta: dict[str, bytes] = {}
         self._peers: dict[PeerId, PeerEntry] = {}
         self.dht_tables = DhtTables()
+        self._channels = MemoryChannelStore()
         self._closed = False
 
     def _check_open(self) -> None:
@@ -95,3 +97,6 @@ class MemoryStorage:
 
     def dht_store(self, clock: Callable[[], float] | None = None) -> MemoryStorageDhtStore:
         return MemoryStorageDhtStore(self.dht_tables, self._check_open, clock or time.time)
+
+    def channel_store(self) -> MemoryChannelStore:
+        return self._channels

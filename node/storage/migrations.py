@@ -71,6 +71,63 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        4,
+        "channels: MLS group states, epoch nodes, messages, outbox, seen envelopes, invites",
+        (
+            # group_state and meta are the channel layer's encodings (MLS secrets inside).
+            """CREATE TABLE channels (
+                channel_id  BLOB PRIMARY KEY NOT NULL CHECK (length(channel_id) = 32),
+                group_state BLOB NOT NULL,
+                meta        BLOB NOT NULL
+            ) WITHOUT ROWID""",
+            """CREATE TABLE channel_nodes (
+                channel_id BLOB NOT NULL REFERENCES channels(channel_id) ON DELETE CASCADE,
+                state_id   BLOB NOT NULL,
+                node       BLOB NOT NULL,
+                PRIMARY KEY (channel_id, state_id)
+            ) WITHOUT ROWID""",
+            # cursor: the order this node stored them in (the messages API pages by it).
+            """CREATE TABLE channel_messages (
+                cursor      INTEGER PRIMARY KEY AUTOINCREMENT,
+                channel_id  BLOB NOT NULL,
+                message_id  BLOB NOT NULL,
+                sender      BLOB NOT NULL,
+                sender_name TEXT NOT NULL,
+                text        TEXT NOT NULL,
+                sent_at_ms  INTEGER NOT NULL,
+                received_at REAL NOT NULL,
+                seq         INTEGER NOT NULL,
+                UNIQUE (channel_id, message_id)
+            )""",
+            "CREATE INDEX channel_messages_by_channel ON channel_messages (channel_id, cursor)",
+            """CREATE TABLE outbox (
+                item_id      BLOB PRIMARY KEY NOT NULL,
+                channel_id   BLOB,
+                payload      BLOB NOT NULL,
+                envelope     BLOB NOT NULL,
+                hour         INTEGER NOT NULL,
+                envelope_key BLOB,
+                tag_key      BLOB,
+                created      REAL NOT NULL
+            )""",
+            """CREATE TABLE outbox_recipients (
+                item_id BLOB NOT NULL REFERENCES outbox(item_id) ON DELETE CASCADE,
+                peer_id BLOB NOT NULL,
+                PRIMARY KEY (item_id, peer_id)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE seen_envelopes (
+                envelope_id BLOB PRIMARY KEY NOT NULL,
+                seen_at     REAL NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX seen_envelopes_by_time ON seen_envelopes (seen_at)",
+            """CREATE TABLE invites (
+                invite_id BLOB PRIMARY KEY NOT NULL,
+                record    BLOB NOT NULL,
+                created   REAL NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

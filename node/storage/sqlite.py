@@ -18,6 +18,8 @@ Settings, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -31,10 +33,25 @@ from node.core.errors import IdentityError, MultiaddrError, StorageError
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
 from node.storage.base import PeerEntry, check_addrs, check_meta, check_time
+from node.storage.channelstore import SqliteChannelStore
 from node.storage.dhtstore import SqliteDhtStore
 from node.storage.migrations import MIGRATIONS, Migration, check_migrations
 
 __all__ = ["SqliteStorage"]
+
+
+def _private_file(name: str) -> None:
+    """Create the database file 0600 (it holds MLS secrets) or tighten an existing one."""
+    if name == ":memory:" or name.startswith("file:"):
+        return
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot open database {name}: {exc.strerror or exc}") from None
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -47,6 +64,7 @@ class SqliteStorage:
         self._path = path
         self._lock = asyncio.Lock()
         self._closed = False
+        self._channels = SqliteChannelStore(self)
 
     def __repr__(self) -> str:
         return f"SqliteStorage({self._path!r})"
@@ -64,6 +82,7 @@ class SqliteStorage:
             raise StorageError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         check_migrations(migrations)
         name = str(path)
+        _private_file(name)
         try:
             db = await aiosqlite.connect(name, isolation_level=None)
         except sqlite3.Error as exc:
@@ -74,6 +93,10 @@ class SqliteStorage:
         except BaseException:
             await db.close()
             raise
+        for suffix in ("-wal", "-shm"):
+            # SQLite gives these the main file's mode; make sure (they hold the same secrets).
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(name + suffix, 0o600)
         return store
 
     async def _setup(self, synchronous: Synchronous, migrations: tuple[Migration, ...]) -> None:
@@ -159,6 +182,10 @@ class SqliteStorage:
     def dht_store(self, clock: Callable[[], float] | None = None) -> SqliteDhtStore:
         """The DHT snapshot tables, on this connection (see ``node.storage.dhtstore``)."""
         return SqliteDhtStore(self, clock or time.time)
+
+    def channel_store(self) -> SqliteChannelStore:
+        """The channel tables, on this connection (see ``node.storage.channelstore``)."""
+        return self._channels
 
     async def close(self) -> None:
         if self._closed:

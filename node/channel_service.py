@@ -1,0 +1,577 @@
+"""The channel layer's asyncio adapter: one task owns the channel core and the delivery core.
+
+Everything that changes channel state (envelopes from peers, acknowledgements, links coming
+and going, API requests, timers) becomes a *job* on one bounded queue. The actor takes a
+batch of jobs, runs each through the sans-I/O cores, writes everything the batch changed in
+ONE SQLite transaction, and only then sends envelopes and acknowledgements, answers the API
+callers and publishes events. So:
+
+* a message is acknowledged to its sender only once it (and the group state that decrypted
+  it) is on disk; ``POST .../messages`` answers only once the outbox entry is;
+* a kill -9 at any moment loses nothing acknowledged and delivers nothing twice (the sender
+  resends what was not acknowledged; the receiver's stored state rejects what it already had).
+
+Batching jobs into one transaction is what makes durable storage fast (one fsync per batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+
+from dht.errors import DhtError
+from node.channels.channel import Hold
+from node.channels.errors import ChannelError, UnknownChannel, UnknownInvite
+from node.channels.manager import ChannelManager, Envelope, Invite, InviteState, Notice, Result
+from node.channels.state import ChannelStatus, EpochNode
+from node.core.errors import SpacePandaError, TransportError
+from node.core.identity import PeerId
+from node.network.delivery import Delivery, DeliverySettings, Dial, Effect, Inbound, Transmit
+from node.network.wire import PROTOCOL, EnvelopeMsg, decode_net, envelope_id
+from node.storage.channelstore import ChannelBatch, ChannelStore, MessageRow, OutboxRow
+from node.transport.connections import LinkDown, LinkEvent, LinkUp
+
+if TYPE_CHECKING:
+    from node.daemon import Node
+
+__all__ = ["ChannelService", "ChannelView", "MemberView"]
+
+log = structlog.get_logger("node.channels")
+
+T = TypeVar("T")
+
+_MAX_BATCH = 256
+_JOB_QUEUE = 4096
+_HELD_MAX = 4096
+_HELD_TTL_S = 600.0
+_GAP_WAIT_S = 30.0  # a sender's sequence gap older than this is let through (out of order)
+_TICK_S = 1.0
+_SEEN_RETENTION_S = 14 * 86400.0
+_MAX_DIALS = 8
+_EVENT_QUEUE = 1024
+
+
+@dataclass(frozen=True)
+class MemberView:
+    peer_id: str
+    display_name: str
+    role: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"peer_id": self.peer_id, "display_name": self.display_name, "role": self.role}
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    channel_id: str
+    name: str
+    epoch: int
+    epoch_fingerprint: str
+    status: str
+    members: list[MemberView]
+    dropped: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "channel_id": self.channel_id,
+            "name": self.name,
+            "epoch": self.epoch,
+            "epoch_fingerprint": self.epoch_fingerprint,
+            "status": self.status,
+            "members": [m.to_json() for m in self.members],
+            "dropped": dict(self.dropped),
+        }
+
+
+@dataclass
+class _Held:
+    peer: PeerId
+    envelope: bytes
+    eid: bytes
+    since: float
+
+
+@dataclass
+class _Batch:
+    result: Result = field(default_factory=Result)
+    acked: list[tuple[bytes, PeerId]] = field(default_factory=list)
+    finished: list[bytes] = field(default_factory=list)  # outbox items nobody is owed
+    seen: list[bytes] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+    done: list[tuple[asyncio.Future[Any], Any]] = field(default_factory=list)
+    failed: list[tuple[asyncio.Future[Any], BaseException]] = field(default_factory=list)
+    changed_channels: bool = False
+
+
+_Job = Callable[[_Batch, float], None]
+
+
+class ChannelService:
+    """Runs the channel layer of one node inside the node's TaskGroup."""
+
+    def __init__(
+        self,
+        node: Node,
+        store: ChannelStore,
+        *,
+        display_name: str = "",
+        auto_accept_invites: bool = False,
+        delivery: DeliverySettings | None = None,
+        wall: Callable[[], float] = time.time,
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._node = node
+        self._store = store
+        self._wall = wall
+        self.manager = ChannelManager(
+            node.keys.identity,
+            node.keys.envelope_private,
+            node.keys.envelope_public,
+            rng=rng,
+            clock=wall,
+            display_name=display_name,
+            auto_accept_invites=auto_accept_invites,
+        )
+        self.delivery = Delivery(delivery, rand=random.Random(int.from_bytes(rng(8), "big")))
+        self._jobs: asyncio.Queue[_Job] = asyncio.Queue(_JOB_QUEUE)
+        self._wake = asyncio.Event()
+        self._links_changed: dict[PeerId, bool] = {}
+        self._held: dict[bytes, _Held] = {}
+        self._outbox: dict[bytes, Envelope] = {}
+        self._subscribers: set[asyncio.Queue[Notice]] = set()
+        self._dials = asyncio.Semaphore(_MAX_DIALS)
+        self._dialing: set[PeerId] = set()
+        self._tg: asyncio.TaskGroup | None = None
+        self._resealed: list[tuple[bytes, bytes, int]] = []  # outbox rows to update
+        self.drops: Counter[tuple[str, str]] = Counter()  # (channel id hex or "", reason)
+        self.counters: Counter[str] = Counter()
+        self.ready = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read every channel, invite and outbox item back from the database."""
+        m = self.manager
+        for row in await self._store.load_channels():
+            nodes = [EpochNode.decode(n) for n in row.nodes]
+            m.restore_channel(row.group_state, row.meta, nodes)
+        for record in await self._store.load_invites():
+            m.restore_invite(Invite.decode(record))
+        now = self._wall()
+        for item in await self._store.load_outbox():
+            self._restore_outbox(item, now)
+        for eid in await self._store.load_seen(now - _SEEN_RETENTION_S):
+            self.delivery.remember(eid)
+        log.info("channels_loaded", channels=len(m.channels), invites=len(m.invites),
+                 outbox=len(self._outbox))
+
+    def _restore_outbox(self, row: OutboxRow, now: float) -> None:
+        env = Envelope(row.item_id, row.channel_id, tuple(sorted(row.recipients)), row.payload,
+                       row.envelope, row.hour, row.keys)
+        self._outbox[row.item_id] = env
+        self.delivery.add(row.item_id, row.envelope, row.recipients, now, tag=row.channel_id)
+
+    def start(self, task_group: asyncio.TaskGroup) -> None:
+        self._tg = task_group
+        self._node.register_protocol(PROTOCOL, self._on_network, queue_size=_JOB_QUEUE)
+        self._node.observe_links(self._on_link)
+        for link in self._node.connections.links():
+            self._links_changed[link.peer_id] = True
+        task_group.create_task(self._actor(), name="channels")
+        task_group.create_task(self._timer(), name="channels-timer")
+        self._wake.set()
+        self.ready.set()
+
+    # -- inputs from the node ------------------------------------------------------------------
+
+    async def _on_network(self, peer: PeerId, payload: bytes) -> None:
+        message = decode_net(payload)  # NetworkError: counted by the dispatcher as bad_payload
+        if isinstance(message, EnvelopeMsg):
+            env_bytes = message.envelope
+            await self._jobs.put(lambda batch, now: self._envelope(batch, peer, env_bytes, now))
+        else:
+            ids = message.ids
+            await self._jobs.put(lambda batch, now: self._ack(batch, peer, ids, now))
+
+    def _on_link(self, event: LinkEvent) -> None:
+        # Never blocks: the actor reads the latest state of each peer's link.
+        peer = event.link.peer_id
+        self._links_changed[peer] = isinstance(event, LinkUp)
+        if isinstance(event, LinkDown):
+            self._dialing.discard(peer)
+        self._wake.set()
+
+    # -- the actor -----------------------------------------------------------------------------
+
+    async def _actor(self) -> None:
+        while True:
+            jobs = await self._next_jobs()
+            now = self._wall()
+            batch = _Batch()
+            self._apply_link_changes(batch, now)
+            for job in jobs:
+                job(batch, now)
+            if batch.changed_channels and self._held:
+                self._retry_held(batch, now)
+            await self._commit(batch, now)
+
+    async def _next_jobs(self) -> list[_Job]:
+        if self._jobs.empty() and not self._links_changed:
+            get = asyncio.ensure_future(self._jobs.get())
+            wake = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({get, wake}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                wake.cancel()
+                if not get.done():
+                    get.cancel()
+            jobs = [get.result()] if get.done() and not get.cancelled() else []
+        else:
+            jobs = []
+        self._wake.clear()
+        while len(jobs) < _MAX_BATCH and not self._jobs.empty():
+            jobs.append(self._jobs.get_nowait())
+        return jobs
+
+    def _apply_link_changes(self, batch: _Batch, now: float) -> None:
+        changes, self._links_changed = self._links_changed, {}
+        for peer, up in changes.items():
+            if up and self._node.connections.get(peer) is not None:
+                batch.effects += self.delivery.link_up(peer, now)
+            else:
+                self.delivery.link_down(peer)
+
+    def _merge(self, batch: _Batch, result: Result) -> None:
+        r = batch.result
+        r.envelopes += result.envelopes
+        r.cancelled += result.cancelled
+        r.messages += result.messages
+        r.notices += result.notices
+        r.channels |= result.channels
+        r.nodes_added += result.nodes_added
+        r.nodes_removed += result.nodes_removed
+        r.invites_saved += result.invites_saved
+        r.invites_deleted += result.invites_deleted
+        if result.channels or result.nodes_added or result.invites_saved:
+            batch.changed_channels = True
+
+    def _envelope(self, batch: _Batch, peer: PeerId, env_bytes: bytes, now: float,
+                  *, allow_gap: bool = False) -> None:
+        verdict = self.delivery.on_envelope(peer, env_bytes, now)
+        if verdict != Inbound.PROCESS:
+            self.counters[f"envelopes_{verdict}"] += 1
+            return
+        eid = envelope_id(env_bytes)
+        try:
+            result = self.manager.receive(env_bytes, peer, now, allow_gap=allow_gap)
+        except Hold:
+            if eid not in self._held and len(self._held) < _HELD_MAX:
+                self._held[eid] = _Held(peer, env_bytes, eid, now)
+            self.counters["envelopes_held"] += 1
+            return
+        self._held.pop(eid, None)
+        if result.drop_reason is not None:
+            cid = "" if result.channel_id is None else result.channel_id.hex()
+            self.drops[(cid, result.drop_reason)] += 1
+            log.debug("envelope_dropped", peer=str(peer), reason=result.drop_reason)
+        self.counters["envelopes_processed"] += 1
+        self._merge(batch, result)
+        if result.ack:
+            self.delivery.remember(eid)
+            self.delivery.acknowledge(peer, eid)
+            batch.seen.append(eid)
+
+    def _retry_held(self, batch: _Batch, now: float) -> None:
+        for held in list(self._held.values()):
+            if now - held.since > _HELD_TTL_S:
+                self._held.pop(held.eid, None)
+                self.drops[("", "held_too_long")] += 1
+                continue
+            self._held.pop(held.eid, None)
+            before = batch.changed_channels
+            self._envelope(batch, held.peer, held.envelope, now,
+                           allow_gap=now - held.since > _GAP_WAIT_S)
+            if held.eid not in self._held and not before:
+                batch.changed_channels = True
+
+    def _ack(self, batch: _Batch, peer: PeerId, ids: tuple[bytes, ...], now: float) -> None:
+        effects, acked, finished = self.delivery.on_ack(peer, ids, now)
+        batch.effects += effects
+        batch.finished += finished
+        for item_id, tag in acked:
+            batch.acked.append((item_id, peer))
+            if isinstance(tag, bytes):
+                self._merge(batch, self.manager.acknowledged(tag, item_id, peer, now))
+
+    def _tick(self, batch: _Batch, now: float) -> None:
+        self._merge(batch, self.manager.tick(now))
+        for item_id, item in list(self._outbox.items()):
+            fresh = self.manager.reseal(item, now)
+            if fresh is not item:
+                self._outbox[item_id] = fresh
+                self.delivery.reseal(item_id, fresh.envelope)
+                self._resealed.append((item_id, fresh.envelope, fresh.hour))
+        batch.effects += self.delivery.tick(now)
+        if self._held:
+            self._retry_held(batch, now)
+
+    async def _commit(self, batch: _Batch, now: float) -> None:
+        """Persist the batch in one transaction, then act on it."""
+        r = batch.result
+        m = self.manager
+        rows = ChannelBatch()
+        for cid in sorted(r.channels):
+            channel = m.channels.get(cid)
+            if channel is not None:
+                rows.channels.append((cid, channel.group_blob(), channel.meta.encode()))
+        rows.nodes_added = [(cid, n.state_id, n.encode()) for cid, n in r.nodes_added]
+        rows.nodes_removed = list(r.nodes_removed)
+        rows.messages = [
+            MessageRow(x.channel_id, x.message_id, x.sender, x.sender_name, x.text,
+                       x.sent_at_ms, x.received_at, x.seq)
+            for x in r.messages
+        ]
+        for e in r.envelopes:
+            rows.outbox_added.append(OutboxRow(e.inner_id, e.channel_id, e.payload, e.envelope,
+                                               e.hour, e.keys, frozenset(e.recipients), now))
+        rows.outbox_removed = list(r.cancelled)
+        rows.outbox_acked = list(batch.acked)
+        rows.outbox_resealed, self._resealed = self._resealed, []
+        rows.seen = [(eid, now) for eid in batch.seen]
+        rows.invites_saved = [(i.invite_id, i.encode(), i.created_at) for i in r.invites_saved]
+        rows.invites_deleted = list(r.invites_deleted)
+        if rows:
+            try:
+                await self._store.write(rows)
+            except SpacePandaError as exc:
+                # Nothing of the batch is durable: answer callers with the error, send nothing.
+                log.error("channel_batch_not_saved", error=str(exc))
+                self.counters["batches_failed"] += 1
+                for fut, _ in batch.done:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                for fut, err in batch.failed:
+                    if not fut.done():
+                        fut.set_exception(err)
+                await self._reload_after_failure()
+                return
+        # Durable: now the world may see it.
+        for iid in r.cancelled:
+            self.delivery.cancel(iid)
+            self._outbox.pop(iid, None)
+        for item_id in batch.finished:
+            self._outbox.pop(item_id, None)
+        effects = list(batch.effects)
+        for e in r.envelopes:
+            self._outbox[e.inner_id] = e
+            effects += self.delivery.add(e.inner_id, e.envelope, e.recipients, now,
+                                         tag=e.channel_id)
+        effects += self.delivery.take_acks()
+        self._act(effects)
+        for notice in r.notices:
+            self._publish(notice)
+        self.counters["messages_stored"] += len(r.messages)
+        for fut, value in batch.done:
+            if not fut.done():
+                fut.set_result(value)
+        for fut, err in batch.failed:
+            if not fut.done():
+                fut.set_exception(err)
+
+    async def _reload_after_failure(self) -> None:
+        """The database refused a batch: our in-memory state ran ahead of it. Start over
+        from what is on disk (peers resend what we did not acknowledge)."""
+        m = self.manager
+        m.channels.clear()
+        m.invites.clear()
+        self._outbox.clear()
+        self.delivery = Delivery(self.delivery.settings)
+        self._held.clear()
+        with contextlib.suppress(SpacePandaError):
+            await self.load()
+        for link in self._node.connections.links():
+            self._links_changed[link.peer_id] = True
+
+    def _act(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Transmit):
+                link = self._node.connections.get(effect.peer)
+                if link is None:
+                    continue  # retransmitted once a link is back
+                try:
+                    link.try_send(PROTOCOL, effect.payload)
+                    self.counters["envelopes_sent" if effect.item_id else "acks_sent"] += 1
+                except TransportError:
+                    self.counters["send_queue_full"] += 1
+            elif isinstance(effect, Dial) and effect.peer not in self._dialing:
+                assert self._tg is not None
+                self._dialing.add(effect.peer)
+                self._tg.create_task(self._dial(effect.peer), name="channel-dial")
+
+    async def _dial(self, peer: PeerId) -> None:
+        """Reach a member we owe envelopes: its signed record from the DHT, expected PeerId."""
+        try:
+            async with self._dials:
+                if self._node.connections.get(peer) is not None:
+                    return
+                record = await self._node.dht.resolve(peer)
+                if record is not None:
+                    for addr in record.multiaddrs():
+                        try:
+                            await self._node.connections.dial(addr.with_peer_id(peer))
+                            return
+                        except TransportError as exc:
+                            log.debug("member_dial_failed", peer=str(peer), error=str(exc))
+            await self._jobs.put(lambda batch, now: self.delivery.dial_failed(peer, now))
+        except (SpacePandaError, DhtError, OSError) as exc:
+            log.debug("member_dial_aborted", peer=str(peer), error=str(exc))
+            await self._jobs.put(lambda batch, now: self.delivery.dial_failed(peer, now))
+        finally:
+            self._dialing.discard(peer)
+
+    async def _timer(self) -> None:
+        while True:
+            now = self._wall()
+            due = self.manager.next_deadline(now)
+            delay = _TICK_S if due is None else max(0.01, min(_TICK_S, due - now))
+            await asyncio.sleep(delay)
+            await self._jobs.put(self._tick)
+
+    # -- API calls (each one a job, answered once its batch is durable) ------------------------
+
+    async def call(self, fn: Callable[[float], T]) -> T:
+        """Run ``fn(now)`` in the actor; it returns a value and may raise ChannelError."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+
+        def job(batch: _Batch, now: float) -> None:
+            try:
+                value = fn(now)
+            except ChannelError as exc:
+                batch.failed.append((fut, exc))
+                return
+            except Exception as exc:  # our bug: the caller gets a 500, the actor lives
+                log.exception("channel_call_failed")
+                batch.failed.append((fut, exc))
+                return
+            if isinstance(value, Result):
+                self._merge(batch, value)
+            batch.done.append((fut, value))
+
+        await self._jobs.put(job)
+        return await fut
+
+    async def create(self, name: str) -> ChannelView:
+        result = await self.call(lambda now: self.manager.create_channel(name, now))
+        assert result.channel_id is not None
+        return self.view(result.channel_id)
+
+    async def invite(self, channel_id: bytes, peer: PeerId) -> bytes:
+        self.manager.channel(channel_id)  # 404 before a DHT lookup
+        record = await self._node.dht.resolve(peer)
+        if record is None:
+            raise UnknownChannel(f"no signed peer record for {peer} in the DHT (is it online?)")
+        key = record.envelope_key
+        result = await self.call(lambda now: self.manager.invite(channel_id, peer, key, now))
+        assert result.invite_id is not None
+        return result.invite_id
+
+    async def remove(self, channel_id: bytes, peer: PeerId) -> None:
+        await self.call(lambda now: self.manager.remove_member(channel_id, peer, now))
+
+    async def make_admin(self, channel_id: bytes, peer: PeerId) -> None:
+        await self.call(lambda now: self.manager.make_admin(channel_id, peer, now))
+
+    async def leave(self, channel_id: bytes) -> None:
+        await self.call(lambda now: self.manager.leave(channel_id, now))
+
+    async def send(self, channel_id: bytes, text: str) -> bytes:
+        result = await self.call(lambda now: self.manager.send_text(channel_id, text, now))
+        assert result.message_id is not None
+        return result.message_id
+
+    async def accept(self, invite_id: bytes) -> str:
+        result = await self.call(lambda now: self.manager.accept_invite(invite_id, now))
+        assert result.channel_id is not None
+        return result.channel_id.hex()
+
+    async def decline(self, invite_id: bytes) -> None:
+        await self.call(lambda now: self.manager.decline_invite(invite_id, now))
+
+    async def set_profile(self, name: str) -> None:
+        await self.call(lambda now: self.manager.set_display_name(name, now))
+
+    async def messages(self, channel_id: bytes, after: int, limit: int) -> list[MessageRow]:
+        self.manager.channel(channel_id)
+        return await self._store.messages(channel_id, after, limit)
+
+    # -- views --------------------------------------------------------------------------------
+
+    def view(self, channel_id: bytes) -> ChannelView:
+        c = self.manager.channel(channel_id)
+        members = [
+            MemberView(str(mem.peer), mem.display_name, "admin" if mem.admin else "member")
+            for mem in c.members()
+        ]
+        cid = channel_id.hex()
+        dropped = {reason: n for (ch, reason), n in self.drops.items() if ch == cid}
+        status = c.meta.status.value
+        return ChannelView(cid, c.name, c.epoch, c.fingerprint.hex(), status, members, dropped)
+
+    def views(self) -> list[ChannelView]:
+        return [self.view(cid) for cid in sorted(self.manager.channels)]
+
+    def invites(self) -> list[dict[str, str]]:
+        return [
+            {"invite_id": i.invite_id.hex(), "channel_id": i.channel_id.hex(), "name": i.name,
+             "from": str(i.peer)}
+            for i in sorted(self.manager.invites.values(), key=lambda i: i.created_at)
+            if i.state == InviteState.PENDING
+        ]
+
+    def invite_exists(self, invite_id: bytes) -> None:
+        inv = self.manager.invites.get(invite_id)
+        if inv is None or inv.state != InviteState.PENDING:
+            raise UnknownInvite(f"no pending invite {invite_id.hex()}")
+
+    # -- events -------------------------------------------------------------------------------
+
+    def subscribe(self) -> asyncio.Queue[Notice]:
+        queue: asyncio.Queue[Notice] = asyncio.Queue(_EVENT_QUEUE)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Notice]) -> None:
+        self._subscribers.discard(queue)
+
+    def _publish(self, notice: Notice) -> None:
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(notice)
+            except asyncio.QueueFull:
+                # A subscriber that does not keep up loses its stream, not the node.
+                self._subscribers.discard(queue)
+                self.counters["subscribers_dropped"] += 1
+
+    def statistics(self) -> dict[str, object]:
+        stats: dict[str, object] = {
+            **self.manager.statistics(),
+            **{f"delivery_{k}": v for k, v in self.delivery.statistics().items()},
+            **dict(self.counters),
+            "held": len(self._held),
+            "dropped": {f"{r}": n for (_, r), n in self.drops.items()},
+        }
+        return stats
+
+    def active_channels(self) -> int:
+        return sum(1 for c in self.manager.channels.values()
+                   if c.meta.status == ChannelStatus.ACTIVE)

@@ -1,0 +1,293 @@
+"""Direct delivery to channel members, sans-I/O: per-member outboxes, windows, acknowledgements,
+retransmission, dial requests, inbound de-duplication and per-link rate limits.
+
+Every envelope for a channel is an *item* with a set of recipients still owing an
+acknowledgement. Items go to each recipient in the order they were created, at most
+``window`` unacknowledged at a time, over the recipient's link when there is one; a recipient
+without a link is asked for (:class:`Dial`, with backoff). What is not acknowledged within
+``retry_s`` is sent again (the receiver may have held it: a future epoch, a gap in a sender's
+sequence), backing off to ``max_retry_s``. An item leaves the outbox when every recipient has
+acknowledged it (or it is cancelled).
+
+The caller persists items before calling :meth:`Delivery.add` and deletes them when
+:meth:`Delivery.on_ack` reports them done, so a restart resends exactly what was owed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from node.core.backoff import backoff_delay
+from node.core.identity import PeerId
+from node.core.ratelimit import RateLimiter
+from node.network.wire import MAX_ACK_IDS, AckMsg, EnvelopeMsg, envelope_id
+
+__all__ = ["Delivery", "DeliverySettings", "Dial", "Inbound", "Transmit"]
+
+
+@dataclass(frozen=True)
+class Transmit:
+    peer: PeerId
+    payload: bytes  # an encoded NetworkLayer message
+    item_id: bytes | None = None  # the outbox item, for an envelope
+
+
+@dataclass(frozen=True)
+class Dial:
+    """Get a link to ``peer``: it is owed envelopes."""
+
+    peer: PeerId
+
+
+Effect = Transmit | Dial
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    window: int = 512  # unacknowledged envelopes in flight per peer
+    retry_s: float = 5.0
+    max_retry_s: float = 120.0
+    inbound_rate: float = 5000.0  # envelopes per second per link...
+    inbound_burst: float = 10000.0  # ...with this burst
+    seen_capacity: int = 200_000  # envelope ids remembered in memory
+
+
+@dataclass
+class _Item:
+    item_id: bytes
+    order: int
+    envelope: bytes
+    pending: set[PeerId]
+    tag: object  # opaque to delivery (the channel it belongs to)
+    envelope_ids: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class _Flight:
+    sent_at: float
+    attempts: int
+
+
+class Inbound:
+    """What :meth:`Delivery.on_envelope` says to do with a received envelope."""
+
+    PROCESS = "process"
+    DUPLICATE = "duplicate"  # already processed: acknowledge again, do nothing else
+    RATE_LIMITED = "rate_limited"  # over the link's limit: drop, no acknowledgement
+
+
+class Delivery:
+    def __init__(self, settings: DeliverySettings | None = None, *,
+                 rand: random.Random | None = None) -> None:
+        self.settings = settings or DeliverySettings()
+        self._rand = rand or random.Random()
+        self._items: dict[bytes, _Item] = {}
+        self._by_envelope: dict[bytes, bytes] = {}
+        self._order = 0
+        self._queue: dict[PeerId, OrderedDict[bytes, None]] = defaultdict(OrderedDict)
+        self._flight: dict[PeerId, dict[bytes, _Flight]] = defaultdict(dict)
+        self._linked: set[PeerId] = set()
+        self._dial_after: dict[PeerId, float] = {}
+        self._dial_failures: dict[PeerId, int] = {}
+        self._acks: dict[PeerId, list[bytes]] = defaultdict(list)
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._limiter = RateLimiter(self.settings.inbound_rate, self.settings.inbound_burst)
+        self.counters: dict[str, int] = defaultdict(int)
+
+    # -- outbox ---------------------------------------------------------------------------------
+
+    def add(self, item_id: bytes, envelope: bytes, recipients: Iterable[PeerId], now: float,
+            tag: object = None) -> list[Effect]:
+        """A new (already persisted) item; returns what to send or dial now."""
+        rcpt = set(recipients)
+        if item_id in self._items or not rcpt:
+            return []
+        self._order += 1
+        item = _Item(item_id, self._order, envelope, rcpt, tag)
+        self._items[item_id] = item
+        self._track(item, envelope)
+        effects: list[Effect] = []
+        for peer in sorted(rcpt):
+            self._queue[peer][item_id] = None
+            effects += self._pump(peer, now)
+        return effects
+
+    def _track(self, item: _Item, envelope: bytes) -> None:
+        eid = envelope_id(envelope)
+        item.envelope = envelope
+        item.envelope_ids.append(eid)
+        self._by_envelope[eid] = item.item_id
+
+    def reseal(self, item_id: bytes, envelope: bytes) -> None:
+        """The item's envelope was sealed again (a new hour's tag); acks of either count."""
+        item = self._items.get(item_id)
+        if item is not None and item.envelope != envelope:
+            self._track(item, envelope)
+
+    def cancel(self, item_id: bytes) -> bool:
+        item = self._items.pop(item_id, None)
+        if item is None:
+            return False
+        for eid in item.envelope_ids:
+            self._by_envelope.pop(eid, None)
+        for peer in item.pending:
+            self._queue[peer].pop(item_id, None)
+            self._flight[peer].pop(item_id, None)
+        return True
+
+    def drop_recipient(self, peer: PeerId) -> list[bytes]:
+        """Stop owing ``peer`` anything (e.g. it left every channel); returns finished items."""
+        done = []
+        for item_id in list(self._queue.pop(peer, {})) + list(self._flight.pop(peer, {})):
+            item = self._items.get(item_id)
+            if item is not None:
+                item.pending.discard(peer)
+                if not item.pending:
+                    self.cancel(item_id)
+                    done.append(item_id)
+        self._dial_after.pop(peer, None)
+        return done
+
+    def items(self) -> list[tuple[bytes, object, frozenset[PeerId]]]:
+        return [(i.item_id, i.tag, frozenset(i.pending)) for i in self._items.values()]
+
+    def owed(self, peer: PeerId) -> int:
+        return len(self._queue.get(peer, ())) + len(self._flight.get(peer, ()))
+
+    def _pump(self, peer: PeerId, now: float) -> list[Effect]:
+        if peer not in self._linked:
+            if now >= self._dial_after.get(peer, 0.0):
+                self._dial_after[peer] = now + self._dial_delay(peer)
+                return [Dial(peer)]
+            return []
+        flight = self._flight[peer]
+        queue = self._queue[peer]
+        effects: list[Effect] = []
+        while queue and len(flight) < self.settings.window:
+            item_id, _ = queue.popitem(last=False)
+            item = self._items.get(item_id)
+            if item is None or peer not in item.pending:
+                continue
+            flight[item_id] = _Flight(now, 1)
+            effects.append(Transmit(peer, EnvelopeMsg(item.envelope).encode(), item_id))
+        return effects
+
+    def _dial_delay(self, peer: PeerId) -> float:
+        failures = self._dial_failures.get(peer, 0)
+        return max(1.0, backoff_delay(failures, uniform=self._rand.random))
+
+    # -- links ------------------------------------------------------------------------------
+
+    def link_up(self, peer: PeerId, now: float) -> list[Effect]:
+        """A link to ``peer`` is up: what was in flight on an older link goes again first."""
+        self._linked.add(peer)
+        self._dial_failures.pop(peer, None)
+        self._dial_after.pop(peer, None)
+        return self._requeue(peer, now)
+
+    def link_down(self, peer: PeerId) -> None:
+        self._linked.discard(peer)
+
+    def dial_failed(self, peer: PeerId, now: float) -> None:
+        self._dial_failures[peer] = self._dial_failures.get(peer, 0) + 1
+        self._dial_after[peer] = now + self._dial_delay(peer)
+
+    def _requeue(self, peer: PeerId, now: float) -> list[Effect]:
+        flight = self._flight.pop(peer, {})
+        queue = self._queue[peer]
+        # In creation order: what was in flight is older than anything still queued.
+        merged = sorted(
+            {*flight, *queue},
+            key=lambda i: self._items[i].order if i in self._items else -1,
+        )
+        self._queue[peer] = OrderedDict((i, None) for i in merged if i in self._items)
+        return self._pump(peer, now)
+
+    # -- acknowledgements ---------------------------------------------------------------------
+
+    def on_ack(self, peer: PeerId, ids: Iterable[bytes], now: float
+               ) -> tuple[list[Effect], list[tuple[bytes, object]], list[bytes]]:
+        """An AckMsg from ``peer``: (effects, [(item, tag) acknowledged by it], [items done])."""
+        acked: list[tuple[bytes, object]] = []
+        done: list[bytes] = []
+        flight = self._flight[peer]
+        for eid in ids:
+            item_id = self._by_envelope.get(eid)
+            item = None if item_id is None else self._items.get(item_id)
+            if item is None or peer not in item.pending:
+                continue
+            item.pending.discard(peer)
+            flight.pop(item.item_id, None)
+            self._queue[peer].pop(item.item_id, None)
+            acked.append((item.item_id, item.tag))
+            if not item.pending:
+                self.cancel(item.item_id)
+                done.append(item.item_id)
+        return self._pump(peer, now), acked, done
+
+    # -- inbound ------------------------------------------------------------------------------
+
+    def on_envelope(self, peer: PeerId, envelope: bytes, now: float) -> str:
+        if not self._limiter.allow(peer.binary.hex(), now):
+            self.counters["rate_limited"] += 1
+            return Inbound.RATE_LIMITED
+        eid = envelope_id(envelope)
+        if eid in self._seen:
+            self.counters["duplicate"] += 1
+            self.acknowledge(peer, eid)
+            return Inbound.DUPLICATE
+        return Inbound.PROCESS
+
+    def remember(self, eid: bytes) -> None:
+        """``eid`` was processed (or refused for good): later copies are duplicates."""
+        self._seen[eid] = None
+        self._seen.move_to_end(eid)
+        while len(self._seen) > self.settings.seen_capacity:
+            self._seen.popitem(last=False)
+
+    def acknowledge(self, peer: PeerId, eid: bytes) -> None:
+        self._acks[peer].append(eid)
+
+    def take_acks(self) -> list[Effect]:
+        effects: list[Effect] = []
+        for peer, ids in self._acks.items():
+            for i in range(0, len(ids), MAX_ACK_IDS):
+                effects.append(Transmit(peer, AckMsg(tuple(ids[i : i + MAX_ACK_IDS])).encode()))
+        self._acks.clear()
+        return effects
+
+    # -- time -----------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Effect]:
+        """Retransmit what waited too long for an acknowledgement; ask for links again."""
+        effects: list[Effect] = []
+        s = self.settings
+        for peer in list(self._flight):
+            if peer not in self._linked:
+                continue
+            for item_id, flight in list(self._flight[peer].items()):
+                wait = min(s.max_retry_s, s.retry_s * (2 ** (flight.attempts - 1)))
+                if now - flight.sent_at < wait:
+                    continue
+                item = self._items.get(item_id)
+                if item is None:
+                    del self._flight[peer][item_id]
+                    continue
+                flight.sent_at, flight.attempts = now, flight.attempts + 1
+                self.counters["retransmitted"] += 1
+                effects.append(Transmit(peer, EnvelopeMsg(item.envelope).encode(), item_id))
+        for peer, queue in self._queue.items():
+            if queue and peer not in self._linked:
+                effects += self._pump(peer, now)
+        return effects
+
+    def statistics(self) -> dict[str, object]:
+        return {
+            "outbox_items": len(self._items),
+            "outbox_owed": sum(len(i.pending) for i in self._items.values()),
+            "in_flight": sum(len(f) for f in self._flight.values()),
+            **self.counters,
+        }
