@@ -44,6 +44,7 @@ RUN groupadd --system --gid "${GID}" spacepanda \
  && install -d -m 0700 -o spacepanda -g spacepanda /data
 COPY --from=builder /opt/spacepanda /opt/spacepanda
 COPY deploy/docker/healthcheck.py /opt/spacepanda/bin/spacepanda-healthcheck
+COPY deploy/spacepanda-backup /opt/spacepanda/bin/spacepanda-backup
 ENV PATH=/opt/spacepanda/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -83,7 +83,7 @@ def test_token_only_from_a_file(config: dict[str, Any]) -> None:
 
 def test_jobs_match_the_manifests(config: dict[str, Any]) -> None:
     unit = (DEPLOY / "spacepanda@.service").read_text()
-    assert "%i + 1000" in unit, "the API port rule these targets rely on"
+    assert "port + 1000" in unit, "the API port rule these targets rely on"
     static = [j for j in _jobs(config) if "static_configs" in j]
     assert static
     for job in static:
