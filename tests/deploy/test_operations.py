@@ -154,3 +154,28 @@ def test_backup_script_is_in_the_image() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "COPY deploy/spacepanda-backup /opt/spacepanda/bin/spacepanda-backup" in dockerfile
     assert BACKUP.stat().st_mode & 0o111
+
+
+DOCS = (REPO / "docs" / "operations.md", DEPLOY / "README.md")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_docs_name_only_files_that_exist(doc: Path) -> None:
+    text = doc.read_text()
+    named = set(re.findall(r"(?<![\w/.])deploy/[\w@.-]+(?:/[\w@.-]+)*", text))
+    named |= {f"deploy/{m}" for m in re.findall(r"`((?:k8s|docker)/[\w@.-]+)`", text)}
+    assert named, doc
+    for rel in named:
+        assert (REPO / rel.rstrip(".")).exists(), f"{doc.name} names {rel}"
+    for link in re.findall(r"\]\(([^)#]+)\)", text):
+        assert (doc.parent / link).resolve().exists(), f"{doc.name} links {link}"
+
+
+def test_operations_doc_sections() -> None:
+    text = DOCS[0].read_text()
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    for needed in ("systemd", "Docker Compose", "Kubernetes", "Backup and restore",
+                   "Rotating the API token", "What to monitor"):
+        assert needed in headings, needed
+    monitor = text.split("## What to monitor", 1)[1]
+    assert "Placeholder" in monitor and "metrics are being expanded" in monitor
