@@ -62,7 +62,7 @@ def setting_env_names() -> set[str]:
 def check_settings(env: Mapping[str, str], where: str) -> None:
     """Fail unless every SPACEPANDA_* name is a real setting and every value parses."""
     from node.config import load_config
-    from node.errors import ConfigError
+    from node.core.errors import ConfigError
 
     names = {k for k in env if k.startswith("SPACEPANDA_")}
     unknown = names - setting_env_names()
@@ -110,7 +110,7 @@ class NodeProcess:
     def wait_api(self, timeout: float = 30.0) -> str:
         """The API address the node wrote to D/api, once /healthz answers."""
         from api.client import ApiClient, NodeUnreachable
-        from node.errors import ConfigError
+        from node.core.errors import ConfigError
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

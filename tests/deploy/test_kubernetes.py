@@ -309,7 +309,7 @@ def test_init_script_then_node_accepts_the_secret_token(
     node_processes.append(node)
     api = node.wait_api()
     from api.client import ApiClient, ApiError, base_url
-    from node.multiaddr import Multiaddr
+    from node.core.multiaddr import Multiaddr
 
     url = base_url(Multiaddr.parse(api))
     assert ApiClient(url, token).node()["peer_id"] == peer_id

@@ -96,7 +96,7 @@ def test_token_rotation_takes_effect_at_restart(
 ) -> None:
     """The node reads D/api.token once, at start; a missing one is regenerated at start."""
     from api.client import ApiClient, ApiError
-    from node.multiaddr import Multiaddr
+    from node.core.multiaddr import Multiaddr
 
     data = tmp_path / "data"
     node = _start(tmp_path, data, "first", node_processes)
