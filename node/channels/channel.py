@@ -381,9 +381,8 @@ class Channel:
         return tuple(p for p in self.member_peers(group) if p != self.me)
 
     def state_keys(self) -> dict[bytes, tuple[bytes, bytes]]:
-        """state_id -> (envelope key, tag key) for every retained epoch state."""
-        if not self.active:
-            return {}
+        """state_id -> (envelope key, tag key) for every retained epoch state we can read
+        (kept after a removal too: a competing branch may still win)."""
         for sid, node in self._nodes.items():
             if sid not in self._keys and node.blob != REMOVED_BLOB:
                 group = self._group if sid == self._head else self._load(node)
@@ -454,13 +453,16 @@ class Channel:
         node = self._nodes.get(state_id)
         if node is None:
             raise Hold("epoch state not retained (yet)")
-        if not self.active or node.blob == REMOVED_BLOB:
-            raise Rejected("not_member", "we are no longer in this channel")
+        if node.blob == REMOVED_BLOB:
+            raise Rejected("not_member", "we are not in that epoch")
         content_type = _content_type(mls_message)
         if content_type == ContentType.COMMIT:
+            # Even once removed: a competing commit may still win the branch choice (R6).
             return self._receive_commit(node, mls_message, now)
         if content_type != ContentType.APPLICATION:
             raise Rejected("unexpected_content", "MLS proposals are not used by channels")
+        if not self.active:
+            raise Rejected("not_member", "we are no longer in this channel")
         if not self._on_head_chain(state_id):
             raise Hold("application message of an epoch on a competing branch")
         return self._receive_app(mls_message, now, allow_gap=allow_gap)
@@ -520,7 +522,12 @@ class Channel:
             raise Rejected("duplicate", "commit already known")
         if sum(1 for n in self._nodes.values() if n.parent == parent.state_id) >= _MAX_CHILDREN:
             raise Rejected("too_many_branches", "too many competing commits for one epoch")
-        live = parent.state_id == self._head and not self._group.has_pending_commit
+        live = (
+            parent.state_id == self._head
+            and not self._group.has_pending_commit
+            and self.active
+            and not self._children(parent.state_id)
+        )
         group = self._group if live else self._load(parent)
         committers = self.committers(group)
         info = policy.channel_info(group.extensions)
@@ -627,14 +634,23 @@ class Channel:
                 step.extend(self._choose_head(now))
                 return step
             return Step()
-        if tip.state_id == self._head:
-            return Step()
         step = Step(changed=True)
         if tip.blob == REMOVED_BLOB:
             # The winning branch removes us: the last epoch we can read stays our head.
-            self.meta.status = ChannelStatus.REMOVED
-            step.events.append(Removed())
+            if self.meta.status != ChannelStatus.REMOVED:
+                self.meta.status = ChannelStatus.REMOVED
+                step.events.append(Removed())
+            if tip.parent is not None and tip.parent != self._head:
+                self._group = self._load(self._nodes[tip.parent])
+                self._head = tip.parent
             return step
+        if self.meta.status == ChannelStatus.REMOVED:
+            # The branch that removed us lost: we are a member after all.
+            leaving = any(pi.sender == self.me and _is_leave(pi.payload)
+                          for pi in self.meta.intents.values())
+            self.meta.status = ChannelStatus.LEAVING if leaving else ChannelStatus.ACTIVE
+        elif tip.state_id == self._head:
+            return Step()
         before = set(self.member_peers())
         lost = set(self._chain_ids())
         self._group = self._load(tip)
@@ -982,6 +998,11 @@ def _root_node(group: Group) -> EpochNode:
 def _removed_branch_id(parent: EpochNode, commit_hash: bytes) -> bytes:
     # A branch that removes us has no epoch state we can read: name it by its commit.
     return hashlib.sha256(parent.state_id + commit_hash).digest()[:16]
+
+
+def _is_leave(intent_payload: bytes) -> bool:
+    content = decode_content(intent_payload)
+    return isinstance(content, Intent) and content.op == IntentOp.LEAVE
 
 
 def _content_type(mls_message: bytes) -> ContentType:

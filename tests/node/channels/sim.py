@@ -11,7 +11,7 @@ from node.channels import policy
 from node.channels.channel import Channel, Hold, MessageReceived, Step, Welcome
 from node.channels.content import CHANNEL_EXTENSION, IntentOp
 from node.channels.errors import Rejected
-from node.channels.wire import decode_payload, GroupMessage
+from node.channels.wire import GroupMessage, decode_payload
 from node.core.identity import Identity, PeerId
 
 T0 = 1_800_000_000.0
@@ -47,7 +47,9 @@ class World:
     """``loss``: chance a packet is lost (the sender retries until acknowledged);
     ``delay``: (min, max) seconds in flight, drawn per packet, so packets reorder."""
 
-    def __init__(self, seed: int, *, loss: float = 0.0, delay: tuple[float, float] = (0.01, 0.05)):
+    def __init__(
+        self, seed: int, *, loss: float = 0.0, delay: tuple[float, float] = (0.01, 0.05)
+    ) -> None:
         self.rand = random.Random(seed)
         self.now = T0
         self.loss = loss
@@ -121,7 +123,9 @@ class World:
                 joiner.client.restore_key_package(blob)
         self.apply(joiner, joiner.channel.set_display_name(joiner.name))
 
-    def _send(self, sender: PeerId, to: PeerId, state_id: bytes, payload: bytes, iid: bytes) -> None:
+    def _send(
+        self, sender: PeerId, to: PeerId, state_id: bytes, payload: bytes, iid: bytes
+    ) -> None:
         if self.rand.random() < self.loss or (sender, to) in self.cut:
             return
         self._order += 1
@@ -192,7 +196,9 @@ class World:
         self.run(seconds)
 
     def converged(self) -> bool:
-        chans = [m.channel for m in self.members.values() if m.channel is not None and m.channel.active]
+        chans = [
+            m.channel for m in self.members.values() if m.channel is not None and m.channel.active
+        ]
         if not chans:
             return True
         heads = {(c.epoch, c.fingerprint, tuple(sorted(c.member_peers()))) for c in chans}
