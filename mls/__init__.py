@@ -1,13 +1,14 @@
 """RFC 9420 (MLS) in pure Python, sans I/O.
 
-The group API: ``Client`` makes KeyPackages, creates and joins groups; ``Group`` adds,
-removes, updates, commits, encrypts and processes MLSMessage bytes. Lower layers (wire
+The group API: ``Client`` makes KeyPackages, creates groups and joins them (Welcome or
+external commit); ``Group`` adds, removes, updates, commits, encrypts and processes
+MLSMessage bytes. All seven RFC 9420 cipher suites are implemented. Lower layers (wire
 structs, crypto, tree, key schedule) live in the subpackages.
 """
 
 from __future__ import annotations
 
-from mls.client import Client
+from mls.client import Client, ExternalJoinOutput
 from mls.commit import CommitError
 from mls.errors import CryptoError, DecodeError, MlsError, ValidationError
 from mls.events import (
@@ -23,6 +24,7 @@ from mls.events import (
     WrongEpochError,
     WrongGroupError,
 )
+from mls.external import ExternalCommitError
 from mls.group import Group
 from mls.group_extensions import ExtensionsError
 from mls.inbound import CheckFn, InboundCheck, ProposalKind, ProposalView, ResolvedView
@@ -45,6 +47,8 @@ __all__ = [
     "DictPskStore",
     "DuplicateProposalError",
     "ExtensionsError",
+    "ExternalCommitError",
+    "ExternalJoinOutput",
     "Group",
     "GroupInactiveError",
     "InboundCheck",

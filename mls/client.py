@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from mls.crypto.hpke import Rng
 from mls.crypto.suite import get_suite
 from mls.errors import MlsError
 from mls.events import UnexpectedMessageError
+from mls.external import create_external_commit, parse_group_info
 from mls.group import Clock, Group
 from mls.group_context import GroupContext
 from mls.group_extensions import ExtensionsError, check_group_extensions, unsupported_reason
@@ -44,7 +46,16 @@ from mls.tree.treekem import PathPrivate
 from mls.tree.validation import sign_leaf_node
 from mls.welcome import WelcomeError, join_from_welcome
 
-__all__ = ["Client"]
+__all__ = ["Client", "ExternalJoinOutput"]
+
+
+@dataclass(frozen=True)
+class ExternalJoinOutput:
+    """``Client.join_external``'s result: our group state (new epoch) and the commit to
+    send to the group (MLSMessage bytes, a PublicMessage)."""
+
+    group: Group
+    commit: bytes
 
 
 class Client:
@@ -216,6 +227,36 @@ class Client:
         )
         del self._bundles[ref]  # a KeyPackage is used once
         return self._group(state)
+
+    def join_external(
+        self,
+        group_info: bytes,
+        *,
+        ratchet_tree: bytes | None = None,
+        resync: bool = False,
+        authenticated_data: bytes = b"",
+    ) -> ExternalJoinOutput:
+        """Join by external commit (RFC 9420 12.4.3.2) from an MLSMessage(GroupInfo) with
+        the ``external_pub`` extension (``Group.group_info()``). Send ``commit`` to the
+        group; ``group`` is already in the new epoch, and is useless if the members do not
+        accept the commit (join again from a fresh GroupInfo then). ``resync``: replace
+        our own leaf that is already in the group (state lost). ``ratchet_tree``: the tree,
+        when the GroupInfo does not carry it."""
+        gi = parse_group_info(group_info)
+        joined = create_external_commit(
+            self.suite,
+            gi,
+            signature_priv=self._signing_key,
+            credential=self.credential,
+            capabilities=self.capabilities,
+            rng=self._draw,
+            hpke_rng=self._rng,
+            ratchet_tree=ratchet_tree,
+            resync=resync,
+            authenticated_data=authenticated_data,
+            max_past_epochs=self.max_past_epochs,
+        )
+        return ExternalJoinOutput(self._group(joined.state), joined.commit)
 
     def group_from_bytes(self, data: bytes) -> Group:
         return Group.from_bytes(

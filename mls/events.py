@@ -60,6 +60,8 @@ class CommitApplied:
     # The group context extensions differ from the previous epoch's (read Group.extensions).
     extensions_changed: bool = False
     authenticated_data: bytes = b""  # the commit's, as its committer signed it
+    # An external commit: ``committer`` joined by itself (and is the last of ``added``).
+    external: bool = False
 
 
 class WrongGroupError(ValidationError):

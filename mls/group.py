@@ -14,7 +14,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from mls.codec import Reader, Writer, decode_exact
-from mls.commit import CommitError, CreatedCommit, create_commit, process_commit
+from mls.commit import (
+    CommitError,
+    CreatedCommit,
+    create_commit,
+    process_commit,
+    sign_group_info,
+)
 from mls.crypto.hpke import Rng
 from mls.crypto.labels import make_proposal_ref
 from mls.errors import DecodeError, MlsError
@@ -41,8 +47,10 @@ from mls.messages import (
     ContentType,
     Extension,
     ExtensionType,
+    ExternalPub,
     ExternalSenders,
     GroupContextExtensions,
+    GroupInfo,
     KeyPackage,
     LeafNode,
     LeafNodeSource,
@@ -236,6 +244,28 @@ class Group:
     @property
     def pending_proposals(self) -> list[ProposalMessage]:
         return [self._proposal_event(sp) for sp in self._state.proposals.values()]
+
+    def group_info(
+        self, *, with_external_pub: bool = True, ratchet_tree: bool | None = None
+    ) -> bytes:
+        """A GroupInfo for the current epoch (MLSMessage bytes), signed by us.
+
+        ``with_external_pub``: include the ``external_pub`` extension, so that whoever
+        holds it can join by external commit (``Client.join_external``) until the epoch
+        ends; share it only with clients allowed to join. ``ratchet_tree``: include the
+        tree (default: the group's ``ratchet_tree_extension`` setting)."""
+        self._check_active()
+        state = self._state
+        exts: list[Extension] = []
+        if self.ratchet_tree_extension if ratchet_tree is None else ratchet_tree:
+            exts.append(Extension(ExtensionType.RATCHET_TREE, state.tree.to_bytes()))
+        if with_external_pub:
+            pub = ExternalPub(state.secrets.external_pub)
+            exts.append(pub.to_extension())
+        # The epoch's confirmation tag, recomputed (RFC 9420 12.4.3).
+        tag = state.secrets.confirmation_tag(state.context.confirmed_transcript_hash)
+        gi = GroupInfo(state.context_bytes, tuple(exts), tag, state.leaf_index)
+        return MLSMessage(sign_group_info(state, gi)).to_bytes()
 
     def export_secret(self, label: bytes | str, context: bytes, length: int) -> bytes:
         return self._state.secrets.export(label, context, length)
@@ -573,7 +603,13 @@ class Group:
             if not (isinstance(content, Proposal) and isinstance(content.body, Add)):
                 raise UnexpectedMessageError("new_member_proposal must carry an Add")
             return uc.verify(content.body.key_package.leaf_node.signature_key)
-        raise UnexpectedMessageError("external commits are not supported")
+        if st == SenderType.NEW_MEMBER_COMMIT:
+            # Signed by the joiner with the key of the leaf in its UpdatePath (12.4.3.2).
+            content = uc.authenticated_content.content.content
+            if not (isinstance(content, Commit) and content.path is not None):
+                raise UnexpectedMessageError("new_member_commit must carry a commit with a path")
+            return uc.verify(content.path.leaf_node.signature_key)
+        raise UnexpectedMessageError(f"unknown sender type {st}")
 
     def _application(
         self, state: GroupState, vc: VerifiedContent, past_tree: RatchetTree | None = None
@@ -634,11 +670,14 @@ class Group:
         result = process_commit(
             state, vc, psk_store=self._psk_store, now=self._now(), on_resolved=on_resolved
         )
-        committer = _identity(state.tree.leaf(result.committer))
+        committer_leaf = result.committer_leaf or state.tree.leaf(result.committer)
+        added = tuple(_identity(kp.leaf_node) for _, kp in result.added)
+        if result.external:
+            added += (_identity(committer_leaf),)  # the joiner added itself
         event = CommitApplied(
             result.state.epoch if not result.removed_self else state.epoch,
-            committer,
-            tuple(_identity(kp.leaf_node) for _, kp in result.added),
+            _identity(committer_leaf),
+            added,
             tuple(_identity(leaf) for _, leaf in result.removed),
             removed_self=result.removed_self,
             extensions_changed=(
@@ -646,6 +685,7 @@ class Group:
                 and result.state.context.extensions != state.context.extensions
             ),
             authenticated_data=vc.content.authenticated_data,
+            external=result.external,
         )
         self._install(result.state)
         return event

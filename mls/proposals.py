@@ -20,6 +20,7 @@ from mls.key_packages import KeyPackageError, validate_key_package
 from mls.messages import (
     Add,
     ExtensionType,
+    ExternalInit,
     GroupContextExtensions,
     KeyPackage,
     LeafNode,
@@ -56,6 +57,7 @@ __all__ = [
     "required_capabilities",
     "resolve_proposals",
     "resolve_psks",
+    "validate_external_proposal_list",
     "validate_proposal",
     "validate_proposal_list",
 ]
@@ -138,12 +140,15 @@ def required_capabilities(context: GroupContext) -> RequiredCapabilities | None:
     return None
 
 
+# Who may send each proposal type; new_member_commit stands for the by-value proposals of
+# an external commit (RFC 9420 12.1.8, 12.2).
 _ALLOWED_SENDERS: dict[int, tuple[SenderType, ...]] = {
     ProposalType.ADD: (SenderType.MEMBER, SenderType.EXTERNAL, SenderType.NEW_MEMBER_PROPOSAL),
     ProposalType.UPDATE: (SenderType.MEMBER,),
-    ProposalType.REMOVE: (SenderType.MEMBER, SenderType.EXTERNAL),
-    ProposalType.PSK: (SenderType.MEMBER, SenderType.EXTERNAL),
+    ProposalType.REMOVE: (SenderType.MEMBER, SenderType.EXTERNAL, SenderType.NEW_MEMBER_COMMIT),
+    ProposalType.PSK: (SenderType.MEMBER, SenderType.EXTERNAL, SenderType.NEW_MEMBER_COMMIT),
     ProposalType.GROUP_CONTEXT_EXTENSIONS: (SenderType.MEMBER, SenderType.EXTERNAL),
+    ProposalType.EXTERNAL_INIT: (SenderType.NEW_MEMBER_COMMIT,),
 }
 
 
@@ -206,6 +211,9 @@ def validate_proposal(
             raise PskError("PSK nonce has the wrong length")
         if psk.psktype == PSKType.RESUMPTION and psk.usage != ResumptionPSKUsage.APPLICATION:
             raise PskError("only application resumption PSKs may be proposed")
+    elif isinstance(body, ExternalInit):
+        if len(body.kem_output) != suite.hpke.kem.n_enc:
+            raise ProposalError("ExternalInit kem_output has the wrong length")
     elif isinstance(body, GroupContextExtensions):
         # Support by the members is checked on the tree the commit produces (12.1.7: those
         # added by the same commit count, those removed do not): see check_tree_supports.
@@ -262,6 +270,36 @@ def validate_proposal_list(
         if target in touched:
             raise ProposalError(f"leaf {target} is updated or removed more than once")
         touched.add(target)
+
+
+def validate_external_proposal_list(
+    resolved: list[ResolvedProposal], joiner: LeafNode, *, tree: RatchetTree
+) -> None:
+    """The proposal list of an external commit (RFC 9420 12.2): exactly one ExternalInit,
+    at most one Remove, which must remove an old leaf of the joiner itself (a "resync": the
+    same credential identity), any number of distinct PSKs, and nothing else."""
+    inits = removes = 0
+    psk_ids: set[bytes] = set()
+    for rp in resolved:
+        body = rp.proposal.body
+        if isinstance(body, ExternalInit):
+            inits += 1
+        elif isinstance(body, Remove):
+            removes += 1
+            old = tree.leaf(body.removed) if body.removed < tree.n_leaves else None
+            if old is None or old.credential != joiner.credential:
+                raise ProposalError("an external commit may only remove the joiner's old leaf")
+        elif isinstance(body, PreSharedKey):
+            raw = body.psk.to_bytes()
+            if raw in psk_ids:
+                raise ProposalError("commit names the same PSK twice")
+            psk_ids.add(raw)
+        else:
+            raise ProposalError(f"proposal type {rp.proposal.proposal_type} in an external commit")
+    if inits != 1:
+        raise ProposalError("an external commit needs exactly one ExternalInit")
+    if removes > 1:
+        raise ProposalError("an external commit removes at most one leaf")
 
 
 def path_required(resolved: Iterable[ResolvedProposal]) -> bool:

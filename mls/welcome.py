@@ -46,6 +46,7 @@ __all__ = [
     "WelcomeError",
     "join_from_welcome",
     "open_welcome",
+    "verified_tree",
     "verify_group_info_signature",
 ]
 
@@ -116,6 +117,45 @@ def verify_group_info_signature(suite: CipherSuite, gi: GroupInfo, signer_pub: b
     return verify_with_label(suite, signer_pub, _GROUP_INFO_LABEL, gi.tbs(), gi.signature)
 
 
+def verified_tree(
+    suite: CipherSuite,
+    gi: GroupInfo,
+    ctx: GroupContext,
+    ratchet_tree: Tree | bytes | None,
+    error: type[ValidationError],
+) -> Tree:
+    """The ratchet tree a GroupInfo describes (its ``ratchet_tree`` extension, else the one
+    given out of band), checked as a joiner must (RFC 9420 12.4.3.1): the GroupInfo
+    signature by the ``signer`` leaf, the tree hash, and every leaf and parent, including
+    support for the group's extensions. Raises ``error`` or a ValidationError subclass."""
+    ext = find_extension(gi.extensions, ExtensionType.RATCHET_TREE)
+    if ext is not None:
+        tree = Tree.from_wire(suite, RatchetTree.from_bytes(ext.extension_data))
+    elif isinstance(ratchet_tree, bytes):
+        tree = Tree.from_bytes(suite, ratchet_tree)
+    elif ratchet_tree is not None:
+        tree = ratchet_tree.copy()
+    else:
+        raise error("no ratchet tree in the GroupInfo and none given")
+
+    if gi.signer >= tree.n_leaves:
+        raise error("GroupInfo signer outside the tree")
+    signer = tree.leaf(gi.signer)
+    if signer is None or not verify_group_info_signature(suite, gi, signer.signature_key):
+        raise error("GroupInfo signature does not verify")
+    rc: RequiredCapabilities | None = context_required_capabilities(ctx)
+    # Every leaf, ours included, must support the group's extensions (RFC 9420 13.4).
+    validate_tree(
+        tree,
+        group_id=ctx.group_id,
+        tree_hash=ctx.tree_hash,
+        now=None,
+        required_capabilities=rc,
+        group_extension_types=[t for t, _ in ctx.extensions],
+    )
+    return tree
+
+
 def join_from_welcome(
     suite: CipherSuite,
     welcome: Welcome,
@@ -135,31 +175,7 @@ def join_from_welcome(
     )
     gi, ctx = opened.group_info, opened.context
 
-    ext = find_extension(gi.extensions, ExtensionType.RATCHET_TREE)
-    if ext is not None:
-        tree = Tree.from_wire(suite, RatchetTree.from_bytes(ext.extension_data))
-    elif isinstance(ratchet_tree, bytes):
-        tree = Tree.from_bytes(suite, ratchet_tree)
-    elif ratchet_tree is not None:
-        tree = ratchet_tree.copy()
-    else:
-        raise WelcomeError("no ratchet tree in the Welcome and none given")
-
-    if gi.signer >= tree.n_leaves:
-        raise WelcomeError("GroupInfo signer outside the tree")
-    signer = tree.leaf(gi.signer)
-    if signer is None or not verify_group_info_signature(suite, gi, signer.signature_key):
-        raise WelcomeError("GroupInfo signature does not verify")
-    rc: RequiredCapabilities | None = context_required_capabilities(ctx)
-    # Every leaf, ours included, must support the group's extensions (RFC 9420 13.4).
-    validate_tree(
-        tree,
-        group_id=ctx.group_id,
-        tree_hash=ctx.tree_hash,
-        now=None,
-        required_capabilities=rc,
-        group_extension_types=[t for t, _ in ctx.extensions],
-    )
+    tree = verified_tree(suite, gi, ctx, ratchet_tree, WelcomeError)
 
     me = next(
         (i for i, leaf in tree.leaves() if leaf == kp.leaf_node),
