@@ -8,7 +8,7 @@ structs, crypto, tree, key schedule) live in the subpackages.
 
 from __future__ import annotations
 
-from mls.client import Client, ExternalJoinOutput
+from mls.client import Client, ExternalJoinOutput, ReInitOutput
 from mls.commit import CommitError
 from mls.errors import CryptoError, DecodeError, MlsError, ValidationError
 from mls.events import (
@@ -19,6 +19,8 @@ from mls.events import (
     GroupInactiveError,
     PendingCommitError,
     ProposalMessage,
+    ReInitError,
+    ReInitPendingError,
     UnexpectedMessageError,
     UnknownMemberError,
     WrongEpochError,
@@ -61,6 +63,9 @@ __all__ = [
     "ProposalView",
     "PskError",
     "PskStore",
+    "ReInitError",
+    "ReInitOutput",
+    "ReInitPendingError",
     "ResolvedView",
     "SecretBytes",
     "SenderType",

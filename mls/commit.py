@@ -7,7 +7,7 @@ swaps it in only when everything checked out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from mls import tree_math
@@ -42,6 +42,7 @@ from mls.messages import (
     Proposal,
     ProposalOrRef,
     ProposalRef,
+    ReInit,
     Remove,
     Sender,
     SenderType,
@@ -55,6 +56,7 @@ from mls.proposals import (
     ProposalError,
     PskStore,
     ResolvedProposal,
+    ResumptionLookup,
     apply_proposals,
     check_tree_supports,
     path_required,
@@ -129,11 +131,14 @@ def _provisional(state: GroupState, applied: AppliedProposals) -> GroupContext:
 
 
 def _psk_secret(
-    state: GroupState, applied: AppliedProposals, store: PskStore | None
+    state: GroupState,
+    applied: AppliedProposals,
+    store: PskStore | None,
+    resumption: ResumptionLookup | None = None,
 ) -> bytes | None:
     if not applied.psks:
         return None
-    values = resolve_psks(state.suite, applied.psks, store, state.resumption_psk)
+    values = resolve_psks(state.suite, applied.psks, store, resumption or state.resumption_psk)
     return psk_secret(state.suite, values)
 
 
@@ -144,11 +149,13 @@ def _next_state(
     ctx: GroupContext,
     ks: KeyScheduleResult,
     interim: bytes,
+    reinit: ReInit | None = None,
 ) -> GroupState:
     past, psks = state.ended()
     secrets = ks.epoch
     return replace(
         state,
+        reinit=reinit,
         context=ctx,
         tree=tree,
         private=private.pruned(tree),
@@ -176,6 +183,8 @@ def _select_cached(
         if isinstance(body, Update) and sp.sender.index == me:
             own_update = True
             continue
+        if isinstance(body, ReInit):
+            continue  # committed alone only, and only on request (Group.reinit)
         if isinstance(body, GroupContextExtensions) and (
             skip_gce or _gce_unsupported(state.tree, body)
         ):
@@ -250,20 +259,39 @@ def create_commit(
     ratchet_tree_extension: bool = True,
     authenticated_data: bytes = b"",
     capabilities: Capabilities | None = None,
+    resumption: ResumptionLookup | None = None,
+    cached_refs: Sequence[bytes] | None = None,
 ) -> CreatedCommit:
     """Commit every valid cached proposal plus ``proposals`` (by value, from us).
 
     A GroupContextExtensions among ``proposals`` replaces any cached one; its extensions
     apply when the other proposals are checked (RFC 9420 12.3), and every member of the
     resulting tree must support them. ``capabilities``: what our new leaf advertises when
-    the commit carries a path (default: our current leaf's). The current epoch's handshake
+    the commit carries a path (default: our current leaf's). ``resumption``: where
+    resumption PSKs are looked up (default: this group's own epochs). ``cached_refs``:
+    commit exactly these cached proposals instead of every valid one (a ReInit goes
+    alone). The current epoch's handshake
     ratchet advances (PrivateMessage); nothing else in ``state`` changes: the result
     carries the next epoch's state."""
     suite = state.suite
     me = state.leaf_index
     committer = Sender.member(me)
     own_gce = any(isinstance(p.body, GroupContextExtensions) for p in proposals)
-    cached, own_update = _select_cached(state, now, skip_gce=own_gce)
+    if cached_refs is None:
+        cached, own_update = _select_cached(state, now, skip_gce=own_gce)
+    else:
+        cached, own_update = [], False
+        for ref in cached_refs:
+            sp = state.proposals.get(ref)
+            if sp is None:
+                raise CommitError("no such cached proposal")
+            try:
+                validate_proposal(
+                    suite, sp.proposal, sp.sender, context=state.context, tree=state.tree, now=now
+                )
+            except ProposalError as exc:
+                raise CommitError(f"cannot commit proposal: {exc}") from None
+            cached.append(ResolvedProposal(sp.proposal, sp.sender, ref))
     removed_by_ref = {
         rp.proposal.body.removed for rp in cached if isinstance(rp.proposal.body, Remove)
     }
@@ -292,7 +320,7 @@ def create_commit(
     except ProposalError as exc:
         raise CommitError(str(exc)) from None
     prov = _provisional(state, applied)
-    psk_sec = _psk_secret(state, applied, psk_store)
+    psk_sec = _psk_secret(state, applied, psk_store, resumption)
     added_leaves = [i for i, _ in applied.added]
 
     private = state.private
@@ -327,7 +355,9 @@ def create_commit(
     tag = confirmation_tag(suite, ks.epoch.confirmation_key, confirmed)
     ac = AuthenticatedContent(wire_format, content, FramedContentAuthData(signature, tag))
     message = seal(state, ac, rng=rng)
-    new_state = _next_state(state, tree, private, new_ctx, ks, interim_hash(suite, confirmed, tag))
+    new_state = _next_state(
+        state, tree, private, new_ctx, ks, interim_hash(suite, confirmed, tag), applied.reinit
+    )
 
     exts: tuple[Extension, ...] = ()
     if ratchet_tree_extension:
@@ -456,7 +486,9 @@ def process_commit(
     new_ctx = replace(prov, tree_hash=tree.tree_hash(), confirmed_transcript_hash=confirmed)
     ks = key_schedule(suite, init_secret, commit_secret, psk_sec, new_ctx)
     verify_confirmation_tag(suite, ks.epoch.confirmation_key, confirmed, tag)
-    new_state = _next_state(state, tree, private, new_ctx, ks, interim_hash(suite, confirmed, tag))
+    new_state = _next_state(
+        state, tree, private, new_ctx, ks, interim_hash(suite, confirmed, tag), applied.reinit
+    )
     return ProcessedCommit(
         new_state,
         added,

@@ -32,6 +32,7 @@ from mls.events import (
     GroupInactiveError,
     PendingCommitError,
     ProposalMessage,
+    ReInitPendingError,
     UnexpectedMessageError,
     UnknownMemberError,
     WrongEpochError,
@@ -41,6 +42,7 @@ from mls.group_extensions import ExtensionsError, check_group_extensions
 from mls.inbound import CheckFn, InboundCheck, ProposalView, proposal_view
 from mls.key_packages import KeyPackageError, supported_extension_types
 from mls.messages import (
+    MLS10,
     Add,
     Capabilities,
     Commit,
@@ -60,7 +62,9 @@ from mls.messages import (
     PrivateMessage,
     Proposal,
     PublicMessage,
+    ReInit,
     Remove,
+    ResumptionPSKUsage,
     Sender,
     SenderType,
     Update,
@@ -72,6 +76,7 @@ from mls.proposals import (
     PskError,
     PskStore,
     ResolvedProposal,
+    ResumptionLookup,
     StoredProposal,
     validate_proposal,
 )
@@ -254,7 +259,7 @@ class Group:
         holds it can join by external commit (``Client.join_external``) until the epoch
         ends; share it only with clients allowed to join. ``ratchet_tree``: include the
         tree (default: the group's ``ratchet_tree_extension`` setting)."""
-        self._check_active()
+        self._check_sendable()
         state = self._state
         exts: list[Extension] = []
         if self.ratchet_tree_extension if ratchet_tree is None else ratchet_tree:
@@ -280,10 +285,22 @@ class Group:
         if not self._state.active:
             raise GroupInactiveError("we were removed from this group")
 
+    def _check_sendable(self) -> None:
+        self._check_active()
+        if self._state.reinit is not None:
+            raise ReInitPendingError("the group was reinitialized; use the new group")
+
+    @property
+    def reinit_pending(self) -> ReInit | None:
+        """The ReInit a commit applied (RFC 9420 11.2): the group no longer sends or takes
+        handshake messages (late application messages are still read). Its members move
+        to a new group: ``Client.create_reinit_group`` / ``Client.join_reinit``."""
+        return self._state.reinit
+
     # -- sending --------------------------------------------------------------------------
     def encrypt(self, data: bytes, aad: bytes = b"") -> bytes:
         """An application message (PrivateMessage) for the current epoch."""
-        self._check_active()
+        self._check_sendable()
         _, msg = sign_and_seal(
             self._state,
             data,
@@ -387,8 +404,10 @@ class Group:
         force_path: bool = False,
         extensions: Sequence[tuple[int, bytes]] | None = None,
         authenticated_data: bytes = b"",
+        cached_refs: Sequence[bytes] | None = None,
+        resumption: ResumptionLookup | None = None,
     ) -> CommitOutput:
-        self._check_active()
+        self._check_sendable()
         if self._pending is not None:
             raise PendingCommitError("a commit is already pending")
         if extensions is not None:
@@ -405,6 +424,8 @@ class Group:
             ratchet_tree_extension=self.ratchet_tree_extension,
             authenticated_data=bytes(authenticated_data),
             capabilities=self._leaf_capabilities(),
+            cached_refs=cached_refs,
+            resumption=resumption,
         )
         output = CommitOutput(created.message, created.welcome, created.group_info)
         self._pending = _Pending(created, output)
@@ -427,6 +448,7 @@ class Group:
             own=True,
             extensions_changed=created.state.context.extensions != old_extensions,
             authenticated_data=_authenticated_data(created.message),
+            reinit=created.state.reinit,
         )
 
     def clear_pending_commit(self) -> None:
@@ -440,7 +462,7 @@ class Group:
         self._own_proposals = {}
 
     def _propose(self, proposal: Proposal, encryption_priv: bytes | None = None) -> bytes:
-        self._check_active()
+        self._check_sendable()
         state = self._state
         validate_proposal(
             state.suite,
@@ -477,6 +499,78 @@ class Group:
         """Propose replacing the group context extensions with exactly ``extensions``
         (whoever commits it must give the commit an UpdatePath)."""
         return self._propose(_gce_proposal(extensions, ProposalError))
+
+    def _reinit_body(
+        self,
+        group_id: bytes | None,
+        cipher_suite: int | None,
+        extensions: Sequence[tuple[int, bytes]] | None,
+        error: type[MlsError],
+    ) -> ReInit:
+        state = self._state
+        try:
+            exts = check_group_extensions(
+                state.context.extensions if extensions is None else extensions
+            )
+        except ExtensionsError as exc:
+            raise error(str(exc)) from None
+        return ReInit(
+            self._rng(state.suite.nh) if group_id is None else bytes(group_id),
+            int(MLS10),
+            state.suite.suite_id if cipher_suite is None else cipher_suite,
+            tuple(Extension(t, d) for t, d in exts),
+        )
+
+    def reinit(
+        self,
+        *,
+        group_id: bytes | None = None,
+        cipher_suite: int | None = None,
+        extensions: Sequence[tuple[int, bytes]] | None = None,
+        authenticated_data: bytes = b"",
+    ) -> CommitOutput:
+        """Commit a ReInit (RFC 9420 11.2), alone: once merged, this group stops and its
+        members move to a new group with ``group_id`` (default: fresh random),
+        ``cipher_suite`` (default: this one) and group ``extensions`` (default: these),
+        created by one of them with ``Client.create_reinit_group``."""
+        body = self._reinit_body(group_id, cipher_suite, extensions, CommitError)
+        return self._commit([Proposal(body)], cached_refs=(), authenticated_data=authenticated_data)
+
+    def propose_reinit(
+        self,
+        *,
+        group_id: bytes | None = None,
+        cipher_suite: int | None = None,
+        extensions: Sequence[tuple[int, bytes]] | None = None,
+    ) -> bytes:
+        """Propose a ReInit; a member commits it with ``commit_reinit()`` (ordinary commits
+        leave a cached ReInit out, as RFC 9420 12.2 recommends)."""
+        return self._propose(
+            Proposal(self._reinit_body(group_id, cipher_suite, extensions, ProposalError))
+        )
+
+    def commit_reinit(self, *, authenticated_data: bytes = b"") -> CommitOutput:
+        """Commit the (first) cached ReInit proposal, alone."""
+        self._check_sendable()
+        ref = next(
+            (r for r, sp in self._state.proposals.items() if isinstance(sp.proposal.body, ReInit)),
+            None,
+        )
+        if ref is None:
+            raise CommitError("no ReInit proposal to commit")
+        return self._commit([], cached_refs=(ref,), authenticated_data=authenticated_data)
+
+    def propose_resumption_psk(self, epoch: int | None = None) -> bytes:
+        """Propose injecting the resumption PSK of one of this group's epochs (default: the
+        current one; older ones while kept, see ``GroupState.max_resumption_psks``)."""
+        state = self._state
+        epoch = state.epoch if epoch is None else epoch
+        if state.resumption_psk(state.context.group_id, epoch) is None:
+            raise PskError(f"the resumption PSK of epoch {epoch} is not kept")
+        pid = PreSharedKeyID.resumption(
+            ResumptionPSKUsage.APPLICATION, state.context.group_id, epoch, self._rng(state.suite.nh)
+        )
+        return self._propose(Proposal(PreSharedKey(pid)))
 
     def propose_update(self) -> bytes:
         state = self._state
@@ -556,6 +650,8 @@ class Group:
             if check is not None:
                 check(_inbound_check(vc, state.tree))
             return self._application(state, vc)
+        if state.reinit is not None:
+            raise ReInitPendingError("the group was reinitialized: no more handshake messages")
         if ct == ContentType.PROPOSAL:
             return self._store_proposal(state, vc, check)
         return self._apply_commit(state, vc, check)
@@ -686,6 +782,7 @@ class Group:
             ),
             authenticated_data=vc.content.authenticated_data,
             external=result.external,
+            reinit=None if result.removed_self else result.state.reinit,
         )
         self._install(result.state)
         return event

@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mls.crypto.suite import CipherSuite
+from mls.crypto.suite import SUITES, CipherSuite
 from mls.errors import MlsError, ValidationError
 from mls.group_context import GroupContext
 from mls.group_extensions import ExtensionsError, check_group_extensions, unsupported_reason
 from mls.key_packages import KeyPackageError, validate_key_package
 from mls.messages import (
+    MLS10,
     Add,
     ExtensionType,
     ExternalInit,
@@ -32,6 +33,7 @@ from mls.messages import (
     ProposalRef,
     ProposalType,
     PSKType,
+    ReInit,
     Remove,
     RequiredCapabilities,
     ResumptionPSKUsage,
@@ -149,6 +151,7 @@ _ALLOWED_SENDERS: dict[int, tuple[SenderType, ...]] = {
     ProposalType.PSK: (SenderType.MEMBER, SenderType.EXTERNAL, SenderType.NEW_MEMBER_COMMIT),
     ProposalType.GROUP_CONTEXT_EXTENSIONS: (SenderType.MEMBER, SenderType.EXTERNAL),
     ProposalType.EXTERNAL_INIT: (SenderType.NEW_MEMBER_COMMIT,),
+    ProposalType.REINIT: (SenderType.MEMBER, SenderType.EXTERNAL),
 }
 
 
@@ -209,8 +212,25 @@ def validate_proposal(
         psk = body.psk
         if len(psk.psk_nonce) != suite.nh:
             raise PskError("PSK nonce has the wrong length")
-        if psk.psktype == PSKType.RESUMPTION and psk.usage != ResumptionPSKUsage.APPLICATION:
+        if (
+            psk.psktype == PSKType.RESUMPTION
+            and psk.usage != ResumptionPSKUsage.APPLICATION
+            and context.epoch != 0
+        ):
+            # reinit/branch PSKs (11.2, 11.3) belong only in the first commit of the new
+            # group, which its creator alone processes; anywhere else they are invalid.
             raise PskError("only application resumption PSKs may be proposed")
+    elif isinstance(body, ReInit):
+        if body.version < context.version:
+            raise ProposalError("ReInit to an older protocol version")
+        if body.version != MLS10:
+            raise ProposalError(f"ReInit to protocol version {body.version} we do not speak")
+        if body.cipher_suite not in SUITES:
+            raise ProposalError(f"ReInit to cipher suite {body.cipher_suite} we do not implement")
+        try:
+            check_group_extensions((e.extension_type, e.extension_data) for e in body.extensions)
+        except ExtensionsError as exc:
+            raise ProposalError(f"ReInit extensions: {exc}") from None
     elif isinstance(body, ExternalInit):
         if len(body.kem_output) != suite.hpke.kem.n_enc:
             raise ProposalError("ExternalInit kem_output has the wrong length")
@@ -244,6 +264,8 @@ def validate_proposal_list(
     touched: set[int] = set()
     psk_ids: set[bytes] = set()
     gce = 0
+    if len(resolved) > 1 and any(isinstance(rp.proposal.body, ReInit) for rp in resolved):
+        raise ProposalError("a ReInit must be committed alone")
     for rp in resolved:
         body = rp.proposal.body
         if isinstance(body, Update):
@@ -316,6 +338,7 @@ class AppliedProposals:
     updated: list[int] = field(default_factory=list)
     extensions: tuple[tuple[int, bytes], ...] | None = None
     psks: list[PreSharedKeyID] = field(default_factory=list)
+    reinit: ReInit | None = None
 
 
 def apply_proposals(tree: RatchetTree, resolved: list[ResolvedProposal]) -> AppliedProposals:
@@ -329,6 +352,8 @@ def apply_proposals(tree: RatchetTree, resolved: list[ResolvedProposal]) -> Appl
             out.extensions = tuple((e.extension_type, e.extension_data) for e in body.extensions)
         elif isinstance(body, PreSharedKey):
             out.psks.append(body.psk)
+        elif isinstance(body, ReInit):
+            out.reinit = body
     try:
         for rp, body in bodies:
             if isinstance(body, Update):
@@ -357,9 +382,28 @@ def apply_proposals(tree: RatchetTree, resolved: list[ResolvedProposal]) -> Appl
                 raise ProposalError("Add of a client already in the group")
             for kp in adds:
                 out.added.append((tree.add_leaf(kp.leaf_node), kp))
+            _check_credentials(tree, [i for i, _ in out.added])
     except TreeError as exc:
         raise ProposalError(str(exc)) from None
     return out
+
+
+def _check_credentials(tree: RatchetTree, added: list[int]) -> None:
+    """RFC 9420 7.3 for added leaves, against the members of the resulting tree: each side
+    supports the other's credential type."""
+    new = [(i, tree.leaf(i)) for i in added]
+    for idx, leaf in tree.leaves():
+        for i, joiner in new:
+            if i == idx or joiner is None:
+                continue
+            if joiner.credential.credential_type not in leaf.capabilities.credentials:
+                raise ProposalError(
+                    f"leaf {idx} does not support the credential type of the added leaf {i}"
+                )
+            if leaf.credential.credential_type not in joiner.capabilities.credentials:
+                raise ProposalError(
+                    f"added leaf {i} does not support the credential type of leaf {idx}"
+                )
 
 
 def resolve_psks(

@@ -8,6 +8,7 @@ initial ``GroupState``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mls import tree_math
@@ -165,14 +166,27 @@ def join_from_welcome(
     psk_store: PskStore | None = None,
     now: int | None = None,
     max_past_epochs: int = 2,
+    resumption: ResumptionLookup | None = None,
+    on_opened: Callable[[OpenedWelcome], None] | None = None,
 ) -> GroupState:
-    """Full join: returns the group state of the Welcome's epoch. Raises MlsError subclasses."""
+    """Full join: returns the group state of the Welcome's epoch. Raises MlsError subclasses.
+
+    ``resumption`` looks up resumption PSKs the Welcome names (e.g. the old group's for a
+    ReInit); ``on_opened`` may inspect (and refuse, by raising) the decrypted GroupSecrets
+    and GroupInfo before the tree is checked."""
     kp = bundle.key_package
     if kp.cipher_suite != suite.suite_id:
         raise WelcomeError("KeyPackage is for another cipher suite")
     opened = open_welcome(
-        suite, welcome, key_package_ref(suite, kp), bundle.init_priv, psk_store=psk_store
+        suite,
+        welcome,
+        key_package_ref(suite, kp),
+        bundle.init_priv,
+        psk_store=psk_store,
+        resumption=resumption,
     )
+    if on_opened is not None:
+        on_opened(opened)
     gi, ctx = opened.group_info, opened.context
 
     tree = verified_tree(suite, gi, ctx, ratchet_tree, WelcomeError)
