@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from mls.codec import Reader, Writer, decode_exact
 from mls.commit import (
     CommitError,
-    CreatedCommit,
     create_commit,
     process_commit,
     sign_group_info,
 )
 from mls.crypto.hpke import Rng
 from mls.crypto.labels import make_proposal_ref
-from mls.errors import DecodeError, MlsError
+from mls.errors import MlsError
 from mls.events import (
     ApplicationMessage,
     CommitApplied,
@@ -38,19 +36,18 @@ from mls.events import (
     WrongEpochError,
     WrongGroupError,
 )
+from mls.group_codec import PendingCommit, StoredGroup, decode_group, encode_group
 from mls.group_extensions import ExtensionsError, check_group_extensions
-from mls.inbound import CheckFn, InboundCheck, ProposalView, proposal_view
+from mls.inbound import CheckFn, inbound_check, proposal_view, verify_sender
 from mls.key_packages import KeyPackageError, supported_extension_types
 from mls.messages import (
     MLS10,
     Add,
     Capabilities,
-    Commit,
     ContentType,
     Extension,
     ExtensionType,
     ExternalPub,
-    ExternalSenders,
     GroupContextExtensions,
     GroupInfo,
     KeyPackage,
@@ -80,8 +77,8 @@ from mls.proposals import (
     StoredProposal,
     validate_proposal,
 )
-from mls.protection import UnverifiedContent, VerifiedContent, unprotect_private, unprotect_public
-from mls.state import GroupState, decode_state, encode_state
+from mls.protection import VerifiedContent, unprotect_private, unprotect_public
+from mls.state import GroupState
 from mls.tree.ratchet_tree import RatchetTree
 from mls.tree.validation import sign_leaf_node
 
@@ -89,8 +86,6 @@ __all__ = ["Clock", "Group", "Inbound"]
 
 Clock = Callable[[], float]
 Inbound = ApplicationMessage | ProposalMessage | CommitApplied
-_GROUP_MAGIC = b"MLSP"
-_GROUP_VERSION = 1
 
 
 def _identity(leaf: LeafNode | None) -> bytes:
@@ -112,44 +107,6 @@ def _authenticated_data(message: bytes) -> bytes:
         return payload.content.authenticated_data
     assert isinstance(payload, PrivateMessage)
     return payload.authenticated_data
-
-
-def _inbound_check(
-    vc: VerifiedContent, tree: RatchetTree, proposals: tuple[ProposalView, ...] = ()
-) -> InboundCheck:
-    sender = vc.sender
-    member = sender.sender_type == SenderType.MEMBER
-    new_member = None
-    content = vc.content.content
-    if (
-        sender.sender_type == SenderType.NEW_MEMBER_PROPOSAL
-        and isinstance(content, Proposal)
-        and isinstance(content.body, Add)
-    ):
-        new_member = content.body.key_package.leaf_node.credential.identity
-    elif (
-        sender.sender_type == SenderType.NEW_MEMBER_COMMIT
-        and isinstance(content, Commit)
-        and content.path is not None
-    ):
-        new_member = content.path.leaf_node.credential.identity
-    return InboundCheck(
-        content_type=vc.content_type,
-        epoch=vc.content.epoch,
-        sender=_identity(tree.leaf(sender.index)) if member else None,
-        sender_leaf=sender.index if member else None,
-        authenticated_data=vc.content.authenticated_data,
-        proposals=proposals,
-        sender_type=sender.sender_type,
-        wire_format=vc.wire_format,
-        new_member=new_member,
-    )
-
-
-@dataclass(frozen=True)
-class _Pending:
-    created: CreatedCommit
-    output: CommitOutput
 
 
 class Group:
@@ -183,7 +140,7 @@ class Group:
         self.handshake_format: WireFormat = handshake_format
         self.ratchet_tree_extension = ratchet_tree_extension
         self.padding = padding
-        self._pending: _Pending | None = None
+        self._pending: PendingCommit | None = None
         self._own_proposals: dict[bytes, bytes] = {}  # message bytes -> ref (echo detection)
         # Extension types our new leaves (updates, commit paths) advertise on top of the
         # current leaf's: a client that learned new types upgrades its leaf when it rekeys.
@@ -428,7 +385,7 @@ class Group:
             resumption=resumption,
         )
         output = CommitOutput(created.message, created.welcome, created.group_info)
-        self._pending = _Pending(created, output)
+        self._pending = PendingCommit(created, output)
         return output
 
     def merge_pending_commit(self) -> CommitApplied:
@@ -625,7 +582,7 @@ class Group:
                     sender_data_secret=state.secrets.sender_data_secret,
                     context_bytes=state.context_bytes,
                 )
-                return self._dispatch(state, self._verify(uc, state.tree, state), check)
+                return self._dispatch(state, verify_sender(uc, state.tree, state.context), check)
         past = next((p for p in state.past if p.context.epoch == payload.epoch), None)
         if past is None or payload.content_type != ContentType.APPLICATION:
             raise WrongEpochError(f"message for epoch {payload.epoch}, we are at {state.epoch}")
@@ -637,9 +594,9 @@ class Group:
                 secret_tree=past.secret_tree,
                 sender_data_secret=past.sender_data_secret,
             )
-            vc = self._verify(uc, past.tree, state)
+            vc = verify_sender(uc, past.tree, state.context)
             if check is not None:
-                check(_inbound_check(vc, past.tree))
+                check(inbound_check(vc, past.tree))
             return self._application(state, vc, past_tree=past.tree)
 
     def _dispatch(
@@ -648,7 +605,7 @@ class Group:
         ct = vc.content_type
         if ct == ContentType.APPLICATION:
             if check is not None:
-                check(_inbound_check(vc, state.tree))
+                check(inbound_check(vc, state.tree))
             return self._application(state, vc)
         if state.reinit is not None:
             raise ReInitPendingError("the group was reinitialized: no more handshake messages")
@@ -673,39 +630,7 @@ class Group:
             group_context=state.context,
             membership_key=state.secrets.membership_key,
         )
-        return state, self._verify(uc, state.tree, state)
-
-    def _verify(
-        self, uc: UnverifiedContent, tree: RatchetTree, state: GroupState
-    ) -> VerifiedContent:
-        sender = uc.sender
-        st = sender.sender_type
-        if st == SenderType.MEMBER:
-            leaf = tree.leaf(sender.index) if sender.index < tree.n_leaves else None
-            if leaf is None:
-                raise UnknownMemberError(f"sender leaf {sender.index} is blank")
-            return uc.verify(leaf.signature_key)
-        if st == SenderType.EXTERNAL:
-            ext = next(
-                (d for t, d in state.context.extensions if t == ExtensionType.EXTERNAL_SENDERS),
-                None,
-            )
-            senders = ExternalSenders.from_bytes(ext).senders if ext is not None else ()
-            if sender.index >= len(senders):
-                raise UnknownMemberError("unknown external sender")
-            return uc.verify(senders[sender.index].signature_key)
-        if st == SenderType.NEW_MEMBER_PROPOSAL:
-            content = uc.authenticated_content.content.content
-            if not (isinstance(content, Proposal) and isinstance(content.body, Add)):
-                raise UnexpectedMessageError("new_member_proposal must carry an Add")
-            return uc.verify(content.body.key_package.leaf_node.signature_key)
-        if st == SenderType.NEW_MEMBER_COMMIT:
-            # Signed by the joiner with the key of the leaf in its UpdatePath (12.4.3.2).
-            content = uc.authenticated_content.content.content
-            if not (isinstance(content, Commit) and content.path is not None):
-                raise UnexpectedMessageError("new_member_commit must carry a commit with a path")
-            return uc.verify(content.path.leaf_node.signature_key)
-        raise UnexpectedMessageError(f"unknown sender type {st}")
+        return state, verify_sender(uc, state.tree, state.context)
 
     def _application(
         self, state: GroupState, vc: VerifiedContent, past_tree: RatchetTree | None = None
@@ -742,7 +667,7 @@ class Group:
         )
         if check is not None:
             view = proposal_view(proposal, vc.sender, state.tree)
-            check(_inbound_check(vc, state.tree, (view,)))
+            check(inbound_check(vc, state.tree, (view,)))
         stored = StoredProposal(ref, proposal, vc.sender)
         self._state = state.with_proposal(stored)
         return self._proposal_event(stored)
@@ -761,7 +686,7 @@ class Group:
                     )
                     for rp in resolved
                 )
-                hook(_inbound_check(vc, state.tree, views))
+                hook(inbound_check(vc, state.tree, views))
 
         result = process_commit(
             state, vc, psk_store=self._psk_store, now=self._now(), on_resolved=on_resolved
@@ -790,21 +715,16 @@ class Group:
     # -- storage --------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """Versioned storage encoding of everything, private keys and pending commit
-        included: keep it in protected storage only."""
-        w = Writer().raw(_GROUP_MAGIC).uint16(_GROUP_VERSION)
-        w.uint16(self.handshake_format).uint8(1 if self.ratchet_tree_extension else 0)
-        w.uint32(self.padding).opaque(encode_state(self._state))
-
-        def write_pending(w2: Writer, p: _Pending) -> None:
-            c = p.created
-            w2.opaque(encode_state(c.state)).opaque(c.message)
-            w2.optional(c.welcome, Writer.opaque)
-            w2.opaque(c.group_info)
-            w2.vector(list(c.added), lambda w3, a: w3.uint32(a[0]).opaque(a[1].to_bytes()))
-            w2.vector(list(c.removed), lambda w3, r: w3.uint32(r[0]).opaque(r[1].to_bytes()))
-
-        w.optional(self._pending, write_pending)
-        return w.getvalue()
+        included: keep it in protected storage only (``mls.group_codec``)."""
+        return encode_group(
+            StoredGroup(
+                self._state,
+                self.handshake_format,
+                self.ratchet_tree_extension,
+                self.padding,
+                self._pending,
+            )
+        )
 
     @classmethod
     def from_bytes(
@@ -816,49 +736,17 @@ class Group:
         psk_store: PskStore | None = None,
         extensions_supported: Sequence[int] = (),
     ) -> Group:
-        def read(r: Reader) -> Group:
-            if r.raw(4) != _GROUP_MAGIC:
-                raise DecodeError("not a stored MLS group")
-            if r.uint16() != _GROUP_VERSION:
-                raise DecodeError("unsupported stored group version")
-            fmt = r.uint16()
-            if fmt not in (WireFormat.PUBLIC_MESSAGE, WireFormat.PRIVATE_MESSAGE):
-                raise DecodeError("bad handshake format")
-            rt_ext = r.uint8()
-            if rt_ext > 1:
-                raise DecodeError("bad flag")
-            padding = r.uint32()
-            state = decode_state(r.opaque())
-
-            def read_pending(r2: Reader) -> _Pending:
-                new_state = decode_state(r2.opaque())
-                message = r2.opaque()
-                welcome = r2.optional(Reader.opaque)
-                gi = r2.opaque()
-                added = r2.vector(lambda r3: (r3.uint32(), KeyPackage.from_bytes(r3.opaque())))
-                removed = r2.vector(lambda r3: (r3.uint32(), LeafNode.from_bytes(r3.opaque())))
-                created = CreatedCommit(
-                    new_state, message, welcome, gi, tuple(added), tuple(removed)
-                )
-                return _Pending(created, CommitOutput(message, welcome, gi))
-
-            pending = r.optional(read_pending)
-            group = cls(
-                state,
-                rng=rng,
-                clock=clock,
-                psk_store=psk_store,
-                handshake_format=WireFormat(fmt),
-                ratchet_tree_extension=bool(rt_ext),
-                padding=padding,
-                extensions_supported=extensions_supported,
-            )
-            group._pending = pending
-            return group
-
-        try:
-            return decode_exact(data, read)
-        except (ValueError, MlsError) as exc:
-            if isinstance(exc, DecodeError):
-                raise
-            raise DecodeError(f"bad stored group: {exc}") from None
+        """The group ``to_bytes()`` stored; DecodeError on anything else."""
+        stored = decode_group(data)
+        group = cls(
+            stored.state,
+            rng=rng,
+            clock=clock,
+            psk_store=psk_store,
+            handshake_format=stored.handshake_format,
+            ratchet_tree_extension=stored.ratchet_tree_extension,
+            padding=stored.padding,
+            extensions_supported=extensions_supported,
+        )
+        group._pending = stored.pending
+        return group

@@ -135,11 +135,26 @@ class DhKemNist(Kem):
         return _uncompressed(self._priv(sk).public_key())
 
     def dh(self, sk: bytes, pk: bytes) -> bytes:
+        # ECDH gives the x-coordinate, left-padded to the field size (Ndh = Nsk bytes).
+        return self._exchange(self._priv(sk), pk)
+
+    def _exchange(self, priv: ec.EllipticCurvePrivateKey, pk: bytes) -> bytes:
         try:
-            # ECDH gives the x-coordinate, left-padded to the field size (Ndh = Nsk bytes).
-            return self._priv(sk).exchange(ec.ECDH(), self._pub(pk))
+            return priv.exchange(ec.ECDH(), self._pub(pk))
         except ValueError:
             raise CryptoError("ECDH failed") from None
+
+    # Ephemeral keys are built once per encap and not cached (they would push the members'
+    # long-lived keys out of the cache); receivers' keys are cached.
+    def encap(self, pk_r: bytes, sk_e: bytes) -> tuple[bytes, bytes]:
+        priv = nist_private_key(self.curve, sk_e, self.n_sk)
+        enc = _uncompressed(priv.public_key())
+        return self._extract_and_expand(self._exchange(priv, pk_r), enc + pk_r), enc
+
+    def decap(self, enc: bytes, sk_r: bytes) -> bytes:
+        priv = self._priv(sk_r)
+        pk_rm = _uncompressed(priv.public_key())
+        return self._extract_and_expand(self._exchange(priv, enc), enc + pk_rm)
 
     def derive_private_key(self, ikm: bytes) -> bytes:
         prk = _labeled_extract(self.kdf, self.suite_id, b"", b"dkp_prk", ikm)
@@ -177,14 +192,25 @@ class DhKemX448(Kem):
 
     def __init__(self) -> None:
         self.kdf = KDF_HKDF_SHA512
+        self._privs = KeyCache(64)
 
     def __repr__(self) -> str:
         return "DhKemX448()"
 
-    def _priv(self, sk: bytes) -> x448.X448PrivateKey:
+    @staticmethod
+    def _parse(sk: bytes) -> x448.X448PrivateKey:
         if len(sk) != 56:
             raise CryptoError("X448 private key must be 56 bytes")
         return x448.X448PrivateKey.from_private_bytes(bytes(sk))
+
+    def _priv(self, sk: bytes) -> x448.X448PrivateKey:
+        sk = bytes(sk)
+        key = self._privs.get(sk)
+        if key is None:
+            key = self._parse(sk)
+            self._privs.put(sk, key)
+        assert isinstance(key, x448.X448PrivateKey)
+        return key
 
     def _pub(self, pk: bytes) -> x448.X448PublicKey:
         if len(pk) != 56:
@@ -195,13 +221,26 @@ class DhKemX448(Kem):
         return self._priv(sk).public_key().public_bytes_raw()
 
     def dh(self, sk: bytes, pk: bytes) -> bytes:
+        return self._exchange(self._priv(sk), pk)
+
+    def _exchange(self, priv: x448.X448PrivateKey, pk: bytes) -> bytes:
         try:
-            shared = self._priv(sk).exchange(self._pub(pk))
+            shared = priv.exchange(self._pub(pk))
         except ValueError:
             raise CryptoError("X448 key exchange failed") from None
         if not any(shared):  # RFC 9180 7.1.4: reject the all-zero value (low-order point)
             raise CryptoError("X448 key exchange gave the all-zero value")
         return shared
+
+    def encap(self, pk_r: bytes, sk_e: bytes) -> tuple[bytes, bytes]:
+        priv = self._parse(sk_e)  # ephemeral: built once, not cached
+        enc = priv.public_key().public_bytes_raw()
+        return self._extract_and_expand(self._exchange(priv, pk_r), enc + pk_r), enc
+
+    def decap(self, enc: bytes, sk_r: bytes) -> bytes:
+        priv = self._priv(sk_r)
+        pk_rm = priv.public_key().public_bytes_raw()
+        return self._extract_and_expand(self._exchange(priv, enc), enc + pk_rm)
 
     def derive_private_key(self, ikm: bytes) -> bytes:
         prk = _labeled_extract(self.kdf, self.suite_id, b"", b"dkp_prk", ikm)
