@@ -208,7 +208,7 @@ class Group:
         return [self._proposal_event(sp) for sp in self._state.proposals.values()]
 
     def group_info(
-        self, *, with_external_pub: bool = True, ratchet_tree: bool | None = None
+        self, with_external_pub: bool = True, *, ratchet_tree: bool | None = None
     ) -> bytes:
         """A GroupInfo for the current epoch (MLSMessage bytes), signed by us.
 

@@ -122,6 +122,8 @@ def test_group_info_without_external_pub_cannot_be_used() -> None:
     ga, _, dave = trio()
     with pytest.raises(ExternalCommitError, match="external_pub"):
         dave.join_external(ga.group_info(with_external_pub=False))
+    with pytest.raises(ExternalCommitError, match="external_pub"):
+        dave.join_external(ga.group_info(False))
     with pytest.raises(DecodeError):
         dave.join_external(b"\x00\x01\x00\x04")
     with pytest.raises(ExternalCommitError, match="GroupInfo"):
