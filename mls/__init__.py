@@ -1,13 +1,14 @@
 """RFC 9420 (MLS) in pure Python, sans I/O.
 
-The group API: ``Client`` makes KeyPackages, creates and joins groups; ``Group`` adds,
-removes, updates, commits, encrypts and processes MLSMessage bytes. Lower layers (wire
+The group API: ``Client`` makes KeyPackages, creates groups and joins them (Welcome or
+external commit); ``Group`` adds, removes, updates, commits, encrypts and processes
+MLSMessage bytes. All seven RFC 9420 cipher suites are implemented. Lower layers (wire
 structs, crypto, tree, key schedule) live in the subpackages.
 """
 
 from __future__ import annotations
 
-from mls.client import Client
+from mls.client import Client, ExternalJoinOutput, ReInitOutput
 from mls.commit import CommitError
 from mls.errors import CryptoError, DecodeError, MlsError, ValidationError
 from mls.events import (
@@ -18,11 +19,14 @@ from mls.events import (
     GroupInactiveError,
     PendingCommitError,
     ProposalMessage,
+    ReInitError,
+    ReInitPendingError,
     UnexpectedMessageError,
     UnknownMemberError,
     WrongEpochError,
     WrongGroupError,
 )
+from mls.external import ExternalCommitError
 from mls.group import Group
 from mls.group_extensions import ExtensionsError
 from mls.inbound import CheckFn, InboundCheck, ProposalKind, ProposalView, ResolvedView
@@ -45,6 +49,8 @@ __all__ = [
     "DictPskStore",
     "DuplicateProposalError",
     "ExtensionsError",
+    "ExternalCommitError",
+    "ExternalJoinOutput",
     "Group",
     "GroupInactiveError",
     "InboundCheck",
@@ -57,6 +63,9 @@ __all__ = [
     "ProposalView",
     "PskError",
     "PskStore",
+    "ReInitError",
+    "ReInitOutput",
+    "ReInitPendingError",
     "ResolvedView",
     "SecretBytes",
     "SenderType",

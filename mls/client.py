@@ -4,12 +4,14 @@ keys, and the groups it creates or joins."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from mls.crypto.hpke import Rng
 from mls.crypto.suite import get_suite
 from mls.errors import MlsError
-from mls.events import UnexpectedMessageError
+from mls.events import ReInitError, UnexpectedMessageError
+from mls.external import create_external_commit, parse_group_info
 from mls.group import Clock, Group
 from mls.group_context import GroupContext
 from mls.group_extensions import ExtensionsError, check_group_extensions, unsupported_reason
@@ -25,6 +27,7 @@ from mls.key_packages import (
 )
 from mls.key_schedule import key_schedule
 from mls.messages import (
+    Add,
     Capabilities,
     Credential,
     KeyPackage,
@@ -32,19 +35,42 @@ from mls.messages import (
     LeafNodeSource,
     Lifetime,
     MLSMessage,
+    PreSharedKey,
+    PreSharedKeyID,
+    Proposal,
+    PSKType,
+    ResumptionPSKUsage,
     Welcome,
     WireFormat,
 )
-from mls.proposals import PskStore
+from mls.proposals import PskStore, ResumptionLookup
 from mls.secret_tree import SecretTree
 from mls.state import GroupState
 from mls.transcript import initial
 from mls.tree.ratchet_tree import RatchetTree
 from mls.tree.treekem import PathPrivate
 from mls.tree.validation import sign_leaf_node
-from mls.welcome import WelcomeError, join_from_welcome
+from mls.welcome import OpenedWelcome, WelcomeError, join_from_welcome
 
-__all__ = ["Client"]
+__all__ = ["Client", "ExternalJoinOutput", "ReInitOutput"]
+
+
+@dataclass(frozen=True)
+class ReInitOutput:
+    """``Client.create_reinit_group``'s result: the new group (epoch 1) and the Welcome
+    (MLSMessage bytes) for the other members (``Client.join_reinit``)."""
+
+    group: Group
+    welcome: bytes | None
+
+
+@dataclass(frozen=True)
+class ExternalJoinOutput:
+    """``Client.join_external``'s result: our group state (new epoch) and the commit to
+    send to the group (MLSMessage bytes, a PublicMessage)."""
+
+    group: Group
+    commit: bytes
 
 
 class Client:
@@ -203,6 +229,15 @@ class Client:
 
     def join(self, welcome: bytes, ratchet_tree: bytes | None = None) -> Group:
         """Join from an MLSMessage(Welcome) addressed to one of our KeyPackages."""
+        return self._join(welcome, ratchet_tree)
+
+    def _join(
+        self,
+        welcome: bytes,
+        ratchet_tree: bytes | None,
+        resumption: ResumptionLookup | None = None,
+        on_opened: Callable[[OpenedWelcome], None] | None = None,
+    ) -> Group:
         payload = MLSMessage.from_bytes(welcome).payload
         if not isinstance(payload, Welcome):
             raise UnexpectedMessageError("expected an MLSMessage carrying a Welcome")
@@ -218,9 +253,105 @@ class Client:
             ratchet_tree=ratchet_tree,
             psk_store=self._psk_store,
             max_past_epochs=self.max_past_epochs,
+            resumption=resumption,
+            on_opened=on_opened,
         )
         del self._bundles[ref]  # a KeyPackage is used once
         return self._group(state)
+
+    # -- reinitialization (RFC 9420 11.2) --------------------------------------------------
+    def create_reinit_group(
+        self, old: Group, key_packages: Iterable[bytes | KeyPackage]
+    ) -> ReInitOutput:
+        """Step 3 of a ReInit: create the new group that ``old``'s committed ReInit describes
+        (its group id, our suite = its suite, its extensions), add the other members by
+        their KeyPackages for that suite, bound to ``old`` by a resumption PSK (usage
+        reinit) of ``old``'s current epoch. Returns the new group (epoch 1) and the Welcome.
+        Every KeyPackage must belong to a member of ``old``."""
+        ri = old.reinit_pending
+        if ri is None:
+            raise ReInitError("no ReInit was committed in that group")
+        if ri.cipher_suite != self.suite.suite_id:
+            raise ReInitError(f"the new group uses suite {ri.cipher_suite}, this client another")
+        if self.identity not in old.members:
+            raise ReInitError("we are not a member of the old group")
+        old_members = set(old.members)
+        kps = old._key_packages(key_packages)
+        for kp in kps:
+            ident = kp.leaf_node.credential.identity
+            if ident not in old_members or ident == self.identity:
+                raise ReInitError(f"{ident!r} is not another member of the old group")
+        group = self.create_group(
+            ri.group_id, extensions=[(e.extension_type, e.extension_data) for e in ri.extensions]
+        )
+        pid = PreSharedKeyID.resumption(
+            ResumptionPSKUsage.REINIT, old.group_id, old.epoch, self._draw(self.suite.nh)
+        )
+        proposals = [Proposal(Add(kp)) for kp in kps] + [Proposal(PreSharedKey(pid))]
+        out = group._commit(proposals, cached_refs=(), resumption=old.state.resumption_psk)
+        group.merge_pending_commit()
+        return ReInitOutput(group, out.welcome)
+
+    def join_reinit(self, welcome: bytes, old: Group, ratchet_tree: bytes | None = None) -> Group:
+        """Join the group that replaces ``old`` after its ReInit, checking what RFC 9420
+        11.2 requires: the new group's id, version, suite and extensions are the ReInit's,
+        its epoch is 1, and the Welcome names the resumption PSK (usage reinit) of ``old``'s
+        current epoch."""
+        ri = old.reinit_pending
+        if ri is None:
+            raise ReInitError("no ReInit was committed in that group")
+        want_exts = tuple((e.extension_type, e.extension_data) for e in ri.extensions)
+
+        def check(opened: OpenedWelcome) -> None:
+            ctx = opened.context
+            if (ctx.group_id, ctx.version, ctx.cipher_suite, ctx.extensions, ctx.epoch) != (
+                ri.group_id,
+                ri.version,
+                ri.cipher_suite,
+                want_exts,
+                1,
+            ):
+                raise WelcomeError("the Welcome's group does not match the ReInit")
+            if not any(
+                p.psktype == PSKType.RESUMPTION
+                and p.usage == ResumptionPSKUsage.REINIT
+                and p.psk_group_id == old.group_id
+                and p.psk_epoch == old.epoch
+                for p in opened.group_secrets.psks
+            ):
+                raise WelcomeError("the Welcome does not carry the ReInit's resumption PSK")
+
+        return self._join(welcome, ratchet_tree, old.state.resumption_psk, check)
+
+    def join_external(
+        self,
+        group_info: bytes,
+        *,
+        ratchet_tree: bytes | None = None,
+        resync: bool = False,
+        authenticated_data: bytes = b"",
+    ) -> ExternalJoinOutput:
+        """Join by external commit (RFC 9420 12.4.3.2) from an MLSMessage(GroupInfo) with
+        the ``external_pub`` extension (``Group.group_info()``). Send ``commit`` to the
+        group; ``group`` is already in the new epoch, and is useless if the members do not
+        accept the commit (join again from a fresh GroupInfo then). ``resync``: replace
+        our own leaf that is already in the group (state lost). ``ratchet_tree``: the tree,
+        when the GroupInfo does not carry it."""
+        gi = parse_group_info(group_info)
+        joined = create_external_commit(
+            self.suite,
+            gi,
+            signature_priv=self._signing_key,
+            credential=self.credential,
+            capabilities=self.capabilities,
+            rng=self._draw,
+            hpke_rng=self._rng,
+            ratchet_tree=ratchet_tree,
+            resync=resync,
+            authenticated_data=authenticated_data,
+            max_past_epochs=self.max_past_epochs,
+        )
+        return ExternalJoinOutput(self._group(joined.state), joined.commit)
 
     def group_from_bytes(self, data: bytes) -> Group:
         return Group.from_bytes(

@@ -7,16 +7,21 @@ swaps it in only when everything checked out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from mls import tree_math
 from mls.crypto.hpke import Rng
 from mls.crypto.labels import encrypt_with_label, sign_with_label
-from mls.errors import ValidationError
+from mls.errors import CryptoError, ValidationError
 from mls.group_context import GroupContext
 from mls.key_packages import key_package_ref
-from mls.key_schedule import KeyScheduleResult, key_schedule, welcome_key_nonce
+from mls.key_schedule import (
+    KeyScheduleResult,
+    external_init_receiver,
+    key_schedule,
+    welcome_key_nonce,
+)
 from mls.messages import (
     AuthenticatedContent,
     Capabilities,
@@ -24,6 +29,7 @@ from mls.messages import (
     EncryptedGroupSecrets,
     Extension,
     ExtensionType,
+    ExternalInit,
     FramedContentAuthData,
     GroupContextExtensions,
     GroupInfo,
@@ -36,8 +42,10 @@ from mls.messages import (
     Proposal,
     ProposalOrRef,
     ProposalRef,
+    ReInit,
     Remove,
     Sender,
+    SenderType,
     Update,
     Welcome,
     WireFormat,
@@ -48,12 +56,14 @@ from mls.proposals import (
     ProposalError,
     PskStore,
     ResolvedProposal,
+    ResumptionLookup,
     apply_proposals,
     check_tree_supports,
     path_required,
     required_capabilities,
     resolve_proposals,
     resolve_psks,
+    validate_external_proposal_list,
     validate_proposal,
     validate_proposal_list,
 )
@@ -68,7 +78,7 @@ from mls.transcript import (
     verify_confirmation_tag,
 )
 from mls.tree.ratchet_tree import RatchetTree
-from mls.tree.treekem import PathPrivate, TreeKemError, create_update_path, process_update_path
+from mls.tree.treekem import PathPrivate, create_update_path, process_update_path
 
 __all__ = [
     "GROUP_INFO_TBS_LABEL",
@@ -105,8 +115,10 @@ class ProcessedCommit:
     added: tuple[tuple[int, KeyPackage], ...] = ()
     removed: tuple[tuple[int, LeafNode], ...] = ()
     removed_self: bool = False
-    committer: int = 0
+    committer: int = 0  # leaf index (for an external commit: the joiner's new leaf)
     psks: int = field(default=0)
+    committer_leaf: LeafNode | None = None  # the committer's leaf in the new tree
+    external: bool = False
 
 
 def _provisional(state: GroupState, applied: AppliedProposals) -> GroupContext:
@@ -119,11 +131,14 @@ def _provisional(state: GroupState, applied: AppliedProposals) -> GroupContext:
 
 
 def _psk_secret(
-    state: GroupState, applied: AppliedProposals, store: PskStore | None
+    state: GroupState,
+    applied: AppliedProposals,
+    store: PskStore | None,
+    resumption: ResumptionLookup | None = None,
 ) -> bytes | None:
     if not applied.psks:
         return None
-    values = resolve_psks(state.suite, applied.psks, store, state.resumption_psk)
+    values = resolve_psks(state.suite, applied.psks, store, resumption or state.resumption_psk)
     return psk_secret(state.suite, values)
 
 
@@ -134,11 +149,13 @@ def _next_state(
     ctx: GroupContext,
     ks: KeyScheduleResult,
     interim: bytes,
+    reinit: ReInit | None = None,
 ) -> GroupState:
     past, psks = state.ended()
     secrets = ks.epoch
     return replace(
         state,
+        reinit=reinit,
         context=ctx,
         tree=tree,
         private=private.pruned(tree),
@@ -166,6 +183,8 @@ def _select_cached(
         if isinstance(body, Update) and sp.sender.index == me:
             own_update = True
             continue
+        if isinstance(body, ReInit):
+            continue  # committed alone only, and only on request (Group.reinit)
         if isinstance(body, GroupContextExtensions) and (
             skip_gce or _gce_unsupported(state.tree, body)
         ):
@@ -240,20 +259,39 @@ def create_commit(
     ratchet_tree_extension: bool = True,
     authenticated_data: bytes = b"",
     capabilities: Capabilities | None = None,
+    resumption: ResumptionLookup | None = None,
+    cached_refs: Sequence[bytes] | None = None,
 ) -> CreatedCommit:
     """Commit every valid cached proposal plus ``proposals`` (by value, from us).
 
     A GroupContextExtensions among ``proposals`` replaces any cached one; its extensions
     apply when the other proposals are checked (RFC 9420 12.3), and every member of the
     resulting tree must support them. ``capabilities``: what our new leaf advertises when
-    the commit carries a path (default: our current leaf's). The current epoch's handshake
+    the commit carries a path (default: our current leaf's). ``resumption``: where
+    resumption PSKs are looked up (default: this group's own epochs). ``cached_refs``:
+    commit exactly these cached proposals instead of every valid one (a ReInit goes
+    alone). The current epoch's handshake
     ratchet advances (PrivateMessage); nothing else in ``state`` changes: the result
     carries the next epoch's state."""
     suite = state.suite
     me = state.leaf_index
     committer = Sender.member(me)
     own_gce = any(isinstance(p.body, GroupContextExtensions) for p in proposals)
-    cached, own_update = _select_cached(state, now, skip_gce=own_gce)
+    if cached_refs is None:
+        cached, own_update = _select_cached(state, now, skip_gce=own_gce)
+    else:
+        cached, own_update = [], False
+        for ref in cached_refs:
+            sp = state.proposals.get(ref)
+            if sp is None:
+                raise CommitError("no such cached proposal")
+            try:
+                validate_proposal(
+                    suite, sp.proposal, sp.sender, context=state.context, tree=state.tree, now=now
+                )
+            except ProposalError as exc:
+                raise CommitError(f"cannot commit proposal: {exc}") from None
+            cached.append(ResolvedProposal(sp.proposal, sp.sender, ref))
     removed_by_ref = {
         rp.proposal.body.removed for rp in cached if isinstance(rp.proposal.body, Remove)
     }
@@ -282,7 +320,7 @@ def create_commit(
     except ProposalError as exc:
         raise CommitError(str(exc)) from None
     prov = _provisional(state, applied)
-    psk_sec = _psk_secret(state, applied, psk_store)
+    psk_sec = _psk_secret(state, applied, psk_store, resumption)
     added_leaves = [i for i, _ in applied.added]
 
     private = state.private
@@ -317,7 +355,9 @@ def create_commit(
     tag = confirmation_tag(suite, ks.epoch.confirmation_key, confirmed)
     ac = AuthenticatedContent(wire_format, content, FramedContentAuthData(signature, tag))
     message = seal(state, ac, rng=rng)
-    new_state = _next_state(state, tree, private, new_ctx, ks, interim_hash(suite, confirmed, tag))
+    new_state = _next_state(
+        state, tree, private, new_ctx, ks, interim_hash(suite, confirmed, tag), applied.reinit
+    )
 
     exts: tuple[Extension, ...] = ()
     if ratchet_tree_extension:
@@ -360,7 +400,8 @@ def process_commit(
     now: int | None = None,
     on_resolved: Callable[[list[ResolvedProposal]], None] | None = None,
 ) -> ProcessedCommit:
-    """Apply another member's verified commit; returns the next epoch's state.
+    """Apply another member's verified commit, or an external commit (sender
+    new_member_commit, RFC 9420 12.4.3.2); returns the next epoch's state.
 
     ``on_resolved`` is called with the resolved proposal list once it is validated, before
     the tree is changed or the path decrypted; whatever it raises propagates.
@@ -371,21 +412,13 @@ def process_commit(
     if not isinstance(commit, Commit):
         raise CommitError("not a commit")
     sender = vc.sender
-    if sender.sender_type != Sender.member(0).sender_type:
-        raise CommitError("only member commits are supported")
-    c = sender.index
-    if c == state.leaf_index:
-        raise CommitError("commit from our own leaf that is not our pending commit")
-    if c >= state.tree.n_leaves or state.tree.leaf(c) is None:
-        raise CommitError("commit from a blank leaf")
-
-    resolved = resolve_proposals(commit.proposals, state.proposals, sender)
-    new_exts = _new_extensions(resolved)
-    vctx = state.context if new_exts is None else replace(state.context, extensions=new_exts)
-    for rp in resolved:
-        if rp.ref is None:
-            validate_proposal(suite, rp.proposal, rp.sender, context=vctx, tree=state.tree, now=now)
-    validate_proposal_list(resolved, c, tree=state.tree)
+    external = sender.sender_type == SenderType.NEW_MEMBER_COMMIT
+    if external:
+        resolved = _external_proposals(state, commit, sender, now)
+    elif sender.sender_type == SenderType.MEMBER:
+        resolved = _member_proposals(state, commit, sender, now)
+    else:
+        raise CommitError("commits come from members or from new members (external commits)")
     if commit.path is None and path_required(resolved):
         raise CommitError("commit must carry an UpdatePath")
     if on_resolved is not None:
@@ -405,31 +438,43 @@ def process_commit(
     applied = apply_proposals(tree, resolved)
     if applied.extensions is not None:
         check_tree_supports(tree, applied.extensions)
+    init_secret = state.secrets.init_secret
+    if external:
+        assert commit.path is not None
+        # The joiner takes the leftmost free leaf, as if added (12.4.2), then its path.
+        c = tree.add_leaf(commit.path.leaf_node)
+        init_secret = _external_init_secret(state, resolved)
+    else:
+        c = sender.index
     added = tuple(applied.added)
     removed = tuple(applied.removed)
     if any(i == me for i, _ in removed):
         return ProcessedCommit(
-            replace(state, active=False), added, removed, removed_self=True, committer=c
+            replace(state, active=False),
+            added,
+            removed,
+            removed_self=True,
+            committer=c,
+            committer_leaf=commit.path.leaf_node if external and commit.path else None,
+            external=external,
         )
     prov = _provisional(state, applied)
     psk_sec = _psk_secret(state, applied, psk_store)
     private = private.pruned(tree)
     commit_secret: bytes | None = None
     if commit.path is not None:
-        try:
-            processed = process_update_path(
-                tree,
-                private,
-                c,
-                commit.path,
-                group_id=prov.group_id,
-                group_context=lambda th: replace(prov, tree_hash=th).encode(),
-                exclude=[i for i, _ in applied.added],
-                required_capabilities=required_capabilities(prov),
-                group_extension_types=_ext_types(prov),
-            )
-        except TreeKemError:
-            raise
+        processed = process_update_path(
+            tree,
+            private,
+            c,
+            commit.path,
+            group_id=prov.group_id,
+            group_context=lambda th: replace(prov, tree_hash=th).encode(),
+            exclude=[i for i, _ in applied.added],
+            required_capabilities=required_capabilities(prov),
+            group_extension_types=_ext_types(prov),
+            new_member=external,
+        )
         private = processed.private
         commit_secret = processed.commit_secret
 
@@ -439,10 +484,69 @@ def process_commit(
         raise CommitError("commit has no confirmation tag")
     confirmed = confirmed_hash(suite, state.interim_hash, vc.wire_format, vc.content, signature)
     new_ctx = replace(prov, tree_hash=tree.tree_hash(), confirmed_transcript_hash=confirmed)
-    ks = key_schedule(suite, state.secrets.init_secret, commit_secret, psk_sec, new_ctx)
+    ks = key_schedule(suite, init_secret, commit_secret, psk_sec, new_ctx)
     verify_confirmation_tag(suite, ks.epoch.confirmation_key, confirmed, tag)
-    new_state = _next_state(state, tree, private, new_ctx, ks, interim_hash(suite, confirmed, tag))
-    return ProcessedCommit(new_state, added, removed, committer=c, psks=len(applied.psks))
+    new_state = _next_state(
+        state, tree, private, new_ctx, ks, interim_hash(suite, confirmed, tag), applied.reinit
+    )
+    return ProcessedCommit(
+        new_state,
+        added,
+        removed,
+        committer=c,
+        psks=len(applied.psks),
+        committer_leaf=tree.leaf(c),
+        external=external,
+    )
+
+
+def _member_proposals(
+    state: GroupState, commit: Commit, sender: Sender, now: int | None
+) -> list[ResolvedProposal]:
+    c = sender.index
+    if c == state.leaf_index:
+        raise CommitError("commit from our own leaf that is not our pending commit")
+    if c >= state.tree.n_leaves or state.tree.leaf(c) is None:
+        raise CommitError("commit from a blank leaf")
+    resolved = resolve_proposals(commit.proposals, state.proposals, sender)
+    new_exts = _new_extensions(resolved)
+    vctx = state.context if new_exts is None else replace(state.context, extensions=new_exts)
+    for rp in resolved:
+        if rp.ref is None:
+            validate_proposal(
+                state.suite, rp.proposal, rp.sender, context=vctx, tree=state.tree, now=now
+            )
+    validate_proposal_list(resolved, c, tree=state.tree)
+    return resolved
+
+
+def _external_proposals(
+    state: GroupState, commit: Commit, sender: Sender, now: int | None
+) -> list[ResolvedProposal]:
+    """RFC 9420 12.4.3.2 / 12.2: a path, proposals by value only, exactly one ExternalInit,
+    at most one Remove (of the joiner's own old leaf: same identity), PSKs, nothing else."""
+    if commit.path is None:
+        raise CommitError("an external commit must carry an UpdatePath")
+    resolved = []
+    for item in commit.proposals:
+        if not isinstance(item, Proposal):
+            raise CommitError("an external commit cannot name proposals by reference")
+        validate_proposal(
+            state.suite, item, sender, context=state.context, tree=state.tree, now=now
+        )
+        resolved.append(ResolvedProposal(item, sender, None))
+    validate_external_proposal_list(resolved, commit.path.leaf_node, tree=state.tree)
+    return resolved
+
+
+def _external_init_secret(state: GroupState, resolved: list[ResolvedProposal]) -> bytes:
+    body = next(rp.proposal.body for rp in resolved if isinstance(rp.proposal.body, ExternalInit))
+    assert isinstance(body, ExternalInit)
+    external_priv, _ = state.secrets.external_key_pair()
+    try:
+        return external_init_receiver(state.suite, external_priv, body.kem_output)
+    except CryptoError as exc:
+        raise CommitError(f"ExternalInit does not decapsulate: {exc}") from None
 
 
 def lowest_common_ancestor(a_leaf: int, b_leaf: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mls.errors import MlsError, ValidationError
-from mls.messages import Proposal
+from mls.messages import Proposal, ReInit
 
 __all__ = [
     "ApplicationMessage",
@@ -15,6 +15,8 @@ __all__ = [
     "GroupInactiveError",
     "PendingCommitError",
     "ProposalMessage",
+    "ReInitError",
+    "ReInitPendingError",
     "UnexpectedMessageError",
     "UnknownMemberError",
     "WrongEpochError",
@@ -60,6 +62,10 @@ class CommitApplied:
     # The group context extensions differ from the previous epoch's (read Group.extensions).
     extensions_changed: bool = False
     authenticated_data: bytes = b""  # the commit's, as its committer signed it
+    # An external commit: ``committer`` joined by itself (and is the last of ``added``).
+    external: bool = False
+    # The commit applied a ReInit: the group is closed; move to the new group (11.2).
+    reinit: ReInit | None = None
 
 
 class WrongGroupError(ValidationError):
@@ -84,6 +90,14 @@ class UnknownMemberError(ValidationError):
 
 class GroupInactiveError(MlsError):
     """We were removed from this group; it can no longer send or receive."""
+
+
+class ReInitPendingError(GroupInactiveError):
+    """A ReInit was committed: the group no longer sends or takes handshake messages."""
+
+
+class ReInitError(ValidationError):
+    """A reinitialization step does not fit the committed ReInit (or there is none)."""
 
 
 class PendingCommitError(MlsError):

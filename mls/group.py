@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from mls.codec import Reader, Writer, decode_exact
-from mls.commit import CommitError, CreatedCommit, create_commit, process_commit
+from mls.commit import (
+    CommitError,
+    create_commit,
+    process_commit,
+    sign_group_info,
+)
 from mls.crypto.hpke import Rng
 from mls.crypto.labels import make_proposal_ref
-from mls.errors import DecodeError, MlsError
+from mls.errors import MlsError
 from mls.events import (
     ApplicationMessage,
     CommitApplied,
@@ -26,23 +30,26 @@ from mls.events import (
     GroupInactiveError,
     PendingCommitError,
     ProposalMessage,
+    ReInitPendingError,
     UnexpectedMessageError,
     UnknownMemberError,
     WrongEpochError,
     WrongGroupError,
 )
+from mls.group_codec import PendingCommit, StoredGroup, decode_group, encode_group
 from mls.group_extensions import ExtensionsError, check_group_extensions
-from mls.inbound import CheckFn, InboundCheck, ProposalView, proposal_view
+from mls.inbound import CheckFn, inbound_check, proposal_view, verify_sender
 from mls.key_packages import KeyPackageError, supported_extension_types
 from mls.messages import (
+    MLS10,
     Add,
     Capabilities,
-    Commit,
     ContentType,
     Extension,
     ExtensionType,
-    ExternalSenders,
+    ExternalPub,
     GroupContextExtensions,
+    GroupInfo,
     KeyPackage,
     LeafNode,
     LeafNodeSource,
@@ -52,7 +59,9 @@ from mls.messages import (
     PrivateMessage,
     Proposal,
     PublicMessage,
+    ReInit,
     Remove,
+    ResumptionPSKUsage,
     Sender,
     SenderType,
     Update,
@@ -64,11 +73,12 @@ from mls.proposals import (
     PskError,
     PskStore,
     ResolvedProposal,
+    ResumptionLookup,
     StoredProposal,
     validate_proposal,
 )
-from mls.protection import UnverifiedContent, VerifiedContent, unprotect_private, unprotect_public
-from mls.state import GroupState, decode_state, encode_state
+from mls.protection import VerifiedContent, unprotect_private, unprotect_public
+from mls.state import GroupState
 from mls.tree.ratchet_tree import RatchetTree
 from mls.tree.validation import sign_leaf_node
 
@@ -76,8 +86,6 @@ __all__ = ["Clock", "Group", "Inbound"]
 
 Clock = Callable[[], float]
 Inbound = ApplicationMessage | ProposalMessage | CommitApplied
-_GROUP_MAGIC = b"MLSP"
-_GROUP_VERSION = 1
 
 
 def _identity(leaf: LeafNode | None) -> bytes:
@@ -99,44 +107,6 @@ def _authenticated_data(message: bytes) -> bytes:
         return payload.content.authenticated_data
     assert isinstance(payload, PrivateMessage)
     return payload.authenticated_data
-
-
-def _inbound_check(
-    vc: VerifiedContent, tree: RatchetTree, proposals: tuple[ProposalView, ...] = ()
-) -> InboundCheck:
-    sender = vc.sender
-    member = sender.sender_type == SenderType.MEMBER
-    new_member = None
-    content = vc.content.content
-    if (
-        sender.sender_type == SenderType.NEW_MEMBER_PROPOSAL
-        and isinstance(content, Proposal)
-        and isinstance(content.body, Add)
-    ):
-        new_member = content.body.key_package.leaf_node.credential.identity
-    elif (
-        sender.sender_type == SenderType.NEW_MEMBER_COMMIT
-        and isinstance(content, Commit)
-        and content.path is not None
-    ):
-        new_member = content.path.leaf_node.credential.identity
-    return InboundCheck(
-        content_type=vc.content_type,
-        epoch=vc.content.epoch,
-        sender=_identity(tree.leaf(sender.index)) if member else None,
-        sender_leaf=sender.index if member else None,
-        authenticated_data=vc.content.authenticated_data,
-        proposals=proposals,
-        sender_type=sender.sender_type,
-        wire_format=vc.wire_format,
-        new_member=new_member,
-    )
-
-
-@dataclass(frozen=True)
-class _Pending:
-    created: CreatedCommit
-    output: CommitOutput
 
 
 class Group:
@@ -170,7 +140,7 @@ class Group:
         self.handshake_format: WireFormat = handshake_format
         self.ratchet_tree_extension = ratchet_tree_extension
         self.padding = padding
-        self._pending: _Pending | None = None
+        self._pending: PendingCommit | None = None
         self._own_proposals: dict[bytes, bytes] = {}  # message bytes -> ref (echo detection)
         # Extension types our new leaves (updates, commit paths) advertise on top of the
         # current leaf's: a client that learned new types upgrades its leaf when it rekeys.
@@ -242,6 +212,28 @@ class Group:
     def pending_proposals(self) -> list[ProposalMessage]:
         return [self._proposal_event(sp) for sp in self._state.proposals.values()]
 
+    def group_info(
+        self, with_external_pub: bool = True, *, ratchet_tree: bool | None = None
+    ) -> bytes:
+        """A GroupInfo for the current epoch (MLSMessage bytes), signed by us.
+
+        ``with_external_pub``: include the ``external_pub`` extension, so that whoever
+        holds it can join by external commit (``Client.join_external``) until the epoch
+        ends; share it only with clients allowed to join. ``ratchet_tree``: include the
+        tree (default: the group's ``ratchet_tree_extension`` setting)."""
+        self._check_sendable()
+        state = self._state
+        exts: list[Extension] = []
+        if self.ratchet_tree_extension if ratchet_tree is None else ratchet_tree:
+            exts.append(Extension(ExtensionType.RATCHET_TREE, state.tree.to_bytes()))
+        if with_external_pub:
+            pub = ExternalPub(state.secrets.external_pub)
+            exts.append(pub.to_extension())
+        # The epoch's confirmation tag, recomputed (RFC 9420 12.4.3).
+        tag = state.secrets.confirmation_tag(state.context.confirmed_transcript_hash)
+        gi = GroupInfo(state.context_bytes, tuple(exts), tag, state.leaf_index)
+        return MLSMessage(sign_group_info(state, gi)).to_bytes()
+
     def export_secret(self, label: bytes | str, context: bytes, length: int) -> bytes:
         return self._state.secrets.export(label, context, length)
 
@@ -255,10 +247,22 @@ class Group:
         if not self._state.active:
             raise GroupInactiveError("we were removed from this group")
 
+    def _check_sendable(self) -> None:
+        self._check_active()
+        if self._state.reinit is not None:
+            raise ReInitPendingError("the group was reinitialized; use the new group")
+
+    @property
+    def reinit_pending(self) -> ReInit | None:
+        """The ReInit a commit applied (RFC 9420 11.2): the group no longer sends or takes
+        handshake messages (late application messages are still read). Its members move
+        to a new group: ``Client.create_reinit_group`` / ``Client.join_reinit``."""
+        return self._state.reinit
+
     # -- sending --------------------------------------------------------------------------
     def encrypt(self, data: bytes, aad: bytes = b"") -> bytes:
         """An application message (PrivateMessage) for the current epoch."""
-        self._check_active()
+        self._check_sendable()
         _, msg = sign_and_seal(
             self._state,
             data,
@@ -387,8 +391,10 @@ class Group:
         force_path: bool = False,
         extensions: Sequence[tuple[int, bytes]] | None = None,
         authenticated_data: bytes = b"",
+        cached_refs: Sequence[bytes] | None = None,
+        resumption: ResumptionLookup | None = None,
     ) -> CommitOutput:
-        self._check_active()
+        self._check_sendable()
         if self._pending is not None:
             raise PendingCommitError("a commit is already pending")
         if extensions is not None:
@@ -405,9 +411,11 @@ class Group:
             ratchet_tree_extension=self.ratchet_tree_extension,
             authenticated_data=bytes(authenticated_data),
             capabilities=self._leaf_capabilities(),
+            cached_refs=cached_refs,
+            resumption=resumption,
         )
         output = CommitOutput(created.message, created.welcome, created.group_info)
-        self._pending = _Pending(created, output)
+        self._pending = PendingCommit(created, output)
         return output
 
     def merge_pending_commit(self) -> CommitApplied:
@@ -427,6 +435,7 @@ class Group:
             own=True,
             extensions_changed=created.state.context.extensions != old_extensions,
             authenticated_data=_authenticated_data(created.message),
+            reinit=created.state.reinit,
         )
 
     def clear_pending_commit(self) -> None:
@@ -440,7 +449,7 @@ class Group:
         self._own_proposals = {}
 
     def _propose(self, proposal: Proposal, encryption_priv: bytes | None = None) -> bytes:
-        self._check_active()
+        self._check_sendable()
         state = self._state
         validate_proposal(
             state.suite,
@@ -477,6 +486,78 @@ class Group:
         """Propose replacing the group context extensions with exactly ``extensions``
         (whoever commits it must give the commit an UpdatePath)."""
         return self._propose(_gce_proposal(extensions, ProposalError))
+
+    def _reinit_body(
+        self,
+        group_id: bytes | None,
+        cipher_suite: int | None,
+        extensions: Sequence[tuple[int, bytes]] | None,
+        error: type[MlsError],
+    ) -> ReInit:
+        state = self._state
+        try:
+            exts = check_group_extensions(
+                state.context.extensions if extensions is None else extensions
+            )
+        except ExtensionsError as exc:
+            raise error(str(exc)) from None
+        return ReInit(
+            self._rng(state.suite.nh) if group_id is None else bytes(group_id),
+            int(MLS10),
+            state.suite.suite_id if cipher_suite is None else cipher_suite,
+            tuple(Extension(t, d) for t, d in exts),
+        )
+
+    def reinit(
+        self,
+        *,
+        group_id: bytes | None = None,
+        cipher_suite: int | None = None,
+        extensions: Sequence[tuple[int, bytes]] | None = None,
+        authenticated_data: bytes = b"",
+    ) -> CommitOutput:
+        """Commit a ReInit (RFC 9420 11.2), alone: once merged, this group stops and its
+        members move to a new group with ``group_id`` (default: fresh random),
+        ``cipher_suite`` (default: this one) and group ``extensions`` (default: these),
+        created by one of them with ``Client.create_reinit_group``."""
+        body = self._reinit_body(group_id, cipher_suite, extensions, CommitError)
+        return self._commit([Proposal(body)], cached_refs=(), authenticated_data=authenticated_data)
+
+    def propose_reinit(
+        self,
+        *,
+        group_id: bytes | None = None,
+        cipher_suite: int | None = None,
+        extensions: Sequence[tuple[int, bytes]] | None = None,
+    ) -> bytes:
+        """Propose a ReInit; a member commits it with ``commit_reinit()`` (ordinary commits
+        leave a cached ReInit out, as RFC 9420 12.2 recommends)."""
+        return self._propose(
+            Proposal(self._reinit_body(group_id, cipher_suite, extensions, ProposalError))
+        )
+
+    def commit_reinit(self, *, authenticated_data: bytes = b"") -> CommitOutput:
+        """Commit the (first) cached ReInit proposal, alone."""
+        self._check_sendable()
+        ref = next(
+            (r for r, sp in self._state.proposals.items() if isinstance(sp.proposal.body, ReInit)),
+            None,
+        )
+        if ref is None:
+            raise CommitError("no ReInit proposal to commit")
+        return self._commit([], cached_refs=(ref,), authenticated_data=authenticated_data)
+
+    def propose_resumption_psk(self, epoch: int | None = None) -> bytes:
+        """Propose injecting the resumption PSK of one of this group's epochs (default: the
+        current one; older ones while kept, see ``GroupState.max_resumption_psks``)."""
+        state = self._state
+        epoch = state.epoch if epoch is None else epoch
+        if state.resumption_psk(state.context.group_id, epoch) is None:
+            raise PskError(f"the resumption PSK of epoch {epoch} is not kept")
+        pid = PreSharedKeyID.resumption(
+            ResumptionPSKUsage.APPLICATION, state.context.group_id, epoch, self._rng(state.suite.nh)
+        )
+        return self._propose(Proposal(PreSharedKey(pid)))
 
     def propose_update(self) -> bytes:
         state = self._state
@@ -531,7 +612,7 @@ class Group:
                     sender_data_secret=state.secrets.sender_data_secret,
                     context_bytes=state.context_bytes,
                 )
-                return self._dispatch(state, self._verify(uc, state.tree, state), check)
+                return self._dispatch(state, verify_sender(uc, state.tree, state.context), check)
         past = next((p for p in state.past if p.context.epoch == payload.epoch), None)
         if past is None or payload.content_type != ContentType.APPLICATION:
             raise WrongEpochError(f"message for epoch {payload.epoch}, we are at {state.epoch}")
@@ -543,9 +624,9 @@ class Group:
                 secret_tree=past.secret_tree,
                 sender_data_secret=past.sender_data_secret,
             )
-            vc = self._verify(uc, past.tree, state)
+            vc = verify_sender(uc, past.tree, state.context)
             if check is not None:
-                check(_inbound_check(vc, past.tree))
+                check(inbound_check(vc, past.tree))
             return self._application(state, vc, past_tree=past.tree)
 
     def _dispatch(
@@ -554,8 +635,10 @@ class Group:
         ct = vc.content_type
         if ct == ContentType.APPLICATION:
             if check is not None:
-                check(_inbound_check(vc, state.tree))
+                check(inbound_check(vc, state.tree))
             return self._application(state, vc)
+        if state.reinit is not None:
+            raise ReInitPendingError("the group was reinitialized: no more handshake messages")
         if ct == ContentType.PROPOSAL:
             return self._store_proposal(state, vc, check)
         return self._apply_commit(state, vc, check)
@@ -577,33 +660,7 @@ class Group:
             group_context=state.context,
             membership_key=state.secrets.membership_key,
         )
-        return state, self._verify(uc, state.tree, state)
-
-    def _verify(
-        self, uc: UnverifiedContent, tree: RatchetTree, state: GroupState
-    ) -> VerifiedContent:
-        sender = uc.sender
-        st = sender.sender_type
-        if st == SenderType.MEMBER:
-            leaf = tree.leaf(sender.index) if sender.index < tree.n_leaves else None
-            if leaf is None:
-                raise UnknownMemberError(f"sender leaf {sender.index} is blank")
-            return uc.verify(leaf.signature_key)
-        if st == SenderType.EXTERNAL:
-            ext = next(
-                (d for t, d in state.context.extensions if t == ExtensionType.EXTERNAL_SENDERS),
-                None,
-            )
-            senders = ExternalSenders.from_bytes(ext).senders if ext is not None else ()
-            if sender.index >= len(senders):
-                raise UnknownMemberError("unknown external sender")
-            return uc.verify(senders[sender.index].signature_key)
-        if st == SenderType.NEW_MEMBER_PROPOSAL:
-            content = uc.authenticated_content.content.content
-            if not (isinstance(content, Proposal) and isinstance(content.body, Add)):
-                raise UnexpectedMessageError("new_member_proposal must carry an Add")
-            return uc.verify(content.body.key_package.leaf_node.signature_key)
-        raise UnexpectedMessageError("external commits are not supported")
+        return state, verify_sender(uc, state.tree, state.context)
 
     def _application(
         self, state: GroupState, vc: VerifiedContent, past_tree: RatchetTree | None = None
@@ -640,7 +697,7 @@ class Group:
         )
         if check is not None:
             view = proposal_view(proposal, vc.sender, state.tree)
-            check(_inbound_check(vc, state.tree, (view,)))
+            check(inbound_check(vc, state.tree, (view,)))
         stored = StoredProposal(ref, proposal, vc.sender)
         self._state = state.with_proposal(stored)
         return self._proposal_event(stored)
@@ -659,16 +716,19 @@ class Group:
                     )
                     for rp in resolved
                 )
-                hook(_inbound_check(vc, state.tree, views))
+                hook(inbound_check(vc, state.tree, views))
 
         result = process_commit(
             state, vc, psk_store=self._psk_store, now=self._now(), on_resolved=on_resolved
         )
-        committer = _identity(state.tree.leaf(result.committer))
+        committer_leaf = result.committer_leaf or state.tree.leaf(result.committer)
+        added = tuple(_identity(kp.leaf_node) for _, kp in result.added)
+        if result.external:
+            added += (_identity(committer_leaf),)  # the joiner added itself
         event = CommitApplied(
             result.state.epoch if not result.removed_self else state.epoch,
-            committer,
-            tuple(_identity(kp.leaf_node) for _, kp in result.added),
+            _identity(committer_leaf),
+            added,
             tuple(_identity(leaf) for _, leaf in result.removed),
             removed_self=result.removed_self,
             extensions_changed=(
@@ -676,6 +736,8 @@ class Group:
                 and result.state.context.extensions != state.context.extensions
             ),
             authenticated_data=vc.content.authenticated_data,
+            external=result.external,
+            reinit=None if result.removed_self else result.state.reinit,
         )
         self._install(result.state)
         return event
@@ -683,21 +745,16 @@ class Group:
     # -- storage --------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """Versioned storage encoding of everything, private keys and pending commit
-        included: keep it in protected storage only."""
-        w = Writer().raw(_GROUP_MAGIC).uint16(_GROUP_VERSION)
-        w.uint16(self.handshake_format).uint8(1 if self.ratchet_tree_extension else 0)
-        w.uint32(self.padding).opaque(encode_state(self._state))
-
-        def write_pending(w2: Writer, p: _Pending) -> None:
-            c = p.created
-            w2.opaque(encode_state(c.state)).opaque(c.message)
-            w2.optional(c.welcome, Writer.opaque)
-            w2.opaque(c.group_info)
-            w2.vector(list(c.added), lambda w3, a: w3.uint32(a[0]).opaque(a[1].to_bytes()))
-            w2.vector(list(c.removed), lambda w3, r: w3.uint32(r[0]).opaque(r[1].to_bytes()))
-
-        w.optional(self._pending, write_pending)
-        return w.getvalue()
+        included: keep it in protected storage only (``mls.group_codec``)."""
+        return encode_group(
+            StoredGroup(
+                self._state,
+                self.handshake_format,
+                self.ratchet_tree_extension,
+                self.padding,
+                self._pending,
+            )
+        )
 
     @classmethod
     def from_bytes(
@@ -709,49 +766,17 @@ class Group:
         psk_store: PskStore | None = None,
         extensions_supported: Sequence[int] = (),
     ) -> Group:
-        def read(r: Reader) -> Group:
-            if r.raw(4) != _GROUP_MAGIC:
-                raise DecodeError("not a stored MLS group")
-            if r.uint16() != _GROUP_VERSION:
-                raise DecodeError("unsupported stored group version")
-            fmt = r.uint16()
-            if fmt not in (WireFormat.PUBLIC_MESSAGE, WireFormat.PRIVATE_MESSAGE):
-                raise DecodeError("bad handshake format")
-            rt_ext = r.uint8()
-            if rt_ext > 1:
-                raise DecodeError("bad flag")
-            padding = r.uint32()
-            state = decode_state(r.opaque())
-
-            def read_pending(r2: Reader) -> _Pending:
-                new_state = decode_state(r2.opaque())
-                message = r2.opaque()
-                welcome = r2.optional(Reader.opaque)
-                gi = r2.opaque()
-                added = r2.vector(lambda r3: (r3.uint32(), KeyPackage.from_bytes(r3.opaque())))
-                removed = r2.vector(lambda r3: (r3.uint32(), LeafNode.from_bytes(r3.opaque())))
-                created = CreatedCommit(
-                    new_state, message, welcome, gi, tuple(added), tuple(removed)
-                )
-                return _Pending(created, CommitOutput(message, welcome, gi))
-
-            pending = r.optional(read_pending)
-            group = cls(
-                state,
-                rng=rng,
-                clock=clock,
-                psk_store=psk_store,
-                handshake_format=WireFormat(fmt),
-                ratchet_tree_extension=bool(rt_ext),
-                padding=padding,
-                extensions_supported=extensions_supported,
-            )
-            group._pending = pending
-            return group
-
-        try:
-            return decode_exact(data, read)
-        except (ValueError, MlsError) as exc:
-            if isinstance(exc, DecodeError):
-                raise
-            raise DecodeError(f"bad stored group: {exc}") from None
+        """The group ``to_bytes()`` stored; DecodeError on anything else."""
+        stored = decode_group(data)
+        group = cls(
+            stored.state,
+            rng=rng,
+            clock=clock,
+            psk_store=psk_store,
+            handshake_format=stored.handshake_format,
+            ratchet_tree_extension=stored.ratchet_tree_extension,
+            padding=stored.padding,
+            extensions_supported=extensions_supported,
+        )
+        group._pending = stored.pending
+        return group

@@ -15,10 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from mls.events import UnexpectedMessageError, UnknownMemberError
+from mls.group_context import GroupContext
 from mls.messages import (
     Add,
+    Commit,
     ContentType,
+    ExtensionType,
     ExternalInit,
+    ExternalSenders,
     GroupContextExtensions,
     PreSharedKey,
     PreSharedKeyID,
@@ -30,6 +35,7 @@ from mls.messages import (
     Update,
     WireFormat,
 )
+from mls.protection import UnverifiedContent, VerifiedContent
 from mls.tree.ratchet_tree import RatchetTree
 
 __all__ = [
@@ -38,7 +44,9 @@ __all__ = [
     "ProposalKind",
     "ProposalView",
     "ResolvedView",
+    "inbound_check",
     "proposal_view",
+    "verify_sender",
 ]
 
 
@@ -163,3 +171,72 @@ def proposal_view(
     if isinstance(body, ExternalInit):
         return replace(base, kind=ProposalKind.EXTERNAL_INIT)
     return base
+
+
+def inbound_check(
+    vc: VerifiedContent, tree: RatchetTree, proposals: tuple[ProposalView, ...] = ()
+) -> InboundCheck:
+    """The InboundCheck of verified content ``vc`` (``tree``: the epoch's tree)."""
+    sender = vc.sender
+    member = sender.sender_type == SenderType.MEMBER
+    new_member = None
+    content = vc.content.content
+    if (
+        sender.sender_type == SenderType.NEW_MEMBER_PROPOSAL
+        and isinstance(content, Proposal)
+        and isinstance(content.body, Add)
+    ):
+        new_member = content.body.key_package.leaf_node.credential.identity
+    elif (
+        sender.sender_type == SenderType.NEW_MEMBER_COMMIT
+        and isinstance(content, Commit)
+        and content.path is not None
+    ):
+        new_member = content.path.leaf_node.credential.identity
+    return InboundCheck(
+        content_type=vc.content_type,
+        epoch=vc.content.epoch,
+        sender=_identity(tree, sender.index) if member else None,
+        sender_leaf=sender.index if member else None,
+        authenticated_data=vc.content.authenticated_data,
+        proposals=proposals,
+        sender_type=sender.sender_type,
+        wire_format=vc.wire_format,
+        new_member=new_member,
+    )
+
+
+def verify_sender(
+    uc: UnverifiedContent, tree: RatchetTree, context: GroupContext
+) -> VerifiedContent:
+    """Check the signature of inbound content with its sender's key: a member's leaf in
+    ``tree``, an external sender of ``context``'s external_senders, the KeyPackage leaf of
+    a new_member_proposal Add, the UpdatePath leaf of a new_member_commit (12.4.3.2)."""
+    sender = uc.sender
+    st = sender.sender_type
+    if st == SenderType.MEMBER:
+        leaf = tree.leaf(sender.index) if sender.index < tree.n_leaves else None
+        if leaf is None:
+            raise UnknownMemberError(f"sender leaf {sender.index} is blank")
+        return uc.verify(leaf.signature_key)
+    if st == SenderType.EXTERNAL:
+        ext = next(
+            (d for t, d in context.extensions if t == ExtensionType.EXTERNAL_SENDERS),
+            None,
+        )
+        senders = ExternalSenders.from_bytes(ext).senders if ext is not None else ()
+        if sender.index >= len(senders):
+            raise UnknownMemberError("unknown external sender")
+        return uc.verify(senders[sender.index].signature_key)
+    if st == SenderType.NEW_MEMBER_PROPOSAL:
+        content = uc.authenticated_content.content.content
+        if not (isinstance(content, Proposal) and isinstance(content.body, Add)):
+            raise UnexpectedMessageError("new_member_proposal must carry an Add")
+        return uc.verify(content.body.key_package.leaf_node.signature_key)
+    if st == SenderType.NEW_MEMBER_COMMIT:
+        # Signed by the joiner with the key of the leaf in its UpdatePath (12.4.3.2).
+        content = uc.authenticated_content.content.content
+        if not (isinstance(content, Commit) and content.path is not None):
+            raise UnexpectedMessageError("new_member_commit must carry a commit with a path")
+        return uc.verify(content.path.leaf_node.signature_key)
+    raise UnexpectedMessageError(f"unknown sender type {st}")

@@ -168,6 +168,7 @@ def validate_key_package(
             source=LeafNodeSource.KEY_PACKAGE,
             required_capabilities=required_capabilities,
             group_extension_types=group_extension_types,
+            require_suite=True,
         )
     except LeafValidationError as exc:
         raise KeyPackageError(f"KeyPackage leaf: {exc}") from None

@@ -55,7 +55,5 @@ def sign_and_seal(
 ) -> tuple[AuthenticatedContent, bytes]:
     """Non-commit content (application data, proposals) -> (signed content, MLSMessage)."""
     framed = own_content(state, content, aad)
-    ac = authenticate(
-        state.suite, wire_format, framed, state.signature_priv, state.context_bytes
-    )
+    ac = authenticate(state.suite, wire_format, framed, state.signature_priv, state.context_bytes)
     return ac, seal(state, ac, rng=rng, padding=padding)

@@ -12,14 +12,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mls.crypto.suite import CipherSuite
+from mls.crypto.suite import SUITES, CipherSuite
 from mls.errors import MlsError, ValidationError
 from mls.group_context import GroupContext
 from mls.group_extensions import ExtensionsError, check_group_extensions, unsupported_reason
 from mls.key_packages import KeyPackageError, validate_key_package
 from mls.messages import (
+    MLS10,
     Add,
     ExtensionType,
+    ExternalInit,
     GroupContextExtensions,
     KeyPackage,
     LeafNode,
@@ -31,6 +33,7 @@ from mls.messages import (
     ProposalRef,
     ProposalType,
     PSKType,
+    ReInit,
     Remove,
     RequiredCapabilities,
     ResumptionPSKUsage,
@@ -56,6 +59,7 @@ __all__ = [
     "required_capabilities",
     "resolve_proposals",
     "resolve_psks",
+    "validate_external_proposal_list",
     "validate_proposal",
     "validate_proposal_list",
 ]
@@ -138,12 +142,16 @@ def required_capabilities(context: GroupContext) -> RequiredCapabilities | None:
     return None
 
 
+# Who may send each proposal type; new_member_commit stands for the by-value proposals of
+# an external commit (RFC 9420 12.1.8, 12.2).
 _ALLOWED_SENDERS: dict[int, tuple[SenderType, ...]] = {
     ProposalType.ADD: (SenderType.MEMBER, SenderType.EXTERNAL, SenderType.NEW_MEMBER_PROPOSAL),
     ProposalType.UPDATE: (SenderType.MEMBER,),
-    ProposalType.REMOVE: (SenderType.MEMBER, SenderType.EXTERNAL),
-    ProposalType.PSK: (SenderType.MEMBER, SenderType.EXTERNAL),
+    ProposalType.REMOVE: (SenderType.MEMBER, SenderType.EXTERNAL, SenderType.NEW_MEMBER_COMMIT),
+    ProposalType.PSK: (SenderType.MEMBER, SenderType.EXTERNAL, SenderType.NEW_MEMBER_COMMIT),
     ProposalType.GROUP_CONTEXT_EXTENSIONS: (SenderType.MEMBER, SenderType.EXTERNAL),
+    ProposalType.EXTERNAL_INIT: (SenderType.NEW_MEMBER_COMMIT,),
+    ProposalType.REINIT: (SenderType.MEMBER, SenderType.EXTERNAL),
 }
 
 
@@ -204,8 +212,28 @@ def validate_proposal(
         psk = body.psk
         if len(psk.psk_nonce) != suite.nh:
             raise PskError("PSK nonce has the wrong length")
-        if psk.psktype == PSKType.RESUMPTION and psk.usage != ResumptionPSKUsage.APPLICATION:
+        if (
+            psk.psktype == PSKType.RESUMPTION
+            and psk.usage != ResumptionPSKUsage.APPLICATION
+            and context.epoch != 0
+        ):
+            # reinit/branch PSKs (11.2, 11.3) belong only in the first commit of the new
+            # group, which its creator alone processes; anywhere else they are invalid.
             raise PskError("only application resumption PSKs may be proposed")
+    elif isinstance(body, ReInit):
+        if body.version < context.version:
+            raise ProposalError("ReInit to an older protocol version")
+        if body.version != MLS10:
+            raise ProposalError(f"ReInit to protocol version {body.version} we do not speak")
+        if body.cipher_suite not in SUITES:
+            raise ProposalError(f"ReInit to cipher suite {body.cipher_suite} we do not implement")
+        try:
+            check_group_extensions((e.extension_type, e.extension_data) for e in body.extensions)
+        except ExtensionsError as exc:
+            raise ProposalError(f"ReInit extensions: {exc}") from None
+    elif isinstance(body, ExternalInit):
+        if len(body.kem_output) != suite.hpke.kem.n_enc:
+            raise ProposalError("ExternalInit kem_output has the wrong length")
     elif isinstance(body, GroupContextExtensions):
         # Support by the members is checked on the tree the commit produces (12.1.7: those
         # added by the same commit count, those removed do not): see check_tree_supports.
@@ -236,6 +264,8 @@ def validate_proposal_list(
     touched: set[int] = set()
     psk_ids: set[bytes] = set()
     gce = 0
+    if len(resolved) > 1 and any(isinstance(rp.proposal.body, ReInit) for rp in resolved):
+        raise ProposalError("a ReInit must be committed alone")
     for rp in resolved:
         body = rp.proposal.body
         if isinstance(body, Update):
@@ -264,6 +294,36 @@ def validate_proposal_list(
         touched.add(target)
 
 
+def validate_external_proposal_list(
+    resolved: list[ResolvedProposal], joiner: LeafNode, *, tree: RatchetTree
+) -> None:
+    """The proposal list of an external commit (RFC 9420 12.2): exactly one ExternalInit,
+    at most one Remove, which must remove an old leaf of the joiner itself (a "resync": the
+    same credential identity), any number of distinct PSKs, and nothing else."""
+    inits = removes = 0
+    psk_ids: set[bytes] = set()
+    for rp in resolved:
+        body = rp.proposal.body
+        if isinstance(body, ExternalInit):
+            inits += 1
+        elif isinstance(body, Remove):
+            removes += 1
+            old = tree.leaf(body.removed) if body.removed < tree.n_leaves else None
+            if old is None or old.credential != joiner.credential:
+                raise ProposalError("an external commit may only remove the joiner's old leaf")
+        elif isinstance(body, PreSharedKey):
+            raw = body.psk.to_bytes()
+            if raw in psk_ids:
+                raise ProposalError("commit names the same PSK twice")
+            psk_ids.add(raw)
+        else:
+            raise ProposalError(f"proposal type {rp.proposal.proposal_type} in an external commit")
+    if inits != 1:
+        raise ProposalError("an external commit needs exactly one ExternalInit")
+    if removes > 1:
+        raise ProposalError("an external commit removes at most one leaf")
+
+
 def path_required(resolved: Iterable[ResolvedProposal]) -> bool:
     types = [rp.proposal.proposal_type for rp in resolved]
     return not types or any(t not in _PATHLESS for t in types)
@@ -278,6 +338,7 @@ class AppliedProposals:
     updated: list[int] = field(default_factory=list)
     extensions: tuple[tuple[int, bytes], ...] | None = None
     psks: list[PreSharedKeyID] = field(default_factory=list)
+    reinit: ReInit | None = None
 
 
 def apply_proposals(tree: RatchetTree, resolved: list[ResolvedProposal]) -> AppliedProposals:
@@ -291,6 +352,8 @@ def apply_proposals(tree: RatchetTree, resolved: list[ResolvedProposal]) -> Appl
             out.extensions = tuple((e.extension_type, e.extension_data) for e in body.extensions)
         elif isinstance(body, PreSharedKey):
             out.psks.append(body.psk)
+        elif isinstance(body, ReInit):
+            out.reinit = body
     try:
         for rp, body in bodies:
             if isinstance(body, Update):
@@ -319,9 +382,28 @@ def apply_proposals(tree: RatchetTree, resolved: list[ResolvedProposal]) -> Appl
                 raise ProposalError("Add of a client already in the group")
             for kp in adds:
                 out.added.append((tree.add_leaf(kp.leaf_node), kp))
+            _check_credentials(tree, [i for i, _ in out.added])
     except TreeError as exc:
         raise ProposalError(str(exc)) from None
     return out
+
+
+def _check_credentials(tree: RatchetTree, added: list[int]) -> None:
+    """RFC 9420 7.3 for added leaves, against the members of the resulting tree: each side
+    supports the other's credential type."""
+    new = [(i, tree.leaf(i)) for i in added]
+    for idx, leaf in tree.leaves():
+        for i, joiner in new:
+            if i == idx or joiner is None:
+                continue
+            if joiner.credential.credential_type not in leaf.capabilities.credentials:
+                raise ProposalError(
+                    f"leaf {idx} does not support the credential type of the added leaf {i}"
+                )
+            if leaf.credential.credential_type not in joiner.capabilities.credentials:
+                raise ProposalError(
+                    f"added leaf {i} does not support the credential type of leaf {idx}"
+                )
 
 
 def resolve_psks(

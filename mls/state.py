@@ -19,7 +19,7 @@ from mls.crypto.suite import CipherSuite, get_suite
 from mls.errors import DecodeError, MlsError
 from mls.group_context import GroupContext
 from mls.key_schedule import EpochSecrets
-from mls.messages import Proposal, Sender
+from mls.messages import Proposal, ReInit, Sender
 from mls.proposals import StoredProposal
 from mls.secret_tree import SecretTree
 from mls.tree.ratchet_tree import RatchetTree
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 MAGIC = b"MLSG"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2 added the pending ReInit; version 1 is still read
 _SECRET_FIELDS = (
     "sender_data_secret",
     "encryption_secret",
@@ -82,6 +82,9 @@ class GroupState:
     active: bool = True
     max_past_epochs: int = 2
     max_resumption_psks: int = 16
+    # Set once a commit with a ReInit is applied: the group is closed for sending and waits
+    # for the new group (RFC 9420 11.2).
+    reinit: ReInit | None = None
 
     @property
     def leaf_index(self) -> int:
@@ -162,6 +165,7 @@ def encode_state(state: GroupState) -> bytes:
     w.vector(list(state.resumption_psks), lambda w2, kv: w2.uint64(kv[0]).opaque(kv[1]))
     w.uint8(1 if state.active else 0).uint16(state.max_past_epochs)
     w.uint16(state.max_resumption_psks)
+    w.optional(state.reinit, lambda w2, ri: w2.opaque(ri.to_bytes()))
     return w.getvalue()
 
 
@@ -169,7 +173,7 @@ def _read_state(r: Reader) -> GroupState:
     if r.raw(4) != MAGIC:
         raise DecodeError("not a stored MLS group")
     version = r.uint16()
-    if version != STATE_VERSION:
+    if version not in (1, STATE_VERSION):
         raise DecodeError(f"unsupported stored group version {version}")
     try:
         suite = get_suite(r.uint16())
@@ -196,6 +200,7 @@ def _read_state(r: Reader) -> GroupState:
     if active_flag > 1:
         raise DecodeError("bad active flag")
     max_past, max_psks = r.uint16(), r.uint16()
+    reinit = r.optional(lambda r2: ReInit.from_bytes(r2.opaque())) if version >= 2 else None
     if context.cipher_suite != suite.suite_id or private.leaf_index >= tree.n_leaves:
         raise DecodeError("stored group state is inconsistent")
     return GroupState(
@@ -213,6 +218,7 @@ def _read_state(r: Reader) -> GroupState:
         bool(active_flag),
         max_past,
         max_psks,
+        reinit,
     )
 
 

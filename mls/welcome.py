@@ -8,6 +8,7 @@ initial ``GroupState``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mls import tree_math
@@ -46,6 +47,7 @@ __all__ = [
     "WelcomeError",
     "join_from_welcome",
     "open_welcome",
+    "verified_tree",
     "verify_group_info_signature",
 ]
 
@@ -116,25 +118,17 @@ def verify_group_info_signature(suite: CipherSuite, gi: GroupInfo, signer_pub: b
     return verify_with_label(suite, signer_pub, _GROUP_INFO_LABEL, gi.tbs(), gi.signature)
 
 
-def join_from_welcome(
+def verified_tree(
     suite: CipherSuite,
-    welcome: Welcome,
-    bundle: KeyPackageBundle,
-    *,
-    ratchet_tree: Tree | bytes | None = None,
-    psk_store: PskStore | None = None,
-    now: int | None = None,
-    max_past_epochs: int = 2,
-) -> GroupState:
-    """Full join: returns the group state of the Welcome's epoch. Raises MlsError subclasses."""
-    kp = bundle.key_package
-    if kp.cipher_suite != suite.suite_id:
-        raise WelcomeError("KeyPackage is for another cipher suite")
-    opened = open_welcome(
-        suite, welcome, key_package_ref(suite, kp), bundle.init_priv, psk_store=psk_store
-    )
-    gi, ctx = opened.group_info, opened.context
-
+    gi: GroupInfo,
+    ctx: GroupContext,
+    ratchet_tree: Tree | bytes | None,
+    error: type[ValidationError],
+) -> Tree:
+    """The ratchet tree a GroupInfo describes (its ``ratchet_tree`` extension, else the one
+    given out of band), checked as a joiner must (RFC 9420 12.4.3.1): the GroupInfo
+    signature by the ``signer`` leaf, the tree hash, and every leaf and parent, including
+    support for the group's extensions. Raises ``error`` or a ValidationError subclass."""
     ext = find_extension(gi.extensions, ExtensionType.RATCHET_TREE)
     if ext is not None:
         tree = Tree.from_wire(suite, RatchetTree.from_bytes(ext.extension_data))
@@ -143,13 +137,13 @@ def join_from_welcome(
     elif ratchet_tree is not None:
         tree = ratchet_tree.copy()
     else:
-        raise WelcomeError("no ratchet tree in the Welcome and none given")
+        raise error("no ratchet tree in the GroupInfo and none given")
 
     if gi.signer >= tree.n_leaves:
-        raise WelcomeError("GroupInfo signer outside the tree")
+        raise error("GroupInfo signer outside the tree")
     signer = tree.leaf(gi.signer)
     if signer is None or not verify_group_info_signature(suite, gi, signer.signature_key):
-        raise WelcomeError("GroupInfo signature does not verify")
+        raise error("GroupInfo signature does not verify")
     rc: RequiredCapabilities | None = context_required_capabilities(ctx)
     # Every leaf, ours included, must support the group's extensions (RFC 9420 13.4).
     validate_tree(
@@ -160,6 +154,42 @@ def join_from_welcome(
         required_capabilities=rc,
         group_extension_types=[t for t, _ in ctx.extensions],
     )
+    return tree
+
+
+def join_from_welcome(
+    suite: CipherSuite,
+    welcome: Welcome,
+    bundle: KeyPackageBundle,
+    *,
+    ratchet_tree: Tree | bytes | None = None,
+    psk_store: PskStore | None = None,
+    now: int | None = None,
+    max_past_epochs: int = 2,
+    resumption: ResumptionLookup | None = None,
+    on_opened: Callable[[OpenedWelcome], None] | None = None,
+) -> GroupState:
+    """Full join: returns the group state of the Welcome's epoch. Raises MlsError subclasses.
+
+    ``resumption`` looks up resumption PSKs the Welcome names (e.g. the old group's for a
+    ReInit); ``on_opened`` may inspect (and refuse, by raising) the decrypted GroupSecrets
+    and GroupInfo before the tree is checked."""
+    kp = bundle.key_package
+    if kp.cipher_suite != suite.suite_id:
+        raise WelcomeError("KeyPackage is for another cipher suite")
+    opened = open_welcome(
+        suite,
+        welcome,
+        key_package_ref(suite, kp),
+        bundle.init_priv,
+        psk_store=psk_store,
+        resumption=resumption,
+    )
+    if on_opened is not None:
+        on_opened(opened)
+    gi, ctx = opened.group_info, opened.context
+
+    tree = verified_tree(suite, gi, ctx, ratchet_tree, WelcomeError)
 
     me = next(
         (i for i, leaf in tree.leaves() if leaf == kp.leaf_node),

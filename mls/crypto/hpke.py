@@ -1,9 +1,12 @@
-"""HPKE (RFC 9180) base mode over ``cryptography`` primitives.
+"""HPKE (RFC 9180) over ``cryptography`` primitives: all four modes, DHKEM base class,
+DHKEM(X25519). The other KEMs (X448, P-256, P-384, P-521) are in ``mls.crypto.kems``.
 
-The ``cryptography`` package ships HPKE, but it cannot take a fixed ephemeral key, has no
-exporter and no DeriveKeyPair. RFC 9180's key schedule is small, so it is written out here;
-when the caller wants exactly what the library offers (random ephemeral from the OS, empty
-AAD) the library does the single-shot seal/open, and tests check both paths agree.
+The ``cryptography`` package ships HPKE (base mode, no X448), but it cannot take a fixed
+ephemeral key, has no exporter and no DeriveKeyPair. RFC 9180's key schedule is small, so it
+is written out here; when the caller wants exactly what the library offers (base mode,
+random ephemeral from the OS, empty AAD, a KEM it knows) the library does the single-shot
+seal/open, and tests check both paths agree. MLS uses base mode only; the PSK and Auth
+modes are here so every case of the RFC 9180 vectors runs.
 """
 
 from __future__ import annotations
@@ -23,11 +26,17 @@ from mls.errors import CryptoError
 
 __all__ = [
     "AEAD_AES128GCM",
+    "AEAD_AES256GCM",
     "AEAD_CHACHA20POLY1305",
     "AEAD_EXPORT_ONLY",
     "KDF_HKDF_SHA256",
+    "KDF_HKDF_SHA384",
+    "KDF_HKDF_SHA512",
     "KEM_X25519_HKDF_SHA256",
+    "MODE_AUTH",
+    "MODE_AUTH_PSK",
     "MODE_BASE",
+    "MODE_PSK",
     "Aead",
     "Context",
     "DhKemX25519",
@@ -39,6 +48,9 @@ __all__ = [
 
 Rng = Callable[[int], bytes]
 MODE_BASE = 0x00
+MODE_PSK = 0x01
+MODE_AUTH = 0x02
+MODE_AUTH_PSK = 0x03
 _HPKE_V1 = b"HPKE-v1"
 
 
@@ -118,7 +130,10 @@ class Aead:
 
 
 KDF_HKDF_SHA256 = Kdf(0x0001, "sha256")
+KDF_HKDF_SHA384 = Kdf(0x0002, "sha384")
+KDF_HKDF_SHA512 = Kdf(0x0003, "sha512")
 AEAD_AES128GCM = Aead(0x0001, 16, 12, 16, AESGCM)
+AEAD_AES256GCM = Aead(0x0002, 32, 12, 16, AESGCM)
 AEAD_CHACHA20POLY1305 = Aead(0x0003, 32, 12, 16, ChaCha20Poly1305)
 AEAD_EXPORT_ONLY = Aead(0xFFFF, 0, 0, 0, None)
 
@@ -183,6 +198,23 @@ class Kem:
         dh = self.dh(sk_r, enc)
         return self._extract_and_expand(dh, enc + self.public_key(sk_r))
 
+    def auth_encap(self, pk_r: bytes, sk_e: bytes, sk_s: bytes) -> tuple[bytes, bytes]:
+        """AuthEncap with the given ephemeral key -> (shared_secret, enc)."""
+        enc = self.public_key(sk_e)
+        dh = self.dh(sk_e, pk_r) + self.dh(sk_s, pk_r)
+        return self._extract_and_expand(dh, enc + pk_r + self.public_key(sk_s)), enc
+
+    def auth_decap(self, enc: bytes, sk_r: bytes, pk_s: bytes) -> bytes:
+        dh = self.dh(sk_r, enc) + self.dh(sk_r, pk_s)
+        return self._extract_and_expand(dh, enc + self.public_key(sk_r) + pk_s)
+
+    # The library's single-shot HPKE takes key objects; None means "not supported there".
+    def lib_public_key(self, pk: bytes) -> object | None:
+        return None
+
+    def lib_private_key(self, sk: bytes) -> object | None:
+        return None
+
 
 class DhKemX25519(Kem):
     kem_id = 0x0020
@@ -241,6 +273,12 @@ class DhKemX25519(Kem):
         dh = self._exchange(priv, enc)
         return self._extract_and_expand(dh, enc + priv.public_key().public_bytes_raw())
 
+    def lib_public_key(self, pk: bytes) -> object:
+        return self._pub(pk)
+
+    def lib_private_key(self, sk: bytes) -> object:
+        return self._priv(sk)
+
 
 KEM_X25519_HKDF_SHA256 = DhKemX25519()
 
@@ -277,9 +315,22 @@ class Context:
         return self.suite.labeled_expand(self.exporter_secret, b"sec", exporter_context, length)
 
 
-_LIB_KEM = {0x0020: _lib.KEM.X25519}
-_LIB_KDF = {0x0001: _lib.KDF.HKDF_SHA256}
-_LIB_AEAD = {0x0001: _lib.AEAD.AES_128_GCM, 0x0003: _lib.AEAD.CHACHA20_POLY1305}
+_LIB_KEM = {
+    0x0010: _lib.KEM.P256,
+    0x0011: _lib.KEM.P384,
+    0x0012: _lib.KEM.P521,
+    0x0020: _lib.KEM.X25519,
+}
+_LIB_KDF = {
+    0x0001: _lib.KDF.HKDF_SHA256,
+    0x0002: _lib.KDF.HKDF_SHA384,
+    0x0003: _lib.KDF.HKDF_SHA512,
+}
+_LIB_AEAD = {
+    0x0001: _lib.AEAD.AES_128_GCM,
+    0x0002: _lib.AEAD.AES_256_GCM,
+    0x0003: _lib.AEAD.CHACHA20_POLY1305,
+}
 
 
 class HpkeSuite:
@@ -319,15 +370,75 @@ class HpkeSuite:
     def labeled_expand(self, prk: bytes, label: bytes, info: bytes, length: int) -> bytes:
         return _labeled_expand(self.kdf, self.suite_id, prk, label, info, length)
 
-    def key_schedule(self, shared_secret: bytes, info: bytes) -> Context:
-        """KeySchedule for mode_base (empty PSK and PSK id)."""
+    def key_schedule(
+        self,
+        shared_secret: bytes,
+        info: bytes,
+        mode: int = MODE_BASE,
+        psk: bytes = b"",
+        psk_id: bytes = b"",
+    ) -> Context:
+        """KeySchedule (RFC 9180 5.1); ``psk``/``psk_id`` exactly for the PSK modes."""
+        with_psk = mode in (MODE_PSK, MODE_AUTH_PSK)
+        if mode not in (MODE_BASE, MODE_PSK, MODE_AUTH, MODE_AUTH_PSK):
+            raise CryptoError(f"unknown HPKE mode {mode}")
+        if bool(psk) != bool(psk_id) or with_psk != bool(psk):
+            raise CryptoError("PSK and PSK id must be given exactly in the PSK modes")
+        psk_id_hash = (
+            self._psk_id_hash if not psk_id else self.labeled_extract(b"", b"psk_id_hash", psk_id)
+        )
         info_hash = self.labeled_extract(b"", b"info_hash", info)
-        ksc = bytes((MODE_BASE,)) + self._psk_id_hash + info_hash
-        secret = self.labeled_extract(shared_secret, b"secret", b"")
+        ksc = bytes((mode,)) + psk_id_hash + info_hash
+        secret = self.labeled_extract(shared_secret, b"secret", psk)
         key = self.labeled_expand(secret, b"key", ksc, self.aead.nk)
         base_nonce = self.labeled_expand(secret, b"base_nonce", ksc, self.aead.nn)
         exporter_secret = self.labeled_expand(secret, b"exp", ksc, self.kdf.nh)
         return Context(self, key, base_nonce, exporter_secret)
+
+    def setup_s(
+        self,
+        pk_r: bytes,
+        info: bytes,
+        *,
+        psk: bytes = b"",
+        psk_id: bytes = b"",
+        sk_s: bytes | None = None,
+        rng: Rng | None = None,
+        ikm_e: bytes | None = None,
+    ) -> tuple[bytes, Context]:
+        """SetupBaseS / SetupPSKS / SetupAuthS / SetupAuthPSKS, chosen by which of ``psk``
+        and ``sk_s`` (the sender's static key) are given -> (enc, context)."""
+        if ikm_e is None:
+            ikm_e = (rng or os.urandom)(self.kem.n_sk)
+        sk_e = self.kem.derive_private_key(ikm_e)
+        if sk_s is None:
+            shared_secret, enc = self.kem.encap(pk_r, sk_e)
+            mode = MODE_PSK if psk else MODE_BASE
+        else:
+            shared_secret, enc = self.kem.auth_encap(pk_r, sk_e, sk_s)
+            mode = MODE_AUTH_PSK if psk else MODE_AUTH
+        return enc, self.key_schedule(shared_secret, info, mode, psk, psk_id)
+
+    def setup_r(
+        self,
+        enc: bytes,
+        sk_r: bytes,
+        info: bytes,
+        *,
+        psk: bytes = b"",
+        psk_id: bytes = b"",
+        pk_s: bytes | None = None,
+    ) -> Context:
+        """The receiver side of ``setup_s``: ``pk_s`` is the sender's static public key."""
+        if len(enc) != self.kem.n_enc:
+            raise CryptoError("HPKE enc has the wrong length")
+        if pk_s is None:
+            shared_secret = self.kem.decap(enc, sk_r)
+            mode = MODE_PSK if psk else MODE_BASE
+        else:
+            shared_secret = self.kem.auth_decap(enc, sk_r, pk_s)
+            mode = MODE_AUTH_PSK if psk else MODE_AUTH
+        return self.key_schedule(shared_secret, info, mode, psk, psk_id)
 
     def setup_base_s(
         self,
@@ -392,13 +503,12 @@ class HpkeSuite:
     ) -> bytes:
         return self.setup_base_r(enc, sk_r, info).export(exporter_context, length)
 
-    # The library path: only X25519 key objects are built here; P-256 would add its own.
+    # The library path: the KEM builds the key objects (and checks their encodings).
     def _lib_seal(self, pk_r: bytes, info: bytes, pt: bytes) -> tuple[bytes, bytes]:
         assert self._lib_suite is not None
-        if len(pk_r) != 32:
-            raise CryptoError("X25519 public key must be 32 bytes")
+        pub = self.kem.lib_public_key(pk_r)
         try:
-            out = self._lib_suite.encrypt(pt, x25519.X25519PublicKey.from_public_bytes(pk_r), info)
+            out = self._lib_suite.encrypt(pt, pub, info)  # type: ignore[arg-type]
         except ValueError:
             raise CryptoError("HPKE seal failed") from None
         n = self.kem.n_enc
@@ -408,11 +518,8 @@ class HpkeSuite:
         assert self._lib_suite is not None
         if len(enc) != self.kem.n_enc:
             raise CryptoError("HPKE enc has the wrong length")
-        if len(sk_r) != 32:
-            raise CryptoError("X25519 private key must be 32 bytes")
+        priv = self.kem.lib_private_key(sk_r)
         try:
-            return self._lib_suite.decrypt(
-                enc + ct, x25519.X25519PrivateKey.from_private_bytes(sk_r), info
-            )
+            return self._lib_suite.decrypt(enc + ct, priv, info)  # type: ignore[arg-type]
         except (InvalidTag, ValueError):
             raise CryptoError("HPKE open failed") from None

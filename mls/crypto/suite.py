@@ -1,150 +1,59 @@
-"""MLS cipher suites (RFC 9420 section 5.1): one object bundling hash, KDF, AEAD, HPKE, signature.
+"""MLS cipher suites (RFC 9420 sections 5.1 and 17.1): one object bundling hash, KDF, AEAD,
+HPKE, signature. All seven suites of the RFC are registered.
 
 Keys cross this API as raw bytes in RFC 9420's encodings (HPKE: SerializePublicKey /
-SerializePrivateKey; Ed25519: the 32-byte public key and 32-byte seed), so group state can be
-stored and compared without library objects. A P-256 suite would add a ``Kem`` subclass and a
-``SignatureScheme`` and register here; nothing else changes.
+SerializePrivateKey; signatures: see ``mls.crypto.signatures``), so group state can be
+stored and compared without library objects.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-from collections import OrderedDict
 from dataclasses import dataclass
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from mls.crypto.hpke import (
     AEAD_AES128GCM,
+    AEAD_AES256GCM,
     AEAD_CHACHA20POLY1305,
     KDF_HKDF_SHA256,
+    KDF_HKDF_SHA384,
+    KDF_HKDF_SHA512,
     KEM_X25519_HKDF_SHA256,
     HpkeSuite,
     Rng,
 )
-from mls.errors import CryptoError, MlsError
+from mls.crypto.kems import (
+    KEM_P256_HKDF_SHA256,
+    KEM_P384_HKDF_SHA384,
+    KEM_P521_HKDF_SHA512,
+    KEM_X448_HKDF_SHA512,
+)
+from mls.crypto.signatures import (
+    ECDSA_P256_SHA256,
+    ECDSA_P384_SHA384,
+    ECDSA_P521_SHA512,
+    ED448,
+    ED25519,
+    Ed25519Scheme,
+    SignatureScheme,
+)
+from mls.errors import MlsError
 
 __all__ = [
+    "MLS_128_DHKEMP256_AES128GCM_SHA256_P256",
     "MLS_128_DHKEMX25519_AES128GCM_SHA256_ED25519",
     "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_ED25519",
+    "MLS_256_DHKEMP384_AES256GCM_SHA384_P384",
+    "MLS_256_DHKEMP521_AES256GCM_SHA512_P521",
+    "MLS_256_DHKEMX448_AES256GCM_SHA512_ED448",
+    "MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_ED448",
     "SUITES",
     "CipherSuite",
     "Ed25519Scheme",
     "SignatureScheme",
     "get_suite",
 ]
-
-
-class SignatureScheme:
-    """A signature algorithm over raw byte keys."""
-
-    scheme_id: int
-    name: str
-
-    def generate(self, rng: Rng | None = None) -> tuple[bytes, bytes]:
-        """-> (private key, public key)."""
-        raise NotImplementedError
-
-    def public_key(self, priv: bytes) -> bytes:
-        raise NotImplementedError
-
-    def sign(self, priv: bytes, message: bytes) -> bytes:
-        raise NotImplementedError
-
-    def verify(self, pub: bytes, message: bytes, signature: bytes) -> bool:
-        raise NotImplementedError
-
-
-class _KeyCache:
-    """A small LRU of parsed key objects keyed by their raw bytes.
-
-    Parsing an Ed25519 private key costs about as much as a signature (the library derives
-    the public key each time), so the handful of keys a member signs and verifies with are
-    kept parsed. Bounded, so a flood of distinct keys cannot grow memory."""
-
-    __slots__ = ("_items", "_size")
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[bytes, object] = OrderedDict()
-
-    def get(self, raw: bytes) -> object | None:
-        items = self._items
-        obj = items.get(raw)
-        if obj is not None:
-            try:
-                items.move_to_end(raw)
-            except KeyError:  # evicted by another thread meanwhile: a miss is harmless
-                return None
-        return obj
-
-    def put(self, raw: bytes, obj: object) -> None:
-        items = self._items
-        items[raw] = obj
-        if len(items) > self._size:
-            items.popitem(last=False)
-
-
-class Ed25519Scheme(SignatureScheme):
-    scheme_id = 0x0807
-    name = "ed25519"
-
-    # A process signs with very few keys; verification keys are one per sender (group size).
-    PRIVATE_CACHE = 32
-    PUBLIC_CACHE = 4096
-
-    def __init__(self) -> None:
-        self._privs = _KeyCache(self.PRIVATE_CACHE)
-        self._pubs = _KeyCache(self.PUBLIC_CACHE)
-
-    def __repr__(self) -> str:
-        return "Ed25519Scheme()"
-
-    def _priv(self, priv: bytes) -> ed25519.Ed25519PrivateKey:
-        if type(priv) is not bytes:  # bytearray / memoryview are not hashable
-            priv = bytes(priv)
-        key = self._privs.get(priv)
-        if key is not None:
-            assert isinstance(key, ed25519.Ed25519PrivateKey)
-            return key
-        if len(priv) != 32:
-            raise CryptoError("Ed25519 private key must be 32 bytes")
-        parsed = ed25519.Ed25519PrivateKey.from_private_bytes(priv)
-        self._privs.put(priv, parsed)
-        return parsed
-
-    def _pub(self, pub: bytes) -> ed25519.Ed25519PublicKey:
-        if type(pub) is not bytes:
-            pub = bytes(pub)
-        key = self._pubs.get(pub)
-        if key is not None:
-            assert isinstance(key, ed25519.Ed25519PublicKey)
-            return key
-        parsed = ed25519.Ed25519PublicKey.from_public_bytes(pub)  # ValueError if invalid
-        self._pubs.put(pub, parsed)
-        return parsed
-
-    def generate(self, rng: Rng | None = None) -> tuple[bytes, bytes]:
-        priv = (rng or os.urandom)(32)
-        return priv, self.public_key(priv)
-
-    def public_key(self, priv: bytes) -> bytes:
-        return self._priv(priv).public_key().public_bytes_raw()
-
-    def sign(self, priv: bytes, message: bytes) -> bytes:
-        return self._priv(priv).sign(message)
-
-    def verify(self, pub: bytes, message: bytes, signature: bytes) -> bool:
-        if len(pub) != 32 or len(signature) != 64:
-            return False
-        try:
-            self._pub(pub).verify(signature, message)
-        except (InvalidSignature, ValueError):
-            return False
-        return True
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,28 +154,66 @@ class CipherSuite:
         return self.signature.verify(pub, message, signature)
 
 
-_ED25519 = Ed25519Scheme()
-
 MLS_128_DHKEMX25519_AES128GCM_SHA256_ED25519 = CipherSuite(
     0x0001,
     "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
     "sha256",
     HpkeSuite(KEM_X25519_HKDF_SHA256, KDF_HKDF_SHA256, AEAD_AES128GCM),
-    _ED25519,
+    ED25519,
+)
+MLS_128_DHKEMP256_AES128GCM_SHA256_P256 = CipherSuite(
+    0x0002,
+    "MLS_128_DHKEMP256_AES128GCM_SHA256_P256",
+    "sha256",
+    HpkeSuite(KEM_P256_HKDF_SHA256, KDF_HKDF_SHA256, AEAD_AES128GCM),
+    ECDSA_P256_SHA256,
 )
 MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_ED25519 = CipherSuite(
     0x0003,
     "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519",
     "sha256",
     HpkeSuite(KEM_X25519_HKDF_SHA256, KDF_HKDF_SHA256, AEAD_CHACHA20POLY1305),
-    _ED25519,
+    ED25519,
+)
+MLS_256_DHKEMX448_AES256GCM_SHA512_ED448 = CipherSuite(
+    0x0004,
+    "MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448",
+    "sha512",
+    HpkeSuite(KEM_X448_HKDF_SHA512, KDF_HKDF_SHA512, AEAD_AES256GCM),
+    ED448,
+)
+MLS_256_DHKEMP521_AES256GCM_SHA512_P521 = CipherSuite(
+    0x0005,
+    "MLS_256_DHKEMP521_AES256GCM_SHA512_P521",
+    "sha512",
+    HpkeSuite(KEM_P521_HKDF_SHA512, KDF_HKDF_SHA512, AEAD_AES256GCM),
+    ECDSA_P521_SHA512,
+)
+MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_ED448 = CipherSuite(
+    0x0006,
+    "MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448",
+    "sha512",
+    HpkeSuite(KEM_X448_HKDF_SHA512, KDF_HKDF_SHA512, AEAD_CHACHA20POLY1305),
+    ED448,
+)
+MLS_256_DHKEMP384_AES256GCM_SHA384_P384 = CipherSuite(
+    0x0007,
+    "MLS_256_DHKEMP384_AES256GCM_SHA384_P384",
+    "sha384",
+    HpkeSuite(KEM_P384_HKDF_SHA384, KDF_HKDF_SHA384, AEAD_AES256GCM),
+    ECDSA_P384_SHA384,
 )
 
 SUITES: dict[int, CipherSuite] = {
     s.suite_id: s
     for s in (
         MLS_128_DHKEMX25519_AES128GCM_SHA256_ED25519,
+        MLS_128_DHKEMP256_AES128GCM_SHA256_P256,
         MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_ED25519,
+        MLS_256_DHKEMX448_AES256GCM_SHA512_ED448,
+        MLS_256_DHKEMP521_AES256GCM_SHA512_P521,
+        MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_ED448,
+        MLS_256_DHKEMP384_AES256GCM_SHA384_P384,
     )
 }
 

@@ -260,12 +260,15 @@ def merge_update_path(
     now: int | None = None,
     required_capabilities: RequiredCapabilities | None = None,
     group_extension_types: Iterable[int] = (),
+    new_member: bool = False,
 ) -> list[tuple[int, int]]:
     """Validate ``path``'s public part and merge it into ``tree`` (mutated).
 
     Checks the new leaf (RFC 9420 7.3, source commit, new encryption key), that there is one
     path node per filtered-direct-path node, and that the leaf's parent hash matches the
     chain computed over the merged tree. Returns the filtered direct path used.
+    ``new_member``: an external commit, whose leaf was just placed at ``sender`` (so there
+    is no older encryption key to differ from).
     """
     old = tree.leaf(sender)
     if old is None:
@@ -286,7 +289,7 @@ def merge_update_path(
         )
     except LeafValidationError as exc:
         raise TreeKemError(f"update path leaf: {exc}") from None
-    if leaf.encryption_key == old.encryption_key:
+    if not new_member and leaf.encryption_key == old.encryption_key:
         raise TreeKemError("update path leaf reuses the old encryption key")
     fdp = tree.filtered_direct_path(sender)
     if len(fdp) != len(path.nodes):
@@ -315,6 +318,7 @@ def process_update_path(
     now: int | None = None,
     required_capabilities: RequiredCapabilities | None = None,
     group_extension_types: Iterable[int] = (),
+    new_member: bool = False,
 ) -> ProcessedPath:
     """Merge ``path`` into ``tree`` (mutated), decrypt our path secret and derive the rest.
 
@@ -335,6 +339,7 @@ def process_update_path(
         now=now,
         required_capabilities=required_capabilities,
         group_extension_types=group_extension_types,
+        new_member=new_member,
     )
     my_node = 2 * me
     i = next((k for k, (_, c) in enumerate(fdp) if tree.is_ancestor(c, my_node)), -1)

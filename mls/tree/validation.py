@@ -77,11 +77,12 @@ def _check_capabilities(
     leaf: LeafNode,
     required: RequiredCapabilities | None,
     group_extension_types: Iterable[int] = (),
+    require_suite: bool = False,
 ) -> None:
     caps = leaf.capabilities
     if MLS10 not in caps.versions:
         raise LeafValidationError("leaf does not support MLS 1.0")
-    if suite.suite_id not in caps.cipher_suites:
+    if require_suite and suite.suite_id not in caps.cipher_suites:
         raise LeafValidationError("leaf does not support the group's cipher suite")
     if leaf.credential.credential_type not in caps.credentials:
         raise LeafValidationError("leaf does not list its own credential type")
@@ -116,6 +117,7 @@ def validate_leaf_node(
     tree: RatchetTree | None = None,
     replacing: int | None = None,
     group_extension_types: Iterable[int] = (),
+    require_suite: bool = False,
 ) -> None:
     """Check one LeafNode as RFC 9420 section 7.3 asks.
 
@@ -124,7 +126,11 @@ def validate_leaf_node(
     uniqueness checks against other members; ``replacing`` is the leaf index this node
     replaces (its own old keys do not count as duplicates). ``group_extension_types``: the
     types of the group context's extensions, each of which the leaf must support (13.4).
-    Raises LeafValidationError.
+    ``require_suite``: also require the suite in ``capabilities.cipher_suites``. Section 7.3
+    does not ask for it, and the official suite-7 TreeKEM vectors carry leaves that list
+    suites 1-6 only, so it is applied to KeyPackages (13.4: a KeyPackage's client supports
+    what it advertises, and we add it to a group of this suite) but not to leaves already
+    in a tree or arriving in an UpdatePath or Update. Raises LeafValidationError.
     """
     if source is not None and leaf.leaf_node_source != source:
         raise LeafValidationError(
@@ -132,7 +138,7 @@ def validate_leaf_node(
         )
     if not verify_leaf_signature(suite, leaf, group_id, leaf_index):
         raise LeafValidationError("bad leaf node signature")
-    _check_capabilities(suite, leaf, required_capabilities, group_extension_types)
+    _check_capabilities(suite, leaf, required_capabilities, group_extension_types, require_suite)
     if now is not None and leaf.lifetime is not None:
         lt = leaf.lifetime
         if not lt.not_before <= now <= lt.not_after:

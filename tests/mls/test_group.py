@@ -30,6 +30,7 @@ from mls import (
     WrongEpochError,
     WrongGroupError,
 )
+from mls.crypto import SUITES
 from mls.messages import MLSMessage, PrivateMessage, Proposal, PublicMessage, Remove
 from mls.outbound import own_content
 from mls.protection import authenticate, protect_private
@@ -82,7 +83,7 @@ def trio() -> tuple[Group, Group, Group]:
     return ga, gb, gc
 
 
-@pytest.mark.parametrize("suite", [1, 3])
+@pytest.mark.parametrize("suite", sorted(SUITES), ids=lambda s: f"suite{s}")
 def test_create_add_join_encrypt_both_ways(suite: int) -> None:
     _, ga, _, gb = pair(suite)
     assert ga.epoch == gb.epoch == 1

@@ -1,9 +1,11 @@
 """Interop with AWS mls-rs (PyPI ``agentvault-mls-rs-uniffi``), suite 1, basic credentials.
 
-Both directions of join (ratchet tree in the Welcome extension and out of band), both
-handshake wire formats, and a mixed group of our members and mls-rs members running many
-epochs of adds, removes, updates, empty commits and proposals by reference from both sides,
-with exporter secrets compared and application messages read both ways after every epoch.
+Both directions of join (ratchet tree in the Welcome extension and out of band), external
+commits of ours accepted by mls-rs, group-context extensions (at creation and by
+GroupContextExtensions commits), both handshake wire formats, and a mixed group of our
+members and mls-rs members running many epochs of adds, removes, updates, empty commits and
+proposals by reference from both sides, with exporter secrets compared and application
+messages read both ways after every epoch.
 
 What the bindings allow, found by driving them: mls-rs sends handshake messages as
 PublicMessage (the bindings expose no option to encrypt them) and reads both PublicMessage and
@@ -25,13 +27,25 @@ from mls import (
     ApplicationMessage,
     Client,
     CommitApplied,
+    CommitError,
     GroupInactiveError,
     MlsError,
     ProposalMessage,
     WireFormat,
 )
 from mls.group import Group
-from mls.messages import Commit, MLSMessage, PrivateMessage, PublicMessage
+from mls.messages import (
+    Commit,
+    Credential,
+    ExtensionType,
+    ExternalSender,
+    ExternalSenders,
+    KeyPackage,
+    MLSMessage,
+    PrivateMessage,
+    PublicMessage,
+    RequiredCapabilities,
+)
 
 R: Any = pytest.importorskip(
     "mls_rs_uniffi", reason="agentvault-mls-rs-uniffi (mls-rs bindings) is not installed"
@@ -216,6 +230,100 @@ def test_larger_tree_with_blanks_and_truncation() -> None:
     assert ga.state.tree.n_leaves == 16  # leaves 16..31 blank: the tree was truncated
     sync(ga.update().commit, ga)
     sync(bytes(rs_group.commit().commit_message.to_bytes()), None)
+
+
+# -- external commits and group-context extensions -------------------------------------------
+
+
+def test_mlsrs_accepts_our_external_commit() -> None:
+    """A client of ours joins by external commit a group in which mls-rs is a member; the
+    bindings cannot make a GroupInfo (``CommitOutput.group_info`` is always None and there is
+    no call to export one), so the other direction cannot be driven from Python."""
+    alice = our_client(b"py-alice", 11)
+    ga = alice.create_group(b"ext-join")
+    rs = rs_client(b"rs-bob")
+    out = ga.add([bytes(rs.generate_key_package_message().to_bytes())])
+    ga.merge_pending_commit()
+    assert out.welcome is not None
+    rs_group = rs.join_group(None, rs_msg(out.welcome)).group
+
+    dave = our_client(b"py-dave", 12)
+    joined = dave.join_external(ga.group_info(), authenticated_data=b"via external commit")
+    assert wire_format(joined.commit) == WireFormat.PUBLIC_MESSAGE
+    assert rs_group.process_incoming_message(rs_msg(joined.commit)).is_commit()
+    applied = ga.process(joined.commit)
+    assert (
+        isinstance(applied, CommitApplied) and applied.external and applied.added == (b"py-dave",)
+    )
+    gd = joined.group
+    assert secret_ours(gd) == secret_rs(rs_group) == secret_ours(ga)
+    assert bytes(rs_group.export_tree().bytes) == gd.export_tree()
+    got = rs_group.process_incoming_message(rs_msg(gd.encrypt(b"hi from the joiner")))
+    assert got.is_application_message() and bytes(got.data) == b"hi from the joiner"
+    back = gd.process(rs_group.encrypt_application_message(b"welcome").to_bytes())
+    assert back == ApplicationMessage(b"rs-bob", b"welcome", b"", 2)
+    # mls-rs commits next; the joiner and alice follow.
+    rs_out = rs_group.commit()
+    assert rs_out.group_info is None  # see the docstring
+    rs_group.process_incoming_message(rs_out.commit_message)
+    for g in (ga, gd):
+        assert isinstance(g.process(bytes(rs_out.commit_message.to_bytes())), CommitApplied)
+    assert secret_ours(gd) == secret_rs(rs_group) == secret_ours(ga)
+    # A tampered external commit is refused by both implementations.
+    forged = bytearray(our_client(b"py-erin", 14).join_external(ga.group_info()).commit)
+    forged[-10] ^= 1
+    with pytest.raises(R.Error):
+        rs_group.process_incoming_message(rs_msg(bytes(forged)))
+    before = ga.to_bytes()
+    with pytest.raises(MlsError):
+        ga.process(bytes(forged))
+    assert ga.to_bytes() == before
+
+
+def test_group_context_extensions_with_mlsrs() -> None:
+    """Suite 1 group with group-context extensions from creation, then GroupContextExtensions
+    commits; mls-rs joins, follows and commits on top. mls-rs leaves advertise no
+    non-default extension types (the bindings expose no capability setting), so only the
+    RFC's default types can be used with them: required_capabilities and external_senders."""
+    rc = RequiredCapabilities(credential_types=(1,)).to_bytes()
+    alice = our_client(b"py-alice", 13)
+    ga = alice.create_group(b"gce", extensions=[(ExtensionType.REQUIRED_CAPABILITIES, rc)])
+    rs = rs_client(b"rs-bob")
+    rs_kp = bytes(rs.generate_key_package_message().to_bytes())
+    kp = MLSMessage.from_bytes(rs_kp).payload
+    assert isinstance(kp, KeyPackage) and kp.leaf_node.capabilities.extensions == ()
+    out = ga.add([rs_kp])
+    ga.merge_pending_commit()
+    assert out.welcome is not None
+    rs_group = rs.join_group(None, rs_msg(out.welcome)).group
+    assert secret_ours(ga) == secret_rs(rs_group)
+
+    senders = ExternalSenders(
+        (ExternalSender(alice.signature_public_key, Credential.basic(b"ds")),)
+    )
+    for fmt in (WireFormat.PRIVATE_MESSAGE, WireFormat.PUBLIC_MESSAGE):
+        ga.handshake_format = fmt
+        new = [(ExtensionType.EXTERNAL_SENDERS, senders.to_bytes())]
+        if fmt == WireFormat.PUBLIC_MESSAGE:
+            new.append((ExtensionType.REQUIRED_CAPABILITIES, rc))
+        upd = ga.commit(extensions=new, authenticated_data=b"policy")
+        assert rs_group.process_incoming_message(rs_msg(upd.commit)).is_commit()
+        applied = ga.merge_pending_commit()
+        assert applied.extensions_changed and ga.extensions == tuple(new)
+        assert secret_ours(ga) == secret_rs(rs_group)
+    # mls-rs commits in the new context (its key schedule binds the same extensions).
+    rs_out = rs_group.commit()
+    rs_group.process_incoming_message(rs_out.commit_message)
+    applied = ga.process(bytes(rs_out.commit_message.to_bytes()))
+    assert isinstance(applied, CommitApplied) and not applied.extensions_changed
+    assert secret_ours(ga) == secret_rs(rs_group)
+    # A type mls-rs does not support is refused before anything is sent.
+    with pytest.raises(CommitError, match="group extension"):
+        ga.commit(extensions=[(0xFF01, b"")])
+    upd = ga.commit(extensions=[])
+    assert rs_group.process_incoming_message(rs_msg(upd.commit)).is_commit()
+    ga.merge_pending_commit()
+    assert ga.extensions == () and secret_ours(ga) == secret_rs(rs_group)
 
 
 # -- the mixed group -------------------------------------------------------------------------

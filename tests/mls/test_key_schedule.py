@@ -1,4 +1,4 @@
-"""key-schedule.json for suites 1 and 3 (every epoch), GroupContext codec, external init."""
+"""key-schedule.json for all seven suites (every epoch), GroupContext codec, external init."""
 
 from __future__ import annotations
 
@@ -95,20 +95,20 @@ def _prev_init(case: dict[str, Any], epoch: int) -> bytes:
 
 def test_vector_counts() -> None:
     cases = load_vectors(VECTOR)
-    ours = [c for c in cases if c["cipher_suite"] in SUITES]
-    assert [c["cipher_suite"] for c in ours] == [1, 3]
-    assert all(len(c["epochs"]) == 5 for c in ours)
+    assert [c["cipher_suite"] for c in cases] == sorted(SUITES) == [1, 2, 3, 4, 5, 6, 7]
+    assert all(len(c["epochs"]) == 5 for c in cases)
 
 
 @pytest.mark.parametrize("suite_id", sorted(SUITES), ids=lambda s: f"suite{s}")
 def test_zero_defaults_and_welcome_key(suite_id: int) -> None:
     suite = get_suite(suite_id)
-    gc = GroupContext(suite_id, b"g", 0, b"t" * 32, b"")
-    init = b"\x01" * 32
+    nh = suite.nh
+    gc = GroupContext(suite_id, b"g", 0, b"t" * nh, b"")
+    init = b"\x01" * nh
     a = key_schedule(suite, init, None, None, gc)
-    b = key_schedule(suite, init, bytes(32), bytes(32), gc.encode())
+    b = key_schedule(suite, init, bytes(nh), bytes(nh), gc.encode())
     assert a == b
-    c = key_schedule(suite, init, b"\x02" * 32, None, gc)
+    c = key_schedule(suite, init, b"\x02" * nh, None, gc)
     assert c.joiner_secret != a.joiner_secret
     key, nonce = welcome_key_nonce(suite, a.welcome_secret)
     assert (len(key), len(nonce)) == (suite.nk, suite.nn)

@@ -1,4 +1,4 @@
-"""message-protection.json (suites 1 and 3) plus round trips and tamper properties for
+"""message-protection.json (all seven suites) plus round trips and tamper properties for
 ``mls.protection``."""
 
 from __future__ import annotations
@@ -169,8 +169,8 @@ def test_vector_protect_roundtrip(case: dict[str, Any], kind: str, form: str) ->
 
 
 def test_vector_counts() -> None:
-    suites = sorted(c["cipher_suite"] for c in load_vectors(VECTOR) if c["cipher_suite"] in SUITES)
-    assert suites == [1, 3]
+    suites = sorted(c["cipher_suite"] for c in load_vectors(VECTOR))
+    assert suites == sorted(SUITES) == [1, 2, 3, 4, 5, 6, 7]
     assert sum(len(v) for v in KINDS.values()) == 5
 
 
@@ -197,7 +197,7 @@ def _made_up(suite_id: int, seed: int = 0) -> Epoch:
     )
 
 
-SUITE_IDS = pytest.mark.parametrize("suite_id", [1, 3], ids=["suite1", "suite3"])
+SUITE_IDS = pytest.mark.parametrize("suite_id", sorted(SUITES), ids=lambda s: f"suite{s}")
 
 
 @SUITE_IDS
@@ -410,7 +410,7 @@ def _assert_rejected(ep: Epoch, data: bytes) -> None:
     assert isinstance(info.value, CryptoError | ValidationError | DecodeError)
 
 
-_EPOCHS = {sid: _made_up(sid) for sid in (1, 3)}
+_EPOCHS = {sid: _made_up(sid) for sid in sorted(SUITES)}
 _PROP = Proposal.from_bytes(h("000300000002"))
 _BODIES: dict[str, bytes | Proposal | Commit] = {
     "application": b"a" * 40,
@@ -423,7 +423,7 @@ _SAMPLES = {
         _BODIES[kind],
         _EPOCHS[sid].tree(),
     )
-    for sid in (1, 3)
+    for sid in sorted(SUITES)
     for form, kinds in (
         ("private", ("application", "proposal", "commit")),
         ("public", ("proposal", "commit")),
@@ -442,7 +442,7 @@ def test_tampered_message_rejected(key: tuple[int, str, str], pos: int, mask: in
     _assert_rejected(ep, _flip(data, 4 + (pos - 4) % (len(data) - 4), mask))
 
 
-@pytest.mark.parametrize("suite_id", [1, 3], ids=["suite1", "suite3"])
+@SUITE_IDS
 @_TAMPER
 @given(cut=st.integers(min_value=1, max_value=10_000), extra=st.binary(max_size=8))
 def test_truncated_or_extended_message_rejected(suite_id: int, cut: int, extra: bytes) -> None:
@@ -451,7 +451,7 @@ def test_truncated_or_extended_message_rejected(suite_id: int, cut: int, extra: 
     _assert_rejected(ep, data[: cut % len(data)] + extra if extra else data[: cut % len(data)])
 
 
-@pytest.mark.parametrize("suite_id", [1, 3], ids=["suite1", "suite3"])
+@SUITE_IDS
 @_TAMPER
 @given(
     plaintext=st.binary(max_size=200),

@@ -9,16 +9,22 @@ from collections.abc import Iterator
 import pytest
 
 import mls.commit
+import mls.proposals
 from mls import (
     Client,
     CommitApplied,
+    CommitError,
     DictPskStore,
     Group,
     ProposalError,
     PskError,
 )
+from mls.crypto import get_suite
+from mls.key_packages import create_key_package
 from mls.messages import (
     Add,
+    Capabilities,
+    Credential,
     Extension,
     GroupContextExtensions,
     KeyPackage,
@@ -43,6 +49,7 @@ from mls.proposals import (
     validate_proposal,
     validate_proposal_list,
 )
+from mls.tree.ratchet_tree import RatchetTree
 
 NOW = 1_700_000_000
 
@@ -252,3 +259,55 @@ def _apply_ignoring_errors(tree: object, resolved: list[ResolvedProposal]) -> ob
             seen.add(body.removed)
         kept.append(r)
     return apply_proposals(tree, kept)  # type: ignore[arg-type]
+
+
+def _kp_with(name: bytes, credential: Credential, credentials: tuple[int, ...]) -> KeyPackage:
+    suite = get_suite(1)
+    r = random.Random(name)
+    priv, _ = suite.generate_signature_key_pair(r.randbytes)
+    caps = Capabilities(cipher_suites=(1,), credentials=credentials)
+    return create_key_package(
+        suite, credential, priv, rng=r.randbytes, now=NOW, capabilities=caps
+    ).key_package
+
+
+def test_added_credential_types_are_supported_both_ways(three: tuple[Group, Group, Group]) -> None:
+    """RFC 9420 7.3: an added leaf's credential type must be supported by every member, and
+    it must support the types the members use."""
+    ga, _, _ = three
+    x509 = _kp_with(b"x509", Credential.x509((b"not checked here",)), (1, 2))
+    with pytest.raises(CommitError, match="credential type of the added leaf"):
+        ga.add([x509])
+    assert not ga.has_pending_commit
+    # A tree whose member uses x509: an Add that cannot read x509 is refused, one that can
+    # is accepted.
+    tree = RatchetTree(get_suite(1), [x509.leaf_node])
+    basic_only = _kp_with(b"b1", Credential.basic(b"b1"), (1,))
+    with pytest.raises(ProposalError, match="does not support the credential type of leaf 0"):
+        apply_proposals(tree.copy(), [rp(Add(basic_only), 0)])
+    both = _kp_with(b"b2", Credential.basic(b"b2"), (1, 2))
+    applied = apply_proposals(tree.copy(), [rp(Add(both), 0)])
+    assert [i for i, _ in applied.added] == [1]
+
+
+def test_receiver_refuses_add_of_unsupported_credential(
+    three: tuple[Group, Group, Group], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ga, gb, _ = three
+    x509 = _kp_with(b"x509", Credential.x509((b"cert",)), (1, 2))
+    monkeypatch.setattr(mls.commit, "apply_proposals", _apply_skipping_credentials)
+    out = ga.add([x509])
+    monkeypatch.undo()
+    before = gb.to_bytes()
+    with pytest.raises(ProposalError, match="credential type"):
+        gb.process(out.commit)
+    assert gb.to_bytes() == before
+
+
+def _apply_skipping_credentials(tree: object, resolved: list[ResolvedProposal]) -> object:
+    original = mls.proposals._check_credentials
+    mls.proposals._check_credentials = lambda *a: None  # type: ignore[assignment]
+    try:
+        return apply_proposals(tree, resolved)  # type: ignore[arg-type]
+    finally:
+        mls.proposals._check_credentials = original

@@ -1,4 +1,4 @@
-"""tree-validation.json for suites 1 and 3, plus leaf (RFC 9420 7.3) and tree validity rules."""
+"""tree-validation.json for all seven suites, plus leaf (RFC 9420 7.3) and tree validity rules."""
 
 from __future__ import annotations
 
@@ -214,7 +214,6 @@ def test_update_leaf_signature_binds_group_and_index() -> None:
 @pytest.mark.parametrize(
     "caps",
     [
-        Capabilities(cipher_suites=(3,), credentials=(1,)),  # not the group's suite
         Capabilities(versions=(2,), cipher_suites=(1,), credentials=(1,)),
         Capabilities(cipher_suites=(1,), credentials=(2,)),  # not its own credential
     ],
@@ -223,6 +222,14 @@ def test_capabilities_must_cover_leaf(caps: Capabilities) -> None:
     leaf = _leaf(random.Random(5), caps=caps)
     with pytest.raises(LeafValidationError):
         validate_leaf_node(SUITE, leaf)
+
+
+def test_suite_in_capabilities_required_for_key_packages_only() -> None:
+    # RFC 9420 7.3 does not ask for it (and the suite-7 TreeKEM vectors' leaves list 1-6).
+    leaf = _leaf(random.Random(5), caps=Capabilities(cipher_suites=(3,), credentials=(1,)))
+    validate_leaf_node(SUITE, leaf)
+    with pytest.raises(LeafValidationError, match="cipher suite"):
+        validate_leaf_node(SUITE, leaf, require_suite=True)
 
 
 def test_leaf_extensions_must_be_supported() -> None:

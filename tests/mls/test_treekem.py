@@ -1,4 +1,4 @@
-"""treekem.json for suites 1 and 3 (process every UpdatePath from every listed member; create
+"""treekem.json for all seven suites (process every UpdatePath from every listed member; create
 fresh ones and have the others process them), plus tampering, new members and private state."""
 
 from __future__ import annotations
