@@ -377,4 +377,28 @@ CHANNEL_PATHS: dict[str, Any] = {
             },
         },
     },
+    "/v1/events": {
+        "get": {
+            "operationId": "events",
+            "summary": "Channel events as server-sent events (text/event-stream)",
+            "description": "Event names: message, invite, invite_declined, member_added, "
+            "member_removed, epoch; each data: line is one JSON object (schema Event). A "
+            "comment line comes every 15 s. A client that reads too slowly is disconnected "
+            "(the node never waits for it): reconnect and catch up with GET "
+            ".../messages?after=. The stream ends cleanly when the node shuts down.",
+            "responses": {
+                "200": {
+                    "description": "The event stream",
+                    "content": {
+                        "text/event-stream": {
+                            "schema": {"type": "string"},
+                            "x-event-data": {"$ref": "#/components/schemas/Event"},
+                        }
+                    },
+                },
+                **UNAUTHORIZED,
+                **_UNAVAILABLE,
+            },
+        },
+    },
 }

@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from api import channels
-from api.appkeys import CONTROL, REGISTRY, RESOLVE_TIMEOUT_KEY, SPEC
+from api import channels, events
+from api.appkeys import CLOSING, CONTROL, KEEPALIVE, REGISTRY, RESOLVE_TIMEOUT_KEY, SPEC
 from api.auth import auth_middleware
 from api.control import NodeControl, PeerInfo
 from api.openapi import build_spec
@@ -138,12 +138,17 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def _closing(app: web.Application) -> None:
+    app[CLOSING].set()  # event streams end before the server closes their connections
+
+
 def create_app(
     control: NodeControl,
     token: str,
     registry: CollectorRegistry,
     *,
     resolve_timeout: float = RESOLVE_TIMEOUT,
+    sse_keepalive: float = events.KEEPALIVE_S,
 ) -> web.Application:
     """The admin API application for one node (its own metrics registry, its own token)."""
     app = web.Application(
@@ -154,6 +159,9 @@ def create_app(
     app[REGISTRY] = registry
     app[SPEC] = build_spec()
     app[RESOLVE_TIMEOUT_KEY] = float(resolve_timeout)
+    app[KEEPALIVE] = float(sse_keepalive)
+    app[CLOSING] = asyncio.Event()
+    app.on_shutdown.append(_closing)
     # allow_head=False: serve exactly what openapi.json documents.
     r = app.router
     r.add_get("/healthz", health, allow_head=False)
@@ -166,6 +174,7 @@ def create_app(
     r.add_get("/v1/dht", get_dht, allow_head=False)
     r.add_get("/v1/dht/peers/{peer_id}", resolve_peer, allow_head=False)
     channels.routes(r)
+    r.add_get("/v1/events", events.events, allow_head=False)
     r.add_get("/openapi.json", openapi, allow_head=False)
     r.add_get("/metrics", metrics, allow_head=False)
     return app

@@ -282,6 +282,7 @@ async def test_request_errors(start_node: StartNode, api_for: ApiFor) -> None:
         ("POST", f"/v1/invites/{'cd' * 16}/accept", None),
         ("DELETE", f"/v1/invites/{'cd' * 16}", None),
         ("PUT", "/v1/profile", {"display_name": "x"}),
+        ("GET", "/v1/events", None),
     ],
 )
 async def test_503_until_the_channel_service_runs(

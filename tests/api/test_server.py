@@ -72,6 +72,7 @@ async def test_readyz_503_until_ready(client: Client, fake: FakeNode) -> None:
         ("GET", "/v1/channels/" + "ab" * 32 + "/messages"),
         ("DELETE", "/v1/invites/" + "ab" * 16),
         ("PUT", "/v1/profile"),
+        ("GET", "/v1/events"),
     ],
 )
 @pytest.mark.parametrize(
