@@ -79,6 +79,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 while not queue.empty():
                     notices.append(queue.get_nowait())
                 chunk = b"".join(event_bytes(n.kind, n.channel_id, n.data) for n in notices)
+            await resp.write_eof()
         except (ConnectionError, TimeoutError):
             reason = "client_gone"
             return resp
@@ -87,7 +88,6 @@ async def events(request: web.Request) -> web.StreamResponse:
             raise
         finally:
             closed.cancel()
-        await resp.write_eof()
         return resp
     finally:
         svc.unsubscribe(queue)
