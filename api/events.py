@@ -37,6 +37,11 @@ def event_bytes(kind: str, channel_id: bytes, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {body}\n\n".encode()
 
 
+async def _write(resp: web.StreamResponse, chunk: bytes) -> None:
+    async with asyncio.timeout(WRITE_TIMEOUT_S):  # a client that takes nothing is gone
+        await resp.write(chunk)
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     svc = channel_service(request.app[CONTROL])  # 503 before the stream starts
     closing = request.app[CLOSING]
@@ -52,42 +57,43 @@ async def events(request: web.Request) -> web.StreamResponse:
             }
         )
         await resp.prepare(request)  # from here on, the subscription is live
-        closed = asyncio.ensure_future(closing.wait())
+        closed: asyncio.Future[Any] = asyncio.ensure_future(closing.wait())
+        get: asyncio.Future[Any] | None = None  # a Notice
         try:
             chunk = b": subscribed\n\n"
             while True:
                 if chunk:
-                    async with asyncio.timeout(WRITE_TIMEOUT_S):
-                        await resp.write(chunk)
+                    await _write(resp, chunk)
                 if closed.done():
                     reason = "shutdown"
                     break
-                get = asyncio.ensure_future(queue.get())
+                if get is None:
+                    get = asyncio.ensure_future(queue.get())  # kept across keepalives
                 await asyncio.wait({get, closed}, timeout=keepalive,
                                    return_when=asyncio.FIRST_COMPLETED)
                 if not get.done():
-                    get.cancel()
                     chunk = b"" if closed.done() else b": keepalive\n\n"
                     continue
                 if 0 < queue.maxsize <= queue.qsize() + 1:
                     # The queue was full: the service drops a subscriber it finds so (or
                     # will, at the next notice), so this stream could not be complete.
                     reason = "too_slow"
-                    await resp.write(b": too slow: events were dropped; reconnect\n\n")
+                    await _write(resp, b": too slow: events were dropped; reconnect\n\n")
                     break
-                notices = [get.result()]
+                notices, get = [get.result()], None
                 while not queue.empty():
                     notices.append(queue.get_nowait())
                 chunk = b"".join(event_bytes(n.kind, n.channel_id, n.data) for n in notices)
             await resp.write_eof()
         except (ConnectionError, TimeoutError):
             reason = "client_gone"
-            return resp
         except asyncio.CancelledError:
             reason = "cancelled"
             raise
         finally:
             closed.cancel()
+            if get is not None:
+                get.cancel()  # a pending get leaves no item behind (asyncio.Queue)
         return resp
     finally:
         svc.unsubscribe(queue)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from typing import Any
 
 from aiohttp import ClientResponse
@@ -21,24 +22,40 @@ class Stream:
         assert resp.headers["Content-Type"] == "text/event-stream"
         self.resp = resp
         self.comments: list[str] = []
+        self._events: deque[tuple[str, dict[str, Any]]] = deque()
+        self._name, self._data = "", ""
+
+    async def _read(self) -> bool:
+        """Read one line; False at the end of the stream."""
+        raw = await self.resp.content.readline()
+        if not raw:
+            return False
+        line = raw.decode().rstrip("\n")
+        if line.startswith(":"):
+            self.comments.append(line[1:].strip())
+        elif line.startswith("event: "):
+            self._name = line[len("event: "):]
+        elif line.startswith("data: "):
+            self._data = line[len("data: "):]
+        elif line == "" and self._name:
+            self._events.append((self._name, json.loads(self._data)))
+            self._name, self._data = "", ""
+        return True
 
     async def next(self, timeout: float = 15.0) -> tuple[str, dict[str, Any]] | None:
         """The next event (name, data), or None when the stream ended."""
-        name, data = "", ""
         async with asyncio.timeout(timeout):
-            while True:
-                raw = await self.resp.content.readline()
-                if not raw:
+            while not self._events:
+                if not await self._read():
                     return None
-                line = raw.decode().rstrip("\n")
-                if line.startswith(":"):
-                    self.comments.append(line[1:].strip())
-                elif line.startswith("event: "):
-                    name = line[len("event: "):]
-                elif line.startswith("data: "):
-                    data = line[len("data: "):]
-                elif line == "" and name:
-                    return name, json.loads(data)
+        return self._events.popleft()
+
+    async def comment(self, text: str, timeout: float = 10.0) -> None:
+        """Read until a new comment ``text`` arrives (events meanwhile are kept)."""
+        seen = self.comments.count(text)
+        async with asyncio.timeout(timeout):
+            while self.comments.count(text) == seen:
+                assert await self._read(), "stream ended"
 
     async def until(self, name: str, **fields: Any) -> dict[str, Any]:
         """Skip events until one named ``name`` whose data has ``fields``."""
@@ -52,17 +69,8 @@ class Stream:
 async def _open(client: Client) -> Stream:
     stream = Stream(await client.get("/v1/events", headers=AUTH))
     # The first comment says the subscription is live (sent right after it was made).
-    await _comment(stream, "subscribed")
+    await stream.comment("subscribed")
     return stream
-
-
-async def _comment(stream: Stream, text: str) -> None:
-    async with asyncio.timeout(10):
-        while text not in stream.comments:
-            line = await stream.resp.content.readline()
-            assert line, "stream ended"
-            if line.startswith(b":"):
-                stream.comments.append(line[1:].decode().strip())
 
 
 async def test_invite_member_epoch_and_message_events(
@@ -109,7 +117,13 @@ async def test_invite_member_epoch_and_message_events(
 async def test_keepalive_comments(start_node: StartNode, api_for: ApiFor) -> None:
     (a,) = await mesh(start_node, 1)
     stream = await _open(await api_for(a, sse_keepalive=0.05))
-    await _comment(stream, "keepalive")
+    await stream.comment("keepalive")
+    # Events still arrive, once and in order, between keepalives.
+    for i in range(3):
+        a.node.channels._publish(Notice("epoch", b"\x03" * 32, {"epoch": i}))
+        await stream.comment("keepalive")
+    assert [await stream.next() for _ in range(3)] == [
+        ("epoch", {"epoch": i, "channel_id": "03" * 32}) for i in range(3)]
 
 
 async def test_client_that_falls_behind_is_disconnected(
