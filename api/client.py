@@ -7,10 +7,12 @@ CLI command makes one request, and no event loop is needed for that.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,10 @@ from node.core.errors import MultiaddrError
 from node.core.multiaddr import Multiaddr
 from node.datadir import DataDir
 
-__all__ = ["ApiClient", "ApiError", "NodeUnreachable"]
+__all__ = ["ApiClient", "ApiError", "EventStream", "NodeUnreachable"]
 
 _MAX_RESPONSE = 8 * 1024 * 1024
+_MAX_EVENT_LINE = 1024 * 1024  # a message event carries at most 64 KiB of text
 
 
 class ApiError(Exception):
@@ -74,14 +77,28 @@ class ApiClient:
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """One request; returns (status, decoded JSON or None). Raises ApiError on >= 400."""
         data = None if body is None else json.dumps(body).encode()
+        with self._open(method, path, data, "application/json") as resp:
+            try:
+                raw = resp.read(_MAX_RESPONSE + 1)
+            except TimeoutError:
+                raise NodeUnreachable(f"node API at {self.base} did not answer in time") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise NodeUnreachable(
+                    f"connection to the node API at {self.base} failed: {exc}"
+                ) from None
+            return resp.status, _decode(raw)
+
+    def _open(
+        self, method: str, path: str, data: bytes | None, accept: str
+    ) -> http.client.HTTPResponse:
         req = urllib.request.Request(self.base + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {self._token}")
-        req.add_header("Accept", "application/json, application/problem+json")
+        req.add_header("Accept", f"{accept}, application/problem+json")
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.status, _decode(resp.read(_MAX_RESPONSE + 1))
+            resp: http.client.HTTPResponse = urllib.request.urlopen(req, timeout=self.timeout)
+            return resp
         except urllib.error.HTTPError as exc:
             raise _api_error(exc) from None
         except urllib.error.URLError as exc:
@@ -132,6 +149,132 @@ class ApiClient:
             if exc.status == 404 and exc.type == RECORD_NOT_FOUND:
                 return None
             raise
+
+    # ---- channels ------------------------------------------------------------------------
+    def create_channel(self, name: str) -> dict[str, Any]:
+        return _object(self.request("POST", "/v1/channels", {"name": name})[1])
+
+    def channels(self) -> list[dict[str, Any]]:
+        return _list(self.request("GET", "/v1/channels")[1], "channels")
+
+    def channel(self, channel_id: str) -> dict[str, Any]:
+        return _object(self.request("GET", _channel(channel_id))[1])
+
+    def invite(self, channel_id: str, peer_id: str) -> str:
+        """Invite ``peer_id``; the invite id (the peer joins once it accepts)."""
+        body = self.request("POST", _channel(channel_id, "members"), {"peer_id": peer_id})[1]
+        return _text(_object(body), "invite_id")
+
+    def remove_member(self, channel_id: str, peer_id: str) -> None:
+        self.request("DELETE", _channel(channel_id, "members", peer_id))
+
+    def make_admin(self, channel_id: str, peer_id: str) -> None:
+        self.request("POST", _channel(channel_id, "admins"), {"peer_id": peer_id})
+
+    def leave(self, channel_id: str) -> None:
+        self.request("POST", _channel(channel_id, "leave"))
+
+    def send(self, channel_id: str, text: str) -> str:
+        """Send ``text``; the message id once the node has it durably queued."""
+        body = self.request("POST", _channel(channel_id, "messages"), {"text": text})[1]
+        return _text(_object(body), "message_id")
+
+    def messages(
+        self, channel_id: str, after: str = "0", limit: int = 100
+    ) -> tuple[list[dict[str, Any]], str]:
+        """One page of messages after the cursor ``after``: (messages, next cursor)."""
+        query = urllib.parse.urlencode({"after": after, "limit": limit})
+        body = _object(self.request("GET", _channel(channel_id, "messages") + "?" + query)[1])
+        return _list(body, "messages"), _text(body, "next")
+
+    def invites(self) -> list[dict[str, Any]]:
+        return _list(self.request("GET", "/v1/invites")[1], "invites")
+
+    def accept_invite(self, invite_id: str) -> str:
+        """Accept an invite; the channel id it is for."""
+        path = "/v1/invites/" + urllib.parse.quote(invite_id, safe="") + "/accept"
+        return _text(_object(self.request("POST", path)[1]), "channel_id")
+
+    def decline_invite(self, invite_id: str) -> None:
+        self.request("DELETE", "/v1/invites/" + urllib.parse.quote(invite_id, safe=""))
+
+    def set_profile(self, display_name: str) -> dict[str, Any]:
+        return _object(self.request("PUT", "/v1/profile", {"display_name": display_name})[1])
+
+    def events(self) -> EventStream:
+        """Open ``GET /v1/events``: subscribed once this returns; iterate for the events."""
+        return EventStream(self._open("GET", "/v1/events", None, "text/event-stream"))
+
+
+class EventStream:
+    """Server-sent events as (name, data) pairs; ends when the node ends the stream.
+
+    Reading raises :class:`NodeUnreachable` when the connection breaks or stays silent past
+    the client's timeout (the node sends a comment every 15 s).
+    """
+
+    def __init__(self, resp: http.client.HTTPResponse) -> None:
+        self._resp = resp
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        data: list[str]
+        name, data = "", []  # the event being read: its name and data lines
+        try:
+            while True:
+                raw = self._resp.readline(_MAX_EVENT_LINE)
+                if not raw:
+                    return
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if not line:
+                    if name and data:
+                        yield name, _event_data("\n".join(data))
+                    name, data = "", []
+                elif line.startswith(":"):
+                    continue
+                else:
+                    field, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    if field == "event":
+                        name = value
+                    elif field == "data":
+                        data.append(value)
+        except (OSError, http.client.HTTPException) as exc:
+            raise NodeUnreachable(f"event stream from the node broke: {exc}") from None
+        finally:
+            self._resp.close()
+
+
+def _channel(channel_id: str, *parts: str) -> str:
+    return "/".join(
+        ["/v1/channels", *(urllib.parse.quote(p, safe="") for p in (channel_id, *parts))]
+    )
+
+
+def _event_data(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ApiError(502, "Bad Gateway", "node sent a non-JSON event") from None
+    if not isinstance(data, dict):
+        raise ApiError(502, "Bad Gateway", "node sent an event that is not a JSON object")
+    return data
+
+
+def _list(body: Any, key: str) -> list[dict[str, Any]]:
+    items = _object(body).get(key)
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ApiError(502, "Bad Gateway", f"malformed {key} list from node")
+    return items
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise ApiError(502, "Bad Gateway", f"node answered without {key}")
+    return value
 
 
 def _decode(raw: bytes) -> Any:

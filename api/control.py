@@ -6,14 +6,20 @@ in-memory implementation and the real ``node.daemon.Node`` just has to fit the s
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from dht.records import VerifiedPeerRecord
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
 
-__all__ = ["Direction", "NodeControl", "NodeInfo", "PeerInfo", "record_json"]
+if TYPE_CHECKING:
+    from node.channel_service import ChannelView
+    from node.channels.manager import Notice
+    from node.storage.channelstore import MessageRow
+
+__all__ = ["ChannelControl", "Direction", "NodeControl", "NodeInfo", "PeerInfo", "record_json"]
 
 Direction = Literal["inbound", "outbound"]
 
@@ -68,6 +74,57 @@ def record_json(record: VerifiedPeerRecord) -> dict[str, Any]:
     }
 
 
+class ChannelControl(Protocol):
+    """The channel service as the API drives it (``node.channel_service.ChannelService``).
+
+    Ids are raw bytes (channel: 32, invite: 16). Errors from ``node.channels.errors``
+    (``UnknownChannel``, ``UnknownInvite``, ``NotAdmin``, ``NotMember``, ``TextTooLong``, any
+    other ``ChannelError``) are mapped to statuses by ``api.problems`` only. The ``async``
+    methods that change state answer once the change is durable.
+    """
+
+    async def create(self, name: str) -> ChannelView: ...
+
+    def view(self, channel_id: bytes) -> ChannelView: ...
+
+    def views(self) -> list[ChannelView]: ...
+
+    async def invite(self, channel_id: bytes, peer: PeerId) -> bytes:
+        """Resolve ``peer``'s signed record in the DHT and send it an invite; the invite id.
+        ``UnknownChannel`` both for an unknown channel and for an invitee without a record."""
+        ...
+
+    async def remove(self, channel_id: bytes, peer: PeerId) -> None: ...
+
+    async def make_admin(self, channel_id: bytes, peer: PeerId) -> None: ...
+
+    async def leave(self, channel_id: bytes) -> None:
+        """``NotAdmin`` when this node is the last admin and others remain."""
+        ...
+
+    async def send(self, channel_id: bytes, text: str) -> bytes:
+        """The new message's id, once it is durably in the outbox."""
+        ...
+
+    async def messages(self, channel_id: bytes, after: int, limit: int) -> list[MessageRow]: ...
+
+    def invites(self) -> list[dict[str, str]]:
+        """Pending incoming invites: ``invite_id``, ``channel_id``, ``name``, ``from``."""
+        ...
+
+    async def accept(self, invite_id: bytes) -> str:
+        """The channel id (hex) the accepted invite is for."""
+        ...
+
+    async def decline(self, invite_id: bytes) -> None: ...
+
+    def subscribe(self) -> asyncio.Queue[Notice]:
+        """A bounded queue of events; the service stops filling (drops) a full one."""
+        ...
+
+    def unsubscribe(self, queue: asyncio.Queue[Notice]) -> None: ...
+
+
 @runtime_checkable
 class NodeControl(Protocol):
     """Implemented by ``node.daemon.Node``; consumed by ``api.server.create_app``.
@@ -76,6 +133,8 @@ class NodeControl(Protocol):
     ``DialTimeout`` -> 504; ``DialError``, ``HandshakeError``, ``PeerIdMismatch`` -> 502;
     ``LimitExceeded`` -> 503. From :meth:`resolve` and :meth:`dht_statistics`: ``DhtError``
     -> 503 (e.g. the DHT is not running); a lookup longer than the API's resolve timeout -> 504.
+    :attr:`channels` raises ``SpacePandaError`` while the channel service is not running
+    (the API answers 503).
     """
 
     def node_info(self) -> NodeInfo: ...
@@ -102,4 +161,13 @@ class NodeControl(Protocol):
     async def resolve(self, peer_id: PeerId) -> dict[str, Any] | None:
         """``GET /v1/dht/peers/{peer_id}``: the verified record as :func:`record_json` gives
         it, or None when no valid record was found (-> 404)."""
+        ...
+
+    @property
+    def channels(self) -> ChannelControl:
+        """The running channel service; ``SpacePandaError`` until it runs."""
+        ...
+
+    async def set_display_name(self, name: str) -> None:
+        """``PUT /v1/profile``: remember the name and announce it in every channel."""
         ...

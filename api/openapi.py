@@ -10,13 +10,14 @@ import copy
 from importlib import metadata
 from typing import Any
 
-__all__ = ["PROBLEM_TYPE_PREFIX", "RECORD_NOT_FOUND", "api_version", "build_spec"]
+from api.openapi_channels import CHANNEL_PATHS, CHANNEL_SCHEMAS
+from api.openapi_parts import PEER_ID_PARAM as _PEER_ID_PARAM
+from api.openapi_parts import PROBLEM_TYPE_PREFIX, RECORD_NOT_FOUND
+from api.openapi_parts import UNAUTHORIZED as _UNAUTHORIZED
+from api.openapi_parts import json_response as _json
+from api.openapi_parts import problem as _problem
 
-# Problem type URIs are part of the contract (here, not in api.problems, so the CLI's client
-# can use them without importing aiohttp).
-PROBLEM_TYPE_PREFIX = "urn:spacepanda:problem:"
-# The 404 of GET /v1/dht/peers/{id}; typed so a client can tell "no record" from "no route".
-RECORD_NOT_FOUND = PROBLEM_TYPE_PREFIX + "record-not-found"
+__all__ = ["PROBLEM_TYPE_PREFIX", "RECORD_NOT_FOUND", "api_version", "build_spec"]
 
 
 def api_version() -> str:
@@ -25,31 +26,6 @@ def api_version() -> str:
     except metadata.PackageNotFoundError:
         return "0.0.0"
 
-
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-        },
-    }
-
-
-def _json(ref: str, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
-    }
-
-
-_UNAUTHORIZED = {"401": _problem("Missing or wrong bearer token")}
-_PEER_ID_PARAM = {
-    "name": "peer_id",
-    "in": "path",
-    "required": True,
-    "description": "PeerId text form (sp...)",
-    "schema": {"type": "string"},
-}
 
 _SCHEMAS: dict[str, Any] = {
     "Problem": {
@@ -346,9 +322,9 @@ def build_spec(version: str | None = None) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": copy.deepcopy(_PATHS),
+        "paths": copy.deepcopy({**_PATHS, **CHANNEL_PATHS}),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": copy.deepcopy(_SCHEMAS),
+            "schemas": copy.deepcopy({**_SCHEMAS, **CHANNEL_SCHEMAS}),
         },
     }

@@ -14,8 +14,17 @@ from typing import Any
 
 from aiohttp import web
 
+from api.errors import AlreadyMember, ChannelsUnavailable, InviteeNotFound, LastAdmin
 from api.openapi import PROBLEM_TYPE_PREFIX, RECORD_NOT_FOUND
 from dht.errors import DhtError, RecordError
+from node.channels.errors import (
+    ChannelError,
+    NotAdmin,
+    NotMember,
+    TextTooLong,
+    UnknownChannel,
+    UnknownInvite,
+)
 from node.core.errors import (
     ConfigError,
     DialError,
@@ -86,6 +95,17 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (RecordError, 502, "bad-record", "Invalid peer record"),
     (DhtError, 503, "dht-unavailable", "DHT unavailable"),
     (StorageError, 500, "storage-error", "Storage error"),
+    # Channels. The API's own errors first: they refine what the service reports.
+    (ChannelsUnavailable, 503, "channels-unavailable", "Channels not running"),
+    (AlreadyMember, 409, "already-member", "Already a member"),
+    (LastAdmin, 409, "last-admin", "Last admin"),
+    (InviteeNotFound, 404, "record-not-found", "No peer record"),
+    (UnknownChannel, 404, "unknown-channel", "Unknown channel"),
+    (UnknownInvite, 404, "unknown-invite", "Unknown invite"),
+    (NotAdmin, 403, "not-admin", "Not an admin"),
+    (NotMember, 409, "not-member", "Not a member"),
+    (TextTooLong, 413, "text-too-long", "Text too long"),
+    (ChannelError, 400, "channel-error", "Channel request refused"),
     (ConfigError, 500, "config-error", "Configuration error"),
 )
 

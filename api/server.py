@@ -9,34 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
-from typing import Any
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from api import channels, events
+from api.appkeys import CLOSING, CONTROL, KEEPALIVE, REGISTRY, RESOLVE_TIMEOUT_KEY, SPEC
 from api.auth import auth_middleware
 from api.control import NodeControl, PeerInfo
 from api.openapi import build_spec
+from api.parse import peer_id_param, read_json
 from api.problems import RECORD_NOT_FOUND, Problem, problem_for, problem_response
-from node.core.errors import IdentityError
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
 
 __all__ = ["MAX_BODY_BYTES", "RESOLVE_TIMEOUT", "ApiServer", "create_app"]
 
-MAX_BODY_BYTES = 16 * 1024  # the largest valid request ({"addr": ...}) is well under 1 KiB
+# Request bodies: the largest valid one is a message (see api.channels); every other route
+# takes at most this much (the largest valid {"addr": ...} is well under 1 KiB).
+MAX_BODY_BYTES = 16 * 1024
 # A lookup against many dead contacts can take rounds x timeouts; the API answers 504 well
 # before the CLI's 60 s client timeout.
 RESOLVE_TIMEOUT = 30.0
 _log = structlog.get_logger("api")
-
-CONTROL = web.AppKey("control", NodeControl)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
-SPEC = web.AppKey("spec", dict)
-RESOLVE_TIMEOUT_KEY = web.AppKey("resolve_timeout", float)
 
 
 @web.middleware
@@ -56,22 +53,6 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             # Full details stay in the node log; the client gets an opaque problem.
             _log.exception("api.handler_failed", method=request.method, path=request.path)
         return problem_response(problem)
-
-
-def _peer_id_param(request: web.Request) -> PeerId:
-    text = request.match_info["peer_id"]
-    try:
-        return PeerId.from_string(text)
-    except IdentityError as exc:
-        raise Problem(400, "Bad Request", f"invalid peer id: {exc}") from None
-
-
-async def _read_json(request: web.Request) -> Any:
-    raw = await request.read()  # raises 413 past client_max_size
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Problem(400, "Bad Request", f"request body is not valid JSON: {exc}") from None
 
 
 async def health(request: web.Request) -> web.Response:
@@ -99,7 +80,7 @@ def _find_peer(control: NodeControl, peer_id: PeerId) -> PeerInfo | None:
 
 
 async def get_peer(request: web.Request) -> web.Response:
-    peer_id = _peer_id_param(request)
+    peer_id = peer_id_param(request)
     info = _find_peer(request.app[CONTROL], peer_id)
     if info is None:
         raise Problem(404, "Not Found", f"not connected to {peer_id}")
@@ -107,7 +88,7 @@ async def get_peer(request: web.Request) -> web.Response:
 
 
 async def connect_peer(request: web.Request) -> web.Response:
-    body = await _read_json(request)
+    body = await read_json(request, MAX_BODY_BYTES)
     if not isinstance(body, dict) or not isinstance(body.get("addr"), str):
         raise Problem(400, "Bad Request", 'body must be a JSON object {"addr": "<multiaddr>"}')
     extra = sorted(set(body) - {"addr"})
@@ -123,7 +104,7 @@ async def connect_peer(request: web.Request) -> web.Response:
 
 
 async def disconnect_peer(request: web.Request) -> web.Response:
-    peer_id = _peer_id_param(request)
+    peer_id = peer_id_param(request)
     if not await request.app[CONTROL].disconnect(peer_id):
         raise Problem(404, "Not Found", f"not connected to {peer_id} and not in the address book")
     return web.Response(status=204)
@@ -134,7 +115,7 @@ async def get_dht(request: web.Request) -> web.Response:
 
 
 async def resolve_peer(request: web.Request) -> web.Response:
-    peer_id = _peer_id_param(request)
+    peer_id = peer_id_param(request)
     limit = request.app[RESOLVE_TIMEOUT_KEY]
     try:
         async with asyncio.timeout(limit):
@@ -157,21 +138,30 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def _closing(app: web.Application) -> None:
+    app[CLOSING].set()  # event streams end before the server closes their connections
+
+
 def create_app(
     control: NodeControl,
     token: str,
     registry: CollectorRegistry,
     *,
     resolve_timeout: float = RESOLVE_TIMEOUT,
+    sse_keepalive: float = events.KEEPALIVE_S,
 ) -> web.Application:
     """The admin API application for one node (its own metrics registry, its own token)."""
     app = web.Application(
-        middlewares=[_errors, auth_middleware(token)], client_max_size=MAX_BODY_BYTES
+        middlewares=[_errors, auth_middleware(token)],
+        client_max_size=channels.MAX_MESSAGE_BODY_BYTES,
     )
     app[CONTROL] = control
     app[REGISTRY] = registry
     app[SPEC] = build_spec()
     app[RESOLVE_TIMEOUT_KEY] = float(resolve_timeout)
+    app[KEEPALIVE] = float(sse_keepalive)
+    app[CLOSING] = asyncio.Event()
+    app.on_shutdown.append(_closing)
     # allow_head=False: serve exactly what openapi.json documents.
     r = app.router
     r.add_get("/healthz", health, allow_head=False)
@@ -183,6 +173,8 @@ def create_app(
     r.add_delete("/v1/peers/{peer_id}", disconnect_peer)
     r.add_get("/v1/dht", get_dht, allow_head=False)
     r.add_get("/v1/dht/peers/{peer_id}", resolve_peer, allow_head=False)
+    channels.routes(r)
+    r.add_get("/v1/events", events.events, allow_head=False)
     r.add_get("/openapi.json", openapi, allow_head=False)
     r.add_get("/metrics", metrics, allow_head=False)
     return app

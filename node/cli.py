@@ -379,6 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("dht", cmd_dht, "show the DHT: node id, contacts, buckets, records, lookups", with_json)
     resolve = add("resolve", cmd_resolve, "look up a peer's verified record in the DHT", with_json)
     resolve.add_argument("peer_id", metavar="PEER_ID", type=_peer_id)
+
+    # Imported here: node.cli_channels builds on this module's helpers.
+    from node import cli_channels
+
+    cli_channels.add_commands(add, with_json)
     return parser
 
 

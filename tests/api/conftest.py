@@ -18,9 +18,17 @@ from api.control import NodeInfo, PeerInfo, record_json
 from api.server import create_app
 from dht.errors import DhtError
 from dht.records import PeerRecord, VerifiedPeerRecord
-from node.core.errors import DialError, DialTimeout, HandshakeError, LimitExceeded, PeerIdMismatch
+from node.core.errors import (
+    DialError,
+    DialTimeout,
+    HandshakeError,
+    LimitExceeded,
+    PeerIdMismatch,
+    SpacePandaError,
+)
 from node.core.identity import Identity, PeerId
 from node.core.multiaddr import Multiaddr
+from tests.api.channel_harness import ApiFor, api_clients
 
 Client = TestClient[web.Request, web.Application]
 
@@ -130,6 +138,15 @@ class FakeNode:
         record = self.records.get(str(peer_id))
         return None if record is None else record_json(record)
 
+    # A node without a channel layer, as the real one is before its channel service runs
+    # (the channel routes are tested against real nodes: tests/api/test_channels.py).
+    @property
+    def channels(self) -> Any:
+        raise SpacePandaError("channels are not running yet")
+
+    async def set_display_name(self, name: str) -> None:
+        raise SpacePandaError("channels are not running yet")
+
 
 @pytest.fixture
 def fake() -> FakeNode:
@@ -150,3 +167,10 @@ async def client(fake: FakeNode, registry: CollectorRegistry) -> AsyncIterator[C
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def api_for() -> AsyncIterator[ApiFor]:
+    """A test client for a real node's API: ``await api_for(running, **create_app_options)``."""
+    async for make in api_clients():
+        yield make

@@ -67,3 +67,32 @@ async def test_plain_404_is_not_taken_for_a_missing_record() -> None:
     finally:
         await server.stop()
     assert info.value.status == 404 and info.value.type != RECORD_NOT_FOUND
+
+
+async def test_event_stream_parsing() -> None:
+    async def canned(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b': hello\n\nevent: a\ndata: {"x":\ndata: 1}\n\n')
+        await resp.write(b"event: b\r\ndata: {}\r\n\r\n")
+        await resp.write(b'data: {"no": "name"}\n\nevent: c\n\n: bye\n\n')
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/events", canned)
+    server, client = await _serve(app)
+    try:
+        events = await asyncio.to_thread(lambda: list(client.events()))
+    finally:
+        await server.stop()
+    assert events == [("a", {"x": 1}), ("b", {})]
+
+
+async def test_event_stream_errors_are_raised(api: ApiClient) -> None:
+    # The fake node has no channel service: 503 before any stream starts.
+    with pytest.raises(ApiError) as info:
+        await asyncio.to_thread(api.events)
+    assert info.value.status == 503 and info.value.type.endswith("channels-unavailable")
+    with pytest.raises(ApiError) as info:
+        await asyncio.to_thread(api.channels)
+    assert info.value.status == 503

@@ -8,11 +8,15 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from api.channels import message_json
 from api.control import NodeInfo, PeerInfo, record_json
 from api.openapi import RECORD_NOT_FOUND, build_spec
+from api.openapi_channels import CHANNEL_PATHS
 from api.server import create_app
 from dht.service import DhtService
+from node.channel_service import ChannelView, MemberView
 from node.core.identity import Identity
+from node.storage.channelstore import MessageRow
 from tests.api.conftest import AUTH, Client, FakeNode, dht_stats, signed_record
 
 _METHODS = {"get", "post", "put", "delete", "patch", "head", "options"}
@@ -85,6 +89,31 @@ def test_schemas_match_dataclasses() -> None:
         names = {f.name for f in dataclasses.fields(cls)}
         assert set(schemas[cls.__name__]["properties"]) == names
         assert set(schemas[cls.__name__]["required"]) == names
+
+
+def test_channel_schemas_match_the_service_views() -> None:
+    schemas = build_spec()["components"]["schemas"]
+    for cls, name in ((ChannelView, "Channel"), (MemberView, "Member")):
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert set(schemas[name]["properties"]) == set(schemas[name]["required"]) == names
+    created = schemas["ChannelCreated"]["properties"]
+    assert set(created) == {"channel_id", "name", "epoch", "members"}
+    assert created.items() <= schemas["Channel"]["properties"].items()
+    row = MessageRow(b"\x01" * 32, b"\x02" * 16, Identity.generate().peer_id, "ann", "hi",
+                     1_700_000_000_123, 1_700_000_001.5, 1, 9)
+    body = message_json(row)
+    assert _conforms(body, schemas["Message"]) == []
+    assert set(body) == set(schemas["Message"]["properties"])
+    assert body["sent_at"] == 1_700_000_000.123
+
+
+def test_every_channel_route_documents_auth_and_unavailability() -> None:
+    for path, item in CHANNEL_PATHS.items():
+        for method, op in item.items():
+            if method in _METHODS:
+                assert {"401", "503"} <= set(op["responses"]), (method, path)
+                if "requestBody" in op:
+                    assert {"400", "413"} <= set(op["responses"]), (method, path)
 
 
 def test_spec_copies_are_independent() -> None:
