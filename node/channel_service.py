@@ -32,7 +32,7 @@ from dht.errors import DhtError
 from node.channels.channel import Hold
 from node.channels.errors import ChannelError, UnknownChannel, UnknownInvite
 from node.channels.manager import ChannelManager, Envelope, Invite, InviteState, Notice, Result
-from node.channels.state import ChannelStatus, EpochNode
+from node.channels.state import ChannelStatus, EpochNode, SentMessage
 from node.core.errors import SpacePandaError, TransportError
 from node.core.identity import PeerId
 from node.network.delivery import Delivery, DeliverySettings, Dial, Effect, Inbound, Transmit
@@ -163,7 +163,8 @@ class ChannelService:
         m = self.manager
         for row in await self._store.load_channels():
             nodes = [EpochNode.decode(n) for n in row.nodes]
-            m.restore_channel(row.group_state, row.meta, nodes)
+            sent = {mid: SentMessage.decode(rec) for mid, rec in row.sent}
+            m.restore_channel(row.group_state, row.meta, nodes, sent)
         for record in await self._store.load_invites():
             m.restore_invite(Invite.decode(record))
         now = self._wall()
@@ -259,6 +260,8 @@ class ChannelService:
         r.channels |= result.channels
         r.nodes_added += result.nodes_added
         r.nodes_removed += result.nodes_removed
+        r.sent_saved += result.sent_saved
+        r.sent_deleted += result.sent_deleted
         r.invites_saved += result.invites_saved
         r.invites_deleted += result.invites_deleted
         if result.channels or result.nodes_added or result.invites_saved:
@@ -335,6 +338,8 @@ class ChannelService:
                 rows.channels.append((cid, channel.group_blob(), channel.meta.encode()))
         rows.nodes_added = [(cid, n.state_id, n.encode()) for cid, n in r.nodes_added]
         rows.nodes_removed = list(r.nodes_removed)
+        rows.sent_saved = [(cid, mid, sent.encode()) for cid, mid, sent in r.sent_saved]
+        rows.sent_deleted = list(r.sent_deleted)
         rows.messages = [
             MessageRow(x.channel_id, x.message_id, x.sender, x.sender_name, x.text,
                        x.sent_at_ms, x.received_at, x.seq)

@@ -82,6 +82,7 @@ ENVELOPE_LABEL = "spacepanda/v1/envelope"
 ROUTE_LABEL = "spacepanda/v1/route"
 _MAX_CHILDREN = 8  # competing commits kept per epoch state
 _MAX_PENDING_INTENTS = 1024
+MAX_SENT_KEPT = 4096  # our messages kept per channel for R7
 
 
 def inner_id(payload: bytes) -> bytes:
@@ -176,6 +177,9 @@ class Step:
     changed: bool = False  # the stored state (group, meta or nodes) must be saved
     nodes_added: list[EpochNode] = field(default_factory=list)
     nodes_removed: list[bytes] = field(default_factory=list)
+    # Our messages kept for R7 (stored beside the channel, not in its meta).
+    sent_saved: list[tuple[bytes, SentMessage]] = field(default_factory=list)
+    sent_deleted: list[bytes] = field(default_factory=list)
     message_id: bytes | None = None  # for send_text: the new message's id
 
     def extend(self, other: Step) -> None:
@@ -187,6 +191,8 @@ class Step:
         self.changed = self.changed or other.changed
         self.nodes_added += other.nodes_added
         self.nodes_removed += other.nodes_removed
+        self.sent_saved += other.sent_saved
+        self.sent_deleted += other.sent_deleted
 
 
 class Hold(Exception):
@@ -218,6 +224,7 @@ class Channel:
         meta: ChannelMeta,
         *,
         rng: Callable[[int], bytes],
+        sent: dict[bytes, SentMessage] | None = None,
     ) -> None:
         self._client = client
         self.me = me
@@ -227,6 +234,8 @@ class Channel:
         self.meta = meta
         self._rng = rng
         self._keys: dict[bytes, tuple[bytes, bytes]] = {}
+        # Our application messages, by message id, while their epoch could still lose (R7).
+        self.sent: dict[bytes, SentMessage] = dict(sent or {})
 
     # -- construction -------------------------------------------------------------------
 
@@ -317,13 +326,14 @@ class Channel:
         meta: ChannelMeta,
         *,
         rng: Callable[[int], bytes],
+        sent: dict[bytes, SentMessage] | None = None,
     ) -> Channel:
         group = client.group_from_bytes(group_blob)
         by_id = {n.state_id: n for n in nodes}
         head = group.epoch_authenticator[:16]
         if head not in by_id:
             raise PayloadError("stored channel: the live group's epoch has no stored node")
-        return cls(client, me, group, by_id, head, meta, rng=rng)
+        return cls(client, me, group, by_id, head, meta, rng=rng, sent=sent)
 
     # -- queries ------------------------------------------------------------------------
 
@@ -413,9 +423,20 @@ class Channel:
         payload = GroupMessage(mls).encode()
         iid = inner_id(payload)
         key = message_id or iid
-        self.meta.sent[key] = SentMessage(self._head, seq, data, iid)
-        out = Outgoing(self._head, payload, self.others(), iid)
-        return Step(outgoing=[out], changed=True, message_id=key)
+        step = Step(outgoing=[Outgoing(self._head, payload, self.others(), iid)], changed=True,
+                    message_id=key)
+        self._keep_sent(key, SentMessage(self._head, seq, data, iid), step)
+        return step
+
+    def _keep_sent(self, message_id: bytes, sent: SentMessage, step: Step) -> None:
+        self.sent.pop(message_id, None)
+        self.sent[message_id] = sent  # insertion order = the order we (re)sent them
+        step.sent_saved.append((message_id, sent))
+        while len(self.sent) > MAX_SENT_KEPT:
+            # Bounded: a fork undoing more than this many of our messages re-sends the newest.
+            oldest = next(iter(self.sent))
+            del self.sent[oldest]
+            step.sent_deleted.append(oldest)
 
     def send_text(self, text: str, *, sent_at_ms: int) -> Step:
         self._check_can_send()
@@ -700,8 +721,9 @@ class Channel:
             del self.meta.profiles[member]
         step.nodes_removed += self._prune()
         # A message whose epoch left the window can no longer lose (R7 is over for it).
-        for mid in [m for m, sent in self.meta.sent.items() if sent.state_id not in self._nodes]:
-            del self.meta.sent[mid]
+        for mid in [m for m, sent in self.sent.items() if sent.state_id not in self._nodes]:
+            del self.sent[mid]
+            step.sent_deleted.append(mid)
         if (
             self.meta.status == ChannelStatus.ACTIVE
             and self.meta.display_name
@@ -753,7 +775,7 @@ class Channel:
         encrypted again in the new head epoch (same message id, same sequence number)."""
         chain = set(self._chain_ids())
         lost = sorted(
-            ((mid, s) for mid, s in self.meta.sent.items() if s.state_id not in chain),
+            ((mid, s) for mid, s in self.sent.items() if s.state_id not in chain),
             key=lambda item: item[1].seq,
         )
         step = Step(changed=True)
@@ -761,7 +783,7 @@ class Channel:
             mls = self._group.encrypt(sent.content, aad=AppHeader(sent.seq).encode())
             payload = GroupMessage(mls).encode()
             iid = inner_id(payload)
-            self.meta.sent[mid] = SentMessage(self._head, sent.seq, sent.content, iid)
+            self._keep_sent(mid, SentMessage(self._head, sent.seq, sent.content, iid), step)
             step.cancelled.append(sent.inner_id)
             step.outgoing.append(Outgoing(self._head, payload, self.others(), iid))
         return step

@@ -46,7 +46,7 @@ from node.channels.errors import (
     UnknownChannel,
     UnknownInvite,
 )
-from node.channels.state import ChannelMeta, ChannelStatus, EpochNode
+from node.channels.state import ChannelMeta, ChannelStatus, EpochNode, SentMessage
 from node.channels.wire import (
     MAX_NAME_BYTES,
     GroupMessage,
@@ -183,6 +183,8 @@ class Result:
     channels: set[bytes] = field(default_factory=set)  # channels whose state must be saved
     nodes_added: list[tuple[bytes, EpochNode]] = field(default_factory=list)
     nodes_removed: list[tuple[bytes, bytes]] = field(default_factory=list)
+    sent_saved: list[tuple[bytes, bytes, SentMessage]] = field(default_factory=list)
+    sent_deleted: list[tuple[bytes, bytes]] = field(default_factory=list)
     invites_saved: list[Invite] = field(default_factory=list)
     invites_deleted: list[bytes] = field(default_factory=list)
     ack: bool = False  # acknowledge the envelope just received (processed or refused for good)
@@ -197,7 +199,7 @@ class Result:
         return bool(
             self.envelopes or self.cancelled or self.messages or self.channels
             or self.nodes_added or self.nodes_removed or self.invites_saved
-            or self.invites_deleted
+            or self.invites_deleted or self.sent_saved or self.sent_deleted
         )
 
 
@@ -238,10 +240,15 @@ class ChannelManager:
     # -- loading ----------------------------------------------------------------------------
 
     def restore_channel(
-        self, group_blob: bytes, meta: bytes, nodes: Iterable[EpochNode]
+        self,
+        group_blob: bytes,
+        meta: bytes,
+        nodes: Iterable[EpochNode],
+        sent: dict[bytes, SentMessage] | None = None,
     ) -> Channel:
         channel = Channel.restore(
-            self.client, self.me, group_blob, nodes, ChannelMeta.decode(meta), rng=self._rng
+            self.client, self.me, group_blob, nodes, ChannelMeta.decode(meta), rng=self._rng,
+            sent=sent,
         )
         self.channels[channel.channel_id] = channel
         self._tags_dirty = True
@@ -307,6 +314,8 @@ class ChannelManager:
             self._tags_dirty = True
         result.nodes_added += [(cid, n) for n in step.nodes_added]
         result.nodes_removed += [(cid, sid) for sid in step.nodes_removed]
+        result.sent_saved += [(cid, mid, sent) for mid, sent in step.sent_saved]
+        result.sent_deleted += [(cid, mid) for mid in step.sent_deleted]
         result.cancelled += step.cancelled
         for out in step.outgoing:
             if out.recipients:
@@ -662,6 +671,8 @@ def _merge(into: Result, other: Result) -> None:
     into.channels |= other.channels
     into.nodes_added += other.nodes_added
     into.nodes_removed += other.nodes_removed
+    into.sent_saved += other.sent_saved
+    into.sent_deleted += other.sent_deleted
     into.invites_saved += other.invites_saved
     into.invites_deleted += other.invites_deleted
 

@@ -132,6 +132,18 @@ class SentMessage:
     content: bytes
     inner_id: bytes  # of the envelope payload that carried it (cancelled if re-sent)
 
+    def encode(self) -> bytes:
+        return cbor.encode([self.state_id, self.seq, self.content, self.inner_id])
+
+    @classmethod
+    def decode(cls, data: bytes) -> SentMessage:
+        try:
+            obj = cbor.decode(data, max_depth=1, max_items=8, max_size=_MAX_META)
+        except DecodeError as exc:
+            raise PayloadError(f"stored sent message: {exc}") from None
+        sid, seq, content, iid = _tuple(obj, 4)
+        return cls(_id(sid), _int(seq), _bytes(content), _id(iid))
+
 
 @dataclass
 class ChannelMeta:
@@ -142,7 +154,6 @@ class ChannelMeta:
     intents: dict[bytes, PendingIntent] = field(default_factory=dict)
     pending_commit: PendingCommit | None = None
     last_commit_at: float = 0.0
-    sent: dict[bytes, SentMessage] = field(default_factory=dict)  # message id -> message
     display_name: str = ""
     profile_epoch: int = -1  # the epoch we last announced our profile in
 
@@ -172,10 +183,6 @@ class ChannelMeta:
                     sorted(p.binary for p in pc.removed),
                 ],
                 "last_commit": int(self.last_commit_at * 1000),
-                "sent": [
-                    [m, s.state_id, s.seq, s.content, s.inner_id]
-                    for m, s in sorted(self.sent.items())
-                ],
                 "name": self.display_name,
                 "profile_epoch": self.profile_epoch,
             }
@@ -184,7 +191,7 @@ class ChannelMeta:
     @classmethod
     def decode(cls, data: bytes) -> ChannelMeta:
         f = _decode(data, {"status", "seq", "senders", "profiles", "intents", "pending",
-                           "last_commit", "sent", "name", "profile_epoch"})
+                           "last_commit", "name", "profile_epoch"})
         try:
             status = ChannelStatus(get_text(f, "status", 16))
             meta = cls(status=status, my_seq=get_int(f, "seq", 0, _UINT63))
@@ -217,9 +224,6 @@ class ChannelMeta:
                     frozenset(_peer(p) for p in _list_of(rem)),
                 )
             meta.last_commit_at = get_int(f, "last_commit", 0, _UINT63) / 1000
-            for item in _list(f, "sent"):
-                m, sid, seq, content, iid = _tuple(item, 5)
-                meta.sent[_id(m)] = SentMessage(_bytes(sid), _int(seq), _bytes(content), _id(iid))
             meta.display_name = get_text(f, "name", 256)
             meta.profile_epoch = get_int(f, "profile_epoch", -1, _UINT63)
         except (ValueError, TypeError) as exc:

@@ -41,6 +41,7 @@ class ChannelRow:
     group_state: bytes
     meta: bytes
     nodes: tuple[bytes, ...] = ()  # encoded epoch nodes (on load)
+    sent: tuple[tuple[bytes, bytes], ...] = ()  # (message id, record) of our kept messages
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class ChannelBatch:
     channels_deleted: list[bytes] = field(default_factory=list)
     nodes_added: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)  # cid, sid, node
     nodes_removed: list[tuple[bytes, bytes]] = field(default_factory=list)
+    sent_saved: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)  # cid, mid, rec
+    sent_deleted: list[tuple[bytes, bytes]] = field(default_factory=list)
     messages: list[MessageRow] = field(default_factory=list)
     outbox_added: list[OutboxRow] = field(default_factory=list)
     outbox_resealed: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # id, env, hr
@@ -157,6 +160,17 @@ class SqliteChannelStore:
                     "DELETE FROM channel_nodes WHERE channel_id = ? AND state_id = ?",
                     batch.nodes_removed,
                 )
+            if batch.sent_saved:
+                await s._run_many(
+                    "INSERT OR REPLACE INTO channel_sent (channel_id, message_id, record)"
+                    " VALUES (?, ?, ?)",
+                    batch.sent_saved,
+                )
+            if batch.sent_deleted:
+                await s._run_many(
+                    "DELETE FROM channel_sent WHERE channel_id = ? AND message_id = ?",
+                    batch.sent_deleted,
+                )
             if batch.messages:
                 await s._run_many(
                     "INSERT OR IGNORE INTO channel_messages (channel_id, message_id, sender,"
@@ -168,17 +182,24 @@ class SqliteChannelStore:
                         for m in batch.messages
                     ],
                 )
-            for row in batch.outbox_added:
-                ekey, tkey = row.keys if row.keys is not None else (None, None)
-                await s._run(
+            if batch.outbox_added:
+                await s._run_many(
                     "INSERT OR IGNORE INTO outbox (item_id, channel_id, payload, envelope, hour,"
                     " envelope_key, tag_key, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (row.item_id, row.channel_id, row.payload, row.envelope, row.hour, ekey,
-                     tkey, row.created),
+                    [
+                        (row.item_id, row.channel_id, row.payload, row.envelope, row.hour,
+                         None if row.keys is None else row.keys[0],
+                         None if row.keys is None else row.keys[1], row.created)
+                        for row in batch.outbox_added
+                    ],
                 )
                 await s._run_many(
                     "INSERT OR IGNORE INTO outbox_recipients (item_id, peer_id) VALUES (?, ?)",
-                    [(row.item_id, p.binary) for p in sorted(row.recipients)],
+                    [
+                        (row.item_id, p.binary)
+                        for row in batch.outbox_added
+                        for p in sorted(row.recipients)
+                    ],
                 )
             if batch.outbox_resealed:
                 await s._run_many(
@@ -190,9 +211,11 @@ class SqliteChannelStore:
                     "DELETE FROM outbox_recipients WHERE item_id = ? AND peer_id = ?",
                     [(i, p.binary) for i, p in batch.outbox_acked],
                 )
-                await s._run(
-                    "DELETE FROM outbox WHERE NOT EXISTS (SELECT 1 FROM outbox_recipients r"
-                    " WHERE r.item_id = outbox.item_id)"
+                # Only the items just acknowledged can have become owed to nobody.
+                await s._run_many(
+                    "DELETE FROM outbox WHERE item_id = ? AND NOT EXISTS"
+                    " (SELECT 1 FROM outbox_recipients r WHERE r.item_id = ?)",
+                    [(i, i) for i in dict.fromkeys(i for i, _ in batch.outbox_acked)],
                 )
             if batch.outbox_removed:
                 await s._run_many(
@@ -221,10 +244,15 @@ class SqliteChannelStore:
                                 " ORDER BY channel_id")
             node_rows = await s._run("SELECT channel_id, node FROM channel_nodes"
                                      " ORDER BY channel_id, state_id")
+            sent_rows = await s._run("SELECT channel_id, message_id, record FROM channel_sent")
         nodes: dict[bytes, list[bytes]] = {}
         for cid, node in node_rows:
             nodes.setdefault(bytes(cid), []).append(bytes(node))
-        return [ChannelRow(bytes(c), bytes(g), bytes(m), tuple(nodes.get(bytes(c), ())))
+        sent: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        for cid, mid, record in sent_rows:
+            sent.setdefault(bytes(cid), []).append((bytes(mid), bytes(record)))
+        return [ChannelRow(bytes(c), bytes(g), bytes(m), tuple(nodes.get(bytes(c), ())),
+                           tuple(sent.get(bytes(c), ())))
                 for c, g, m in rows]
 
     async def load_outbox(self) -> list[OutboxRow]:
@@ -297,6 +325,7 @@ class MemoryChannelStore:
     def __init__(self) -> None:
         self.channels: dict[bytes, tuple[bytes, bytes]] = {}
         self.nodes: dict[tuple[bytes, bytes], bytes] = {}
+        self.sent: dict[tuple[bytes, bytes], bytes] = {}
         self._messages: list[MessageRow] = []
         self._message_keys: set[tuple[bytes, bytes]] = set()
         self.outbox: dict[bytes, OutboxRow] = {}
@@ -309,10 +338,18 @@ class MemoryChannelStore:
             self.channels[cid] = (group, meta)
         for cid in batch.channels_deleted:
             self.channels.pop(cid, None)
+            for key in [k for k in self.nodes if k[0] == cid]:
+                del self.nodes[key]
+            for key in [k for k in self.sent if k[0] == cid]:
+                del self.sent[key]
         for cid, sid, node in batch.nodes_added:
             self.nodes[(cid, sid)] = node
         for key in batch.nodes_removed:
             self.nodes.pop(key, None)
+        for cid, mid, record in batch.sent_saved:
+            self.sent[(cid, mid)] = record
+        for key in batch.sent_deleted:
+            self.sent.pop(key, None)
         for m in batch.messages:
             if (m.channel_id, m.message_id) not in self._message_keys:
                 self._message_keys.add((m.channel_id, m.message_id))
@@ -354,7 +391,11 @@ class MemoryChannelStore:
 
     async def load_channels(self) -> list[ChannelRow]:
         return [
-            ChannelRow(cid, g, m, tuple(n for (c, _), n in sorted(self.nodes.items()) if c == cid))
+            ChannelRow(
+                cid, g, m,
+                tuple(n for (c, _), n in sorted(self.nodes.items()) if c == cid),
+                tuple((mid, r) for (c, mid), r in sorted(self.sent.items()) if c == cid),
+            )
             for cid, (g, m) in sorted(self.channels.items())
         ]
 

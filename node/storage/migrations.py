@@ -73,13 +73,20 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         4,
-        "channels: MLS group states, epoch nodes, messages, outbox, seen envelopes, invites",
+        "channels: group states, epoch nodes, sent, messages, outbox, seen envelopes, invites",
         (
             # group_state and meta are the channel layer's encodings (MLS secrets inside).
             """CREATE TABLE channels (
                 channel_id  BLOB PRIMARY KEY NOT NULL CHECK (length(channel_id) = 32),
                 group_state BLOB NOT NULL,
                 meta        BLOB NOT NULL
+            ) WITHOUT ROWID""",
+            # Our own messages kept while their epoch could still lose (re-sent if it does).
+            """CREATE TABLE channel_sent (
+                channel_id BLOB NOT NULL REFERENCES channels(channel_id) ON DELETE CASCADE,
+                message_id BLOB NOT NULL,
+                record     BLOB NOT NULL,
+                PRIMARY KEY (channel_id, message_id)
             ) WITHOUT ROWID""",
             """CREATE TABLE channel_nodes (
                 channel_id BLOB NOT NULL REFERENCES channels(channel_id) ON DELETE CASCADE,
