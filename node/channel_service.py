@@ -30,6 +30,7 @@ import structlog
 
 from dht.errors import DhtError
 from node.channels.channel import Hold
+from node.channels.content import Text
 from node.channels.errors import ChannelError, UnknownChannel, UnknownInvite
 from node.channels.manager import ChannelManager, Envelope, Invite, InviteState, Notice, Result
 from node.channels.state import ChannelStatus, EpochNode, SentMessage
@@ -151,7 +152,6 @@ class ChannelService:
         self._dials = asyncio.Semaphore(_MAX_DIALS)
         self._dialing: set[PeerId] = set()
         self._tg: asyncio.TaskGroup | None = None
-        self._resealed: list[tuple[bytes, bytes, int]] = []  # outbox rows to update
         self.drops: Counter[tuple[str, str]] = Counter()  # (channel id hex or "", reason)
         self.counters: Counter[str] = Counter()
         self.ready = asyncio.Event()
@@ -163,7 +163,13 @@ class ChannelService:
         m = self.manager
         for row in await self._store.load_channels():
             nodes = [EpochNode.decode(n) for n in row.nodes]
-            sent = {mid: SentMessage.decode(rec) for mid, rec in row.sent}
+            sent = {}
+            for mid, rec, text, at in row.sent:
+                rebuilt = None if text is None or at is None else Text(mid, text, at).encode()
+                try:
+                    sent[mid] = SentMessage.decode(rec, rebuilt)
+                except ChannelError as exc:
+                    log.warning("sent_message_unreadable", error=str(exc))
             m.restore_channel(row.group_state, row.meta, nodes, sent)
         for record in await self._store.load_invites():
             m.restore_invite(Invite.decode(record))
@@ -176,10 +182,10 @@ class ChannelService:
                  outbox=len(self._outbox))
 
     def _restore_outbox(self, row: OutboxRow, now: float) -> None:
-        env = Envelope(row.item_id, row.channel_id, tuple(sorted(row.recipients)), row.payload,
-                       row.envelope, row.hour, row.keys)
+        env = self.manager.envelope_from_store(row.item_id, row.channel_id, row.body, row.keys,
+                                               tuple(sorted(row.recipients)), now)
         self._outbox[row.item_id] = env
-        self.delivery.add(row.item_id, row.envelope, row.recipients, now, tag=row.channel_id)
+        self.delivery.add(row.item_id, env.envelope, row.recipients, now, tag=row.channel_id)
 
     def start(self, task_group: asyncio.TaskGroup) -> None:
         self._tg = task_group
@@ -322,7 +328,6 @@ class ChannelService:
             if fresh is not item:
                 self._outbox[item_id] = fresh
                 self.delivery.reseal(item_id, fresh.envelope)
-                self._resealed.append((item_id, fresh.envelope, fresh.hour))
         batch.effects += self.delivery.tick(now)
         if self._held:
             self._retry_held(batch, now)
@@ -346,11 +351,11 @@ class ChannelService:
             for x in r.messages
         ]
         for e in r.envelopes:
-            rows.outbox_added.append(OutboxRow(e.inner_id, e.channel_id, e.payload, e.envelope,
-                                               e.hour, e.keys, frozenset(e.recipients), now))
+            body = e.payload if e.keys is not None else e.envelope
+            rows.outbox_added.append(OutboxRow(e.inner_id, e.channel_id, body, e.keys,
+                                               frozenset(e.recipients), now))
         rows.outbox_removed = list(r.cancelled)
         rows.outbox_acked = list(batch.acked)
-        rows.outbox_resealed, self._resealed = self._resealed, []
         rows.seen = [(eid, now) for eid in batch.seen]
         rows.invites_saved = [(i.invite_id, i.encode(), i.created_at) for i in r.invites_saved]
         rows.invites_deleted = list(r.invites_deleted)

@@ -425,7 +425,8 @@ class Channel:
         key = message_id or iid
         step = Step(outgoing=[Outgoing(self._head, payload, self.others(), iid)], changed=True,
                     message_id=key)
-        self._keep_sent(key, SentMessage(self._head, seq, data, iid), step)
+        sent = SentMessage(self._head, seq, data, iid, is_text=isinstance(content, Text))
+        self._keep_sent(key, sent, step)
         return step
 
     def _keep_sent(self, message_id: bytes, sent: SentMessage, step: Step) -> None:
@@ -783,7 +784,8 @@ class Channel:
             mls = self._group.encrypt(sent.content, aad=AppHeader(sent.seq).encode())
             payload = GroupMessage(mls).encode()
             iid = inner_id(payload)
-            self._keep_sent(mid, SentMessage(self._head, sent.seq, sent.content, iid), step)
+            again = SentMessage(self._head, sent.seq, sent.content, iid, is_text=sent.is_text)
+            self._keep_sent(mid, again, step)
             step.cancelled.append(sent.inner_id)
             step.outgoing.append(Outgoing(self._head, payload, self.others(), iid))
         return step

@@ -286,6 +286,24 @@ class ChannelManager:
         return Envelope(out.inner_id, channel.channel_id, out.recipients, out.payload, sealed,
                         hour, (ekey, tkey), out.replaces)
 
+    def envelope_from_store(
+        self,
+        item_id: bytes,
+        channel_id: bytes | None,
+        body: bytes,
+        keys: tuple[bytes, bytes] | None,
+        recipients: tuple[PeerId, ...],
+        now: float,
+    ) -> Envelope:
+        """An outbox row back as an envelope: a channel payload is sealed for this hour; an
+        invite envelope was stored sealed."""
+        if keys is None:
+            return Envelope(item_id, channel_id, recipients, b"", body, 0, None)
+        hour = int(now // HOUR_S)
+        sealed = env.seal_channel_envelope(keys[0], env.routing_tag(keys[1], hour), body,
+                                           rng=self._rng)
+        return Envelope(item_id, channel_id, recipients, body, sealed, hour, keys)
+
     def reseal(self, item: Envelope, now: float) -> Envelope:
         """The same payload under the current hour's tag (for a retransmission)."""
         hour = int(now // HOUR_S)

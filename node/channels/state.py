@@ -131,18 +131,27 @@ class SentMessage:
     seq: int
     content: bytes
     inner_id: bytes  # of the envelope payload that carried it (cancelled if re-sent)
+    is_text: bool = False  # a Text: its content is rebuilt from the stored message row
 
     def encode(self) -> bytes:
-        return cbor.encode([self.state_id, self.seq, self.content, self.inner_id])
+        """Storage record; a Text's content is left out (the message table holds it)."""
+        content = b"" if self.is_text else self.content
+        return cbor.encode([self.state_id, self.seq, content, self.inner_id])
 
     @classmethod
-    def decode(cls, data: bytes) -> SentMessage:
+    def decode(cls, data: bytes, text_content: bytes | None = None) -> SentMessage:
+        """``text_content``: the Text rebuilt from the message row, for records without one."""
         try:
             obj = cbor.decode(data, max_depth=1, max_items=8, max_size=_MAX_META)
         except DecodeError as exc:
             raise PayloadError(f"stored sent message: {exc}") from None
         sid, seq, content, iid = _tuple(obj, 4)
-        return cls(_id(sid), _int(seq), _bytes(content), _id(iid))
+        stored = _bytes(content)
+        if stored:
+            return cls(_id(sid), _int(seq), stored, _id(iid))
+        if text_content is None:
+            raise PayloadError("stored sent message: its text is missing")
+        return cls(_id(sid), _int(seq), text_content, _id(iid), is_text=True)
 
 
 @dataclass

@@ -138,6 +138,33 @@ def _encode_item(obj: object, depth: int) -> bytes:
     raise TypeError(f"cannot CBOR-encode {type(obj).__name__}")
 
 
+_SCALARS = (str, bytes, bool, type(None))
+
+
+def _text_keyed(obj: object, depth: int) -> bool:
+    """True when ``obj`` holds only plain scalars, lists and str-keyed maps.
+
+    For those, cbor2's RFC 7049 "canonical" order (shorter key first, then bytewise) is the
+    RFC 8949 bytewise order of the encoded keys: a text key's first byte grows with its
+    length. So cbor2's C encoder gives our canonical bytes and the Python one is not needed.
+    """
+    t = type(obj)
+    if t is int:
+        return -_UINT_MAX - 1 <= obj <= _UINT_MAX  # type: ignore[operator]
+    if t in _SCALARS:
+        return True
+    if depth >= _MAX_ENCODE_DEPTH:
+        return False
+    if t is list or t is tuple:
+        return all(_text_keyed(x, depth + 1) for x in obj)  # type: ignore[attr-defined]
+    if t is dict:
+        return all(
+            type(k) is str and _text_keyed(v, depth + 1)
+            for k, v in obj.items()  # type: ignore[attr-defined]
+        )
+    return False
+
+
 def encode(obj: Any) -> bytes:
     """Canonical CBOR encoding of ``obj``.
 
@@ -145,6 +172,11 @@ def encode(obj: Any) -> bytes:
     ``ValueError`` for an out-of-range integer, a lone surrogate or excessive nesting: those
     are local programming errors, not wire errors.
     """
+    if _text_keyed(obj, 0):
+        try:
+            return cbor2.dumps(obj, canonical=True)
+        except Exception:
+            pass
     return _encode_item(obj, 0)
 
 

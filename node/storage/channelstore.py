@@ -41,7 +41,9 @@ class ChannelRow:
     group_state: bytes
     meta: bytes
     nodes: tuple[bytes, ...] = ()  # encoded epoch nodes (on load)
-    sent: tuple[tuple[bytes, bytes], ...] = ()  # (message id, record) of our kept messages
+    # (message id, record, stored text, sent_at_ms) of our messages kept for re-sending; a
+    # text message's record omits its content (the message row has it: text and sent_at).
+    sent: tuple[tuple[bytes, bytes, str | None, int | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,13 @@ class MessageRow:
 
 @dataclass(frozen=True)
 class OutboxRow:
+    """An envelope owed to ``recipients``. A channel envelope is stored as its ``body`` (the
+    payload) and ``keys`` (envelope and tag key): it is sealed afresh when sent, so the row
+    never needs updating; an invite envelope (``keys`` None) is stored sealed."""
+
     item_id: bytes
     channel_id: bytes | None
-    payload: bytes
-    envelope: bytes
-    hour: int
+    body: bytes
     keys: tuple[bytes, bytes] | None
     recipients: frozenset[PeerId]
     created: float
@@ -80,7 +84,6 @@ class ChannelBatch:
     sent_deleted: list[tuple[bytes, bytes]] = field(default_factory=list)
     messages: list[MessageRow] = field(default_factory=list)
     outbox_added: list[OutboxRow] = field(default_factory=list)
-    outbox_resealed: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # id, env, hr
     outbox_acked: list[tuple[bytes, PeerId]] = field(default_factory=list)
     outbox_removed: list[bytes] = field(default_factory=list)
     seen: list[tuple[bytes, float]] = field(default_factory=list)
@@ -184,10 +187,10 @@ class SqliteChannelStore:
                 )
             if batch.outbox_added:
                 await s._run_many(
-                    "INSERT OR IGNORE INTO outbox (item_id, channel_id, payload, envelope, hour,"
-                    " envelope_key, tag_key, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO outbox (item_id, channel_id, body, envelope_key,"
+                    " tag_key, created) VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        (row.item_id, row.channel_id, row.payload, row.envelope, row.hour,
+                        (row.item_id, row.channel_id, row.body,
                          None if row.keys is None else row.keys[0],
                          None if row.keys is None else row.keys[1], row.created)
                         for row in batch.outbox_added
@@ -200,11 +203,6 @@ class SqliteChannelStore:
                         for row in batch.outbox_added
                         for p in sorted(row.recipients)
                     ],
-                )
-            if batch.outbox_resealed:
-                await s._run_many(
-                    "UPDATE outbox SET envelope = ?, hour = ? WHERE item_id = ?",
-                    [(e, h, i) for i, e, h in batch.outbox_resealed],
                 )
             if batch.outbox_acked:
                 await s._run_many(
@@ -244,13 +242,20 @@ class SqliteChannelStore:
                                 " ORDER BY channel_id")
             node_rows = await s._run("SELECT channel_id, node FROM channel_nodes"
                                      " ORDER BY channel_id, state_id")
-            sent_rows = await s._run("SELECT channel_id, message_id, record FROM channel_sent")
+            sent_rows = await s._run(
+                "SELECT s.channel_id, s.message_id, s.record, m.text, m.sent_at_ms"
+                " FROM channel_sent s LEFT JOIN channel_messages m"
+                " ON m.channel_id = s.channel_id AND m.message_id = s.message_id"
+            )
         nodes: dict[bytes, list[bytes]] = {}
         for cid, node in node_rows:
             nodes.setdefault(bytes(cid), []).append(bytes(node))
-        sent: dict[bytes, list[tuple[bytes, bytes]]] = {}
-        for cid, mid, record in sent_rows:
-            sent.setdefault(bytes(cid), []).append((bytes(mid), bytes(record)))
+        sent: dict[bytes, list[tuple[bytes, bytes, str | None, int | None]]] = {}
+        for cid, mid, record, text, at in sent_rows:
+            sent.setdefault(bytes(cid), []).append(
+                (bytes(mid), bytes(record), None if text is None else str(text),
+                 None if at is None else int(at))
+            )
         return [ChannelRow(bytes(c), bytes(g), bytes(m), tuple(nodes.get(bytes(c), ())),
                            tuple(sent.get(bytes(c), ())))
                 for c, g, m in rows]
@@ -259,18 +264,18 @@ class SqliteChannelStore:
         s = self._s
         async with s._transaction():
             rows = await s._run(
-                "SELECT rowid, item_id, channel_id, payload, envelope, hour, envelope_key,"
-                " tag_key, created FROM outbox ORDER BY rowid"
+                "SELECT rowid, item_id, channel_id, body, envelope_key, tag_key, created"
+                " FROM outbox ORDER BY rowid"
             )
             rcpt = await s._run("SELECT item_id, peer_id FROM outbox_recipients")
         recipients: dict[bytes, set[PeerId]] = {}
         for item_id, peer in rcpt:
             recipients.setdefault(bytes(item_id), set()).add(_peer(peer))
         out = []
-        for pos, item_id, cid, payload, envelope, hour, ekey, tkey, created in rows:
+        for pos, item_id, cid, body, ekey, tkey, created in rows:
             keys = None if ekey is None else (bytes(ekey), bytes(tkey))
             out.append(OutboxRow(bytes(item_id), None if cid is None else bytes(cid),
-                                 bytes(payload), bytes(envelope), int(hour), keys,
+                                 bytes(body), keys,
                                  frozenset(recipients.get(bytes(item_id), ())), float(created),
                                  int(pos)))
         return out
@@ -361,23 +366,16 @@ class MemoryChannelStore:
             if row.item_id not in self.outbox:
                 self._position += 1
                 self.outbox[row.item_id] = OutboxRow(
-                    row.item_id, row.channel_id, row.payload, row.envelope, row.hour, row.keys,
-                    row.recipients, row.created, self._position,
+                    row.item_id, row.channel_id, row.body, row.keys, row.recipients,
+                    row.created, self._position,
                 )
-        for item_id, envelope, hour in batch.outbox_resealed:
-            old = self.outbox.get(item_id)
-            if old is not None:
-                self.outbox[item_id] = OutboxRow(old.item_id, old.channel_id, old.payload,
-                                                 envelope, hour, old.keys, old.recipients,
-                                                 old.created, old.position)
         for item_id, peer in batch.outbox_acked:
             old = self.outbox.get(item_id)
             if old is not None:
                 left = old.recipients - {peer}
                 if left:
-                    self.outbox[item_id] = OutboxRow(old.item_id, old.channel_id, old.payload,
-                                                     old.envelope, old.hour, old.keys, left,
-                                                     old.created, old.position)
+                    self.outbox[item_id] = OutboxRow(old.item_id, old.channel_id, old.body,
+                                                     old.keys, left, old.created, old.position)
                 else:
                     del self.outbox[item_id]
         for item_id in batch.outbox_removed:
@@ -394,10 +392,19 @@ class MemoryChannelStore:
             ChannelRow(
                 cid, g, m,
                 tuple(n for (c, _), n in sorted(self.nodes.items()) if c == cid),
-                tuple((mid, r) for (c, mid), r in sorted(self.sent.items()) if c == cid),
+                tuple(
+                    (mid, r, *self._text_of(cid, mid))
+                    for (c, mid), r in sorted(self.sent.items()) if c == cid
+                ),
             )
             for cid, (g, m) in sorted(self.channels.items())
         ]
+
+    def _text_of(self, cid: bytes, mid: bytes) -> tuple[str | None, int | None]:
+        for m in self._messages:
+            if m.channel_id == cid and m.message_id == mid:
+                return m.text, m.sent_at_ms
+        return None, None
 
     async def load_outbox(self) -> list[OutboxRow]:
         return sorted(self.outbox.values(), key=lambda r: r.position)

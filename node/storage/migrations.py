@@ -108,12 +108,12 @@ MIGRATIONS: tuple[Migration, ...] = (
                 UNIQUE (channel_id, message_id)
             )""",
             "CREATE INDEX channel_messages_by_channel ON channel_messages (channel_id, cursor)",
+            # body: a channel envelope's payload (sealed afresh with the keys when sent) or a
+            # sealed invite envelope (keys NULL).
             """CREATE TABLE outbox (
                 item_id      BLOB PRIMARY KEY NOT NULL,
                 channel_id   BLOB,
-                payload      BLOB NOT NULL,
-                envelope     BLOB NOT NULL,
-                hour         INTEGER NOT NULL,
+                body         BLOB NOT NULL,
                 envelope_key BLOB,
                 tag_key      BLOB,
                 created      REAL NOT NULL
