@@ -51,6 +51,7 @@ log = structlog.get_logger("node.channels")
 T = TypeVar("T")
 
 _MAX_BATCH = 256
+_CALLS_PER_BATCH = 64
 _JOB_QUEUE = 4096
 _HELD_MAX = 4096
 _HELD_TTL_S = 600.0
@@ -95,10 +96,15 @@ class ChannelView:
 
 @dataclass
 class _Held:
+    """An envelope that cannot be processed yet (see ``Hold``): retried when what it waits
+    for may have come (a sender's previous message, or new epoch states)."""
+
     peer: PeerId
     envelope: bytes
     eid: bytes
     since: float
+    channel_id: bytes | None = None
+    waiting_for: tuple[PeerId, int] | None = None
 
 
 @dataclass
@@ -111,6 +117,7 @@ class _Batch:
     done: list[tuple[asyncio.Future[Any], Any]] = field(default_factory=list)
     failed: list[tuple[asyncio.Future[Any], BaseException]] = field(default_factory=list)
     changed_channels: bool = False
+    epochs_changed: bool = False  # epoch states were added or removed (new routing tags)
 
 
 _Job = Callable[[_Batch, float], None]
@@ -143,7 +150,10 @@ class ChannelService:
             auto_accept_invites=auto_accept_invites,
         )
         self.delivery = Delivery(delivery, rand=random.Random(int.from_bytes(rng(8), "big")))
-        self._jobs: asyncio.Queue[_Job] = asyncio.Queue(_JOB_QUEUE)
+        # Peer input, timers and dial results go first; API calls fill the rest of a batch,
+        # at most _CALLS_PER_BATCH, so a burst of sends never delays acknowledgements.
+        self._net: asyncio.Queue[_Job] = asyncio.Queue(_JOB_QUEUE)
+        self._calls: asyncio.Queue[_Job] = asyncio.Queue(_JOB_QUEUE)
         self._wake = asyncio.Event()
         self._links_changed: dict[PeerId, bool] = {}
         self._held: dict[bytes, _Held] = {}
@@ -204,10 +214,14 @@ class ChannelService:
         message = decode_net(payload)  # NetworkError: counted by the dispatcher as bad_payload
         if isinstance(message, EnvelopeMsg):
             env_bytes = message.envelope
-            await self._jobs.put(lambda batch, now: self._envelope(batch, peer, env_bytes, now))
+            await self._put(lambda batch, now: self._envelope(batch, peer, env_bytes, now))
         else:
             ids = message.ids
-            await self._jobs.put(lambda batch, now: self._ack(batch, peer, ids, now))
+            await self._put(lambda batch, now: self._ack(batch, peer, ids, now))
+
+    async def _put(self, job: _Job) -> None:
+        await self._net.put(job)
+        self._wake.set()
 
     def _on_link(self, event: LinkEvent) -> None:
         # Never blocks: the actor reads the latest state of each peer's link.
@@ -227,26 +241,21 @@ class ChannelService:
             self._apply_link_changes(batch, now)
             for job in jobs:
                 job(batch, now)
-            if batch.changed_channels and self._held:
+            if (batch.changed_channels or batch.epochs_changed) and self._held:
                 self._retry_held(batch, now)
             await self._commit(batch, now)
 
     async def _next_jobs(self) -> list[_Job]:
-        if self._jobs.empty() and not self._links_changed:
-            get = asyncio.ensure_future(self._jobs.get())
-            wake = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({get, wake}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                wake.cancel()
-                if not get.done():
-                    get.cancel()
-            jobs = [get.result()] if get.done() and not get.cancelled() else []
-        else:
-            jobs = []
-        self._wake.clear()
-        while len(jobs) < _MAX_BATCH and not self._jobs.empty():
-            jobs.append(self._jobs.get_nowait())
+        while self._net.empty() and self._calls.empty() and not self._links_changed:
+            await self._wake.wait()
+            self._wake.clear()
+        jobs: list[_Job] = []
+        while len(jobs) < _MAX_BATCH and not self._net.empty():
+            jobs.append(self._net.get_nowait())
+        calls = 0
+        while calls < _CALLS_PER_BATCH and len(jobs) < _MAX_BATCH and not self._calls.empty():
+            jobs.append(self._calls.get_nowait())
+            calls += 1
         return jobs
 
     def _apply_link_changes(self, batch: _Batch, now: float) -> None:
@@ -272,6 +281,8 @@ class ChannelService:
         r.invites_deleted += result.invites_deleted
         if result.channels or result.nodes_added or result.invites_saved:
             batch.changed_channels = True
+        if result.nodes_added or result.nodes_removed:
+            batch.epochs_changed = True
 
     def _envelope(self, batch: _Batch, peer: PeerId, env_bytes: bytes, now: float,
                   *, allow_gap: bool = False) -> None:
@@ -282,9 +293,13 @@ class ChannelService:
         eid = envelope_id(env_bytes)
         try:
             result = self.manager.receive(env_bytes, peer, now, allow_gap=allow_gap)
-        except Hold:
-            if eid not in self._held and len(self._held) < _HELD_MAX:
-                self._held[eid] = _Held(peer, env_bytes, eid, now)
+        except Hold as hold:
+            old = self._held.get(eid)
+            if old is None and len(self._held) < _HELD_MAX:
+                self._held[eid] = _Held(peer, env_bytes, eid, now, self.manager.last_channel,
+                                        hold.waiting_for)
+            elif old is not None:
+                old.channel_id, old.waiting_for = self.manager.last_channel, hold.waiting_for
             self.counters["envelopes_held"] += 1
             return
         self._held.pop(eid, None)
@@ -299,18 +314,30 @@ class ChannelService:
             self.delivery.acknowledge(peer, eid)
             batch.seen.append(eid)
 
-    def _retry_held(self, batch: _Batch, now: float) -> None:
-        for held in list(self._held.values()):
-            if now - held.since > _HELD_TTL_S:
+    def _retry_held(self, batch: _Batch, now: float, *, timers: bool = False) -> None:
+        """Offer held envelopes again, but only those whose wait may be over: retrying one
+        costs a decryption, and thousands can be held while a sender's gap is open."""
+        epochs_changed = batch.epochs_changed or timers
+        for _ in range(3):  # what one retry lets through may release others
+            progressed = False
+            for held in list(self._held.values()):
+                if now - held.since > _HELD_TTL_S:
+                    self._held.pop(held.eid, None)
+                    self.drops[("", "held_too_long")] += 1
+                    continue
+                overdue = now - held.since > _GAP_WAIT_S
+                if held.waiting_for is not None and not overdue:
+                    channel = self.manager.channels.get(held.channel_id or b"")
+                    sender, seq = held.waiting_for
+                    if channel is None or channel.meta.sender_seq.get(sender, 0) < seq:
+                        continue
+                elif held.waiting_for is None and not epochs_changed and not overdue:
+                    continue
                 self._held.pop(held.eid, None)
-                self.drops[("", "held_too_long")] += 1
-                continue
-            self._held.pop(held.eid, None)
-            before = batch.changed_channels
-            self._envelope(batch, held.peer, held.envelope, now,
-                           allow_gap=now - held.since > _GAP_WAIT_S)
-            if held.eid not in self._held and not before:
-                batch.changed_channels = True
+                self._envelope(batch, held.peer, held.envelope, now, allow_gap=overdue)
+                progressed = progressed or held.eid not in self._held
+            if not progressed:
+                return
 
     def _ack(self, batch: _Batch, peer: PeerId, ids: tuple[bytes, ...], now: float) -> None:
         effects, acked, finished = self.delivery.on_ack(peer, ids, now)
@@ -330,7 +357,7 @@ class ChannelService:
                 self.delivery.reseal(item_id, fresh.envelope)
         batch.effects += self.delivery.tick(now)
         if self._held:
-            self._retry_held(batch, now)
+            self._retry_held(batch, now, timers=True)
 
     async def _commit(self, batch: _Batch, now: float) -> None:
         """Persist the batch in one transaction, then act on it."""
@@ -422,6 +449,8 @@ class ChannelService:
                     self.counters["envelopes_sent" if effect.item_id else "acks_sent"] += 1
                 except TransportError:
                     self.counters["send_queue_full"] += 1
+                    if effect.item_id is not None:
+                        self.delivery.unsent(effect.peer, effect.item_id)
             elif isinstance(effect, Dial) and effect.peer not in self._dialing:
                 assert self._tg is not None
                 self._dialing.add(effect.peer)
@@ -441,10 +470,10 @@ class ChannelService:
                             return
                         except TransportError as exc:
                             log.debug("member_dial_failed", peer=str(peer), error=str(exc))
-            await self._jobs.put(lambda batch, now: self.delivery.dial_failed(peer, now))
+            await self._put(lambda batch, now: self.delivery.dial_failed(peer, now))
         except (SpacePandaError, DhtError, OSError) as exc:
             log.debug("member_dial_aborted", peer=str(peer), error=str(exc))
-            await self._jobs.put(lambda batch, now: self.delivery.dial_failed(peer, now))
+            await self._put(lambda batch, now: self.delivery.dial_failed(peer, now))
         finally:
             self._dialing.discard(peer)
 
@@ -454,7 +483,7 @@ class ChannelService:
             due = self.manager.next_deadline(now)
             delay = _TICK_S if due is None else max(0.01, min(_TICK_S, due - now))
             await asyncio.sleep(delay)
-            await self._jobs.put(self._tick)
+            await self._put(self._tick)
 
     # -- API calls (each one a job, answered once its batch is durable) ------------------------
 
@@ -477,7 +506,8 @@ class ChannelService:
                 self._merge(batch, value)
             batch.done.append((fut, value))
 
-        await self._jobs.put(job)
+        await self._calls.put(job)
+        self._wake.set()
         return await fut
 
     async def create(self, name: str) -> ChannelView:

@@ -196,8 +196,15 @@ class Step:
 
 
 class Hold(Exception):
-    """This message cannot be processed yet (a gap in a sender's sequence, or an epoch state
-    not chosen): keep it and offer it again after the channel changes. Not acknowledged."""
+    """This message cannot be processed yet: keep it, offer it again later, do not
+    acknowledge it. ``waiting_for`` names what it waits for when that is known: (sender,
+    sequence number) for a gap in that sender's messages (retry once that message is in);
+    None means "a new epoch state" (retry when the channel's epochs change).
+    """
+
+    def __init__(self, reason: str, waiting_for: tuple[PeerId, int] | None = None) -> None:
+        super().__init__(reason)
+        self.waiting_for = waiting_for
 
 
 @dataclass(frozen=True)
@@ -234,6 +241,8 @@ class Channel:
         self.meta = meta
         self._rng = rng
         self._keys: dict[bytes, tuple[bytes, bytes]] = {}
+        self._keys_fresh = False
+        self._members: tuple[int, Group, list[PeerId]] | None = None
         # Our application messages, by message id, while their epoch could still lose (R7).
         self.sent: dict[bytes, SentMessage] = dict(sent or {})
 
@@ -289,7 +298,7 @@ class Channel:
             step.events.append(Removed())
             return step
         for sid in doomed:
-            del self._nodes[sid]
+            self._drop_node(sid)
         step.nodes_removed += sorted(doomed)
         if self._head in doomed:
             tip = self._best_path(self._root())[-1]
@@ -311,7 +320,7 @@ class Channel:
             raise Rejected("duplicate", "Welcome already applied")
         if len(self._roots()) >= _MAX_CHILDREN:
             raise Rejected("too_many_branches", "too many Welcomes for one channel")
-        self._nodes[root.state_id] = root
+        self._add_node(root)
         step = Step(changed=True, nodes_added=[root])
         step.extend(self._choose_head(now))
         return step
@@ -374,7 +383,14 @@ class Channel:
         return list(self._nodes.values())
 
     def member_peers(self, group: Group | None = None) -> list[PeerId]:
-        return [PeerId.from_bytes(i) for _, i, _ in (group or self._group).member_leaves()]
+        g = group or self._group
+        cached = self._members
+        if cached is not None and cached[1] is g and cached[0] == g.epoch:
+            return cached[2]
+        peers = [PeerId.from_bytes(i) for _, i, _ in g.member_leaves()]
+        if group is None:
+            self._members = (g.epoch, g, peers)
+        return peers
 
     def members(self) -> list[Member]:
         admins = set(self.info.admins)
@@ -392,14 +408,26 @@ class Channel:
 
     def state_keys(self) -> dict[bytes, tuple[bytes, bytes]]:
         """state_id -> (envelope key, tag key) for every retained epoch state we can read
-        (kept after a removal too: a competing branch may still win)."""
+        (kept after a removal too: a competing branch may still win). Cached: do not modify.
+        """
+        if self._keys_fresh:
+            return self._keys
+        self._keys_fresh = True
         for sid, node in self._nodes.items():
             if sid not in self._keys and node.blob != REMOVED_BLOB:
                 group = self._group if sid == self._head else self._load(node)
                 self._keys[sid] = _keys_of(group)
         for gone in set(self._keys) - set(self._nodes):
             del self._keys[gone]
-        return dict(self._keys)
+        return self._keys
+
+    def _add_node(self, node: EpochNode) -> None:
+        self._nodes[node.state_id] = node
+        self._keys_fresh = False
+
+    def _drop_node(self, state_id: bytes) -> None:
+        del self._nodes[state_id]
+        self._keys_fresh = False
 
     def committers(self, group: Group | None = None) -> list[PeerId]:
         g = group or self._group
@@ -504,7 +532,8 @@ class Channel:
             if last is not None and seq <= last:
                 raise Rejected("duplicate", f"sequence {seq} from {sender.short()} already seen")
             if last is not None and seq > last + 1 and not allow_gap:
-                raise Hold(f"sequence {seq} from {sender.short()} before {last + 1}")
+                raise Hold(f"sequence {seq} from {sender.short()} before {last + 1}",
+                           waiting_for=(sender, seq - 1))
             seen["seq"], seen["sender"] = seq, sender
 
         try:
@@ -581,7 +610,7 @@ class Channel:
             # A branch that removes us cannot be read; it still counts for the choice.
             blob=REMOVED_BLOB if result.removed_self else group.to_bytes(),
         )
-        self._nodes[node.state_id] = node
+        self._add_node(node)
         step = Step(changed=True, nodes_added=[node])
         if live:
             # The common case: the commit for our head epoch, nothing competing.
@@ -768,7 +797,7 @@ class Channel:
             stack.extend(n.state_id for n in self._children(sid))
         removed = [sid for sid in self._nodes if sid not in keep]
         for sid in removed:
-            del self._nodes[sid]
+            self._drop_node(sid)
         return removed
 
     def _resend_lost(self) -> Step:
@@ -966,7 +995,7 @@ class Channel:
             blob=group.to_bytes(),
             welcomed=pending.welcomes if welcome is not None else (),
         )
-        self._nodes[node.state_id] = node
+        self._add_node(node)
         step = Step(changed=True, nodes_added=[node])
         step.extend(self._moved_to(node, group, previous=previous, applied=applied))
         if welcome is not None:

@@ -54,7 +54,7 @@ ID_LEN = 16
 _UINT63 = (1 << 63) - 1
 
 _T_TEXT, _T_PROFILE, _T_INTENT = 1, 2, 3
-_T_APP_HEADER, _T_COMMIT_HEADER, _T_CHANNEL_INFO = 1, 2, 1
+_T_COMMIT_HEADER, _T_CHANNEL_INFO = 2, 1
 
 
 @dataclass(frozen=True)
@@ -165,19 +165,22 @@ def decode_content(data: bytes) -> Content:
 
 @dataclass(frozen=True)
 class AppHeader:
-    """MLS authenticated_data of an application message."""
+    """MLS authenticated_data of an application message: ``0x01 || uint64 seq`` (binary:
+    it is on every message's path)."""
 
     seq: int
-    KIND: ClassVar[int] = _T_APP_HEADER
 
     def encode(self) -> bytes:
-        return encode_map(self.KIND, {"seq": self.seq})
+        return b"\x01" + self.seq.to_bytes(8, "big")
 
     @classmethod
     def decode(cls, data: bytes) -> AppHeader:
-        _, f = decode_map(data, "app header", {_T_APP_HEADER: frozenset({"seq"})}, max_size=64,
-                          max_depth=1)
-        return cls(get_int(f, "seq", 1, _UINT63))
+        if len(data) != 9 or data[0] != 1:
+            raise PayloadError("app header must be 0x01 and an 8-byte sequence number")
+        seq = int.from_bytes(data[1:], "big")
+        if not 1 <= seq <= _UINT63:
+            raise PayloadError("app header sequence number out of range")
+        return cls(seq)
 
 
 @dataclass(frozen=True)

@@ -236,6 +236,8 @@ class ChannelManager:
         self._tags: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         self._tags_hour = -1
         self._tags_dirty = True
+        self.last_channel: bytes | None = None  # the channel the last envelope was routed to
+        self._sealing_tags: dict[tuple[bytes, int], bytes] = {}
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -278,10 +280,19 @@ class ChannelManager:
 
     # -- sealing ------------------------------------------------------------------------------
 
+    def _tag(self, tag_key: bytes, hour: int) -> bytes:
+        key = (tag_key, hour)
+        tag = self._sealing_tags.get(key)
+        if tag is None:
+            if len(self._sealing_tags) > 4096:
+                self._sealing_tags.clear()
+            tag = self._sealing_tags[key] = env.routing_tag(tag_key, hour)
+        return tag
+
     def _seal(self, channel: Channel, out: Outgoing, now: float) -> Envelope:
         ekey, tkey = channel.state_keys()[out.state_id]
         hour = int(now // HOUR_S)
-        sealed = env.seal_channel_envelope(ekey, env.routing_tag(tkey, hour), out.payload,
+        sealed = env.seal_channel_envelope(ekey, self._tag(tkey, hour), out.payload,
                                            rng=self._rng)
         return Envelope(out.inner_id, channel.channel_id, out.recipients, out.payload, sealed,
                         hour, (ekey, tkey), out.replaces)
@@ -544,6 +555,7 @@ class ChannelManager:
         """Process one envelope from ``sender`` (the link it came on). Raises Hold when it
         cannot be processed yet (unknown tag: perhaps a future epoch); the caller keeps it
         and offers it again after the channels change."""
+        self.last_channel = None
         try:
             tag, _ = env.split(envelope)
         except EnvelopeError as exc:
@@ -552,6 +564,7 @@ class ChannelManager:
         try:
             if route is not None:
                 cid, sid, ekey = route
+                self.last_channel = cid
                 payload = decode_payload(env.open_channel_envelope(ekey, envelope))
                 if not isinstance(payload, GroupMessage):
                     raise PayloadError("a channel envelope carries group messages only")

@@ -51,17 +51,22 @@ _OFFER_DOMAIN = b"spacepanda/v1/invite-offer"
 _ANSWER_DOMAIN = b"spacepanda/v1/invite-answer"
 
 _T_GROUP, _T_OFFER, _T_ANSWER, _T_WELCOME, _T_WITHDRAWAL = 1, 2, 3, 4, 5
+_GROUP_PREFIX = b"\x01"
 _WITHDRAWAL_DOMAIN = b"spacepanda/v1/welcome-withdrawal"
 _MAX_REMOVED = 1024
 
 
 @dataclass(frozen=True)
 class GroupMessage:
+    """``0x01 || MLSMessage``: the one payload of channel envelopes, kept binary (it is on
+    every message's path). The invitation kinds are canonical CBOR maps, whose first byte
+    (0xa0..0xbf) cannot be 0x01."""
+
     mls: bytes
     KIND: ClassVar[int] = _T_GROUP
 
     def encode(self) -> bytes:
-        return encode_map(self.KIND, {"mls": self.mls})
+        return _GROUP_PREFIX + self.mls
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,6 @@ class Withdrawal:
 Payload = GroupMessage | InviteOffer | InviteAnswer | WelcomeMessage | Withdrawal
 
 _LAYOUTS = {
-    _T_GROUP: frozenset({"mls"}),
     _T_OFFER: frozenset({"invite", "channel", "name", "from", "from_key", "to", "sig"}),
     _T_ANSWER: frozenset({"invite", "from", "to", "kp", "sig"}),
     _T_WELCOME: frozenset({"invite", "welcome", "from", "commit", "slot", "removed"}),
@@ -215,11 +219,13 @@ _LAYOUTS = {
 
 def decode_payload(data: bytes) -> Payload:
     """Decode an opened envelope's payload. Raises PayloadError."""
+    if data[:1] == _GROUP_PREFIX:
+        if not 2 <= len(data) <= MAX_GROUP_MESSAGE + 1:
+            raise PayloadError("group message of a bad length")
+        return GroupMessage(data[1:])
     kind, f = decode_map(data, "envelope payload", _LAYOUTS,
                          max_size=MAX_GROUP_MESSAGE + 40 * _MAX_REMOVED + 256,
                          max_items=32 + _MAX_REMOVED, max_depth=2)
-    if kind == _T_GROUP:
-        return GroupMessage(get_bytes(f, "mls", 1, MAX_GROUP_MESSAGE))
     if kind == _T_OFFER:
         return InviteOffer(
             get_bytes(f, "invite", INVITE_ID_LEN, INVITE_ID_LEN),

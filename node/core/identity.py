@@ -11,6 +11,7 @@ a mistyped PeerId fail loudly instead of naming some other key.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -36,6 +37,13 @@ NODE_ID_DOMAIN = b"spacepanda/dht-node-id/v1"
 def node_id_for(public_key: bytes) -> bytes:
     """The 160-bit DHT node id an Ed25519 identity key must sit at."""
     return hashlib.sha1(NODE_ID_DOMAIN + public_key).digest()
+
+
+@functools.lru_cache(maxsize=65536)
+def _text_of(binary: bytes) -> str:
+    # Cached: PeerIds are printed for every message event and log line.
+    raw = binary + _checksum(binary)
+    return _TEXT_PREFIX + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
 
 
 def _checksum(binary: bytes) -> bytes:
@@ -90,8 +98,7 @@ class PeerId:
         return cls(bytes(data))
 
     def to_string(self) -> str:
-        raw = self.binary + _checksum(self.binary)
-        return _TEXT_PREFIX + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+        return _text_of(self.binary)
 
     @property
     def public_key_bytes(self) -> bytes:

@@ -47,7 +47,10 @@ Effect = Transmit | Dial
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    window: int = 512  # unacknowledged envelopes in flight per peer
+    # Unacknowledged envelopes in flight per peer. Well below a link's send queue (256
+    # frames by default), so a full window fits in it; ~1 ms round trips on a LAN make 128
+    # in flight enough for thousands of messages a second.
+    window: int = 128
     retry_s: float = 5.0
     max_retry_s: float = 120.0
     inbound_rate: float = 5000.0  # envelopes per second per link...
@@ -178,6 +181,17 @@ class Delivery:
     def _dial_delay(self, peer: PeerId) -> float:
         failures = self._dial_failures.get(peer, 0)
         return max(1.0, backoff_delay(failures, uniform=self._rand.random))
+
+    def unsent(self, peer: PeerId, item_id: bytes) -> None:
+        """A Transmit could not be queued on the link (full): it goes back to the front of
+        the peer's queue and leaves with the next pump (an ack or a tick)."""
+        flight = self._flight.get(peer)
+        if flight is None or flight.pop(item_id, None) is None:
+            return
+        queue = self._queue[peer]
+        queue[item_id] = None
+        queue.move_to_end(item_id, last=False)
+        self.counters["unsent"] += 1
 
     # -- links ------------------------------------------------------------------------------
 

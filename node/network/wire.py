@@ -1,11 +1,13 @@
 """NetworkLayer messages on a link (Data protocol ``sp/env/1``; PROTOCOL.md section 13).
 
-* :class:`EnvelopeMsg`: one sealed envelope (opaque here).
-* :class:`AckMsg`: the envelope ids (SHA-256 of the envelope, first 20 bytes) the receiver
-  has processed or refused for good; held envelopes are not acknowledged.
+Binary, because every envelope crosses this layer: ``version(1) = 1 || kind(1) || body``.
 
-Canonical CBOR maps ``{"v": 1, "t": 1|2, ...}``, decoded strictly; :class:`NetworkError`
-is the only error a peer's bytes can raise here.
+* kind 1, :class:`EnvelopeMsg`: the body is one sealed envelope (opaque here).
+* kind 2, :class:`AckMsg`: the body is 1..1024 envelope ids of 20 bytes each (SHA-256 of the
+  envelope, first 20 bytes) that the receiver processed or refused for good; held envelopes
+  are not acknowledged.
+
+:class:`NetworkError` is the only error a peer's bytes can raise here.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import ClassVar
 
-from node.core import cbor
-from node.core.errors import DecodeError, SpacePandaError
+from node.core.errors import SpacePandaError
 
 __all__ = [
     "ENVELOPE_ID_LEN",
@@ -30,11 +31,12 @@ __all__ = [
 ]
 
 PROTOCOL = "sp/env/1"
+VERSION = 1
 ENVELOPE_ID_LEN = 20
 MAX_ACK_IDS = 1024
-# One chunked transport payload is at most 1 MiB; the map around the envelope is small.
+# One chunked transport payload is at most 1 MiB; the two header bytes fit easily.
 MAX_ENVELOPE = (1 << 20) - 4096
-_T_ENVELOPE, _T_ACK = 1, 2
+_ENVELOPE, _ACK = 1, 2
 
 
 class NetworkError(SpacePandaError):
@@ -48,44 +50,44 @@ def envelope_id(envelope: bytes) -> bytes:
 @dataclass(frozen=True)
 class EnvelopeMsg:
     envelope: bytes
-    KIND: ClassVar[int] = _T_ENVELOPE
+    KIND: ClassVar[int] = _ENVELOPE
 
     def encode(self) -> bytes:
-        return cbor.encode({"v": 1, "t": self.KIND, "env": self.envelope})
+        return bytes((VERSION, _ENVELOPE)) + self.envelope
 
 
 @dataclass(frozen=True)
 class AckMsg:
     ids: tuple[bytes, ...]
-    KIND: ClassVar[int] = _T_ACK
+    KIND: ClassVar[int] = _ACK
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.ids) <= MAX_ACK_IDS or any(
+            len(i) != ENVELOPE_ID_LEN for i in self.ids
+        ):
+            raise ValueError(f"an ack names 1..{MAX_ACK_IDS} ids of {ENVELOPE_ID_LEN} bytes")
 
     def encode(self) -> bytes:
-        return cbor.encode({"v": 1, "t": self.KIND, "ids": list(self.ids)})
+        return bytes((VERSION, _ACK)) + b"".join(self.ids)
 
 
 NetMessage = EnvelopeMsg | AckMsg
 
 
 def decode_net(data: bytes) -> NetMessage:
-    if not isinstance(data, bytes) or len(data) > MAX_ENVELOPE + 64:
-        raise NetworkError("network message too large")
-    try:
-        obj = cbor.decode(data, max_depth=2, max_items=8 + MAX_ACK_IDS, max_size=len(data))
-    except DecodeError as exc:
-        raise NetworkError(f"network message: {exc}") from None
-    if not isinstance(obj, dict) or obj.get("v") != 1 or isinstance(obj.get("v"), bool):
-        raise NetworkError("network message: unsupported version")
-    kind = obj.get("t")
-    if kind == _T_ENVELOPE and set(obj) == {"v", "t", "env"}:
-        envelope = obj["env"]
-        if not isinstance(envelope, bytes) or not 1 <= len(envelope) <= MAX_ENVELOPE:
-            raise NetworkError("network message: bad envelope")
-        return EnvelopeMsg(envelope)
-    if kind == _T_ACK and set(obj) == {"v", "t", "ids"}:
-        ids = obj["ids"]
-        if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_ACK_IDS or not all(
-            isinstance(i, bytes) and len(i) == ENVELOPE_ID_LEN for i in ids
-        ):
+    if not isinstance(data, bytes) or len(data) < 3:
+        raise NetworkError("network message too short")
+    if data[0] != VERSION:
+        raise NetworkError(f"network message: unsupported version {data[0]}")
+    kind, body = data[1], data[2:]
+    if kind == _ENVELOPE:
+        if len(body) > MAX_ENVELOPE:
+            raise NetworkError("network message: envelope too large")
+        return EnvelopeMsg(body)
+    if kind == _ACK:
+        n, rest = divmod(len(body), ENVELOPE_ID_LEN)
+        if rest or not 1 <= n <= MAX_ACK_IDS:
             raise NetworkError("network message: bad ack")
-        return AckMsg(tuple(ids))
-    raise NetworkError(f"network message: unknown kind {kind!r:.20}")
+        return AckMsg(tuple(body[i : i + ENVELOPE_ID_LEN] for i in range(0, len(body),
+                                                                         ENVELOPE_ID_LEN)))
+    raise NetworkError(f"network message: unknown kind {kind}")
