@@ -148,7 +148,8 @@ async def _worker(first: int, count: int, bootstrap: str | None) -> None:
             window = asyncio.Semaphore(int(cmd.get("window", 512)))
             rate = float(cmd.get("rate", 0))
 
-            async def one(i: int) -> None:
+            async def one(window: asyncio.Semaphore = window, node: Node = node,
+                          cid: bytes = cid, size: int = size) -> None:
                 async with window:
                     stamp = f"{time.time():.6f} "
                     await node.channels.send(cid, stamp + "x" * max(0, size - len(stamp)))
@@ -156,7 +157,7 @@ async def _worker(first: int, count: int, bootstrap: str | None) -> None:
             t0 = time.time()
             tasks = []
             for i in range(n_msgs):
-                tasks.append(asyncio.create_task(one(i)))
+                tasks.append(asyncio.create_task(one()))
                 if rate:
                     await asyncio.sleep(max(0.0, t0 + (i + 1) / rate - time.time()))
                 elif i % 64 == 63:
