@@ -191,9 +191,9 @@ async def _worker(first: int, count: int, bootstrap: str | None) -> None:
             break
     for w in watchers:
         w.cancel()
-    for n, stop, task, storage in nodes:
+    for _, stop, _, _ in nodes:
         stop.set()
-    for n, stop, task, storage in nodes:
+    for _, _, task, storage in nodes:
         await task
         await storage.close()
     reply({"stopped": True})
@@ -439,7 +439,7 @@ def main() -> None:
         else:
             asyncio.run(_worker(args.first, args.count, args.bootstrap))
         return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     {"throughput": cmd_throughput, "latency": cmd_latency, "fanout": cmd_fanout,
      "commit": cmd_commit}[args.cmd](args)
