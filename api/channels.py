@@ -15,7 +15,7 @@ from aiohttp import web
 
 from api.appkeys import CONTROL, RESOLVE_TIMEOUT_KEY
 from api.control import ChannelControl, NodeControl
-from api.errors import AlreadyMember, ChannelsUnavailable, InviteeNotFound, LastAdmin
+from api.errors import ChannelsUnavailable
 from api.parse import (
     channel_id_param,
     invite_id_param,
@@ -28,7 +28,6 @@ from api.parse import (
 )
 from api.problems import Problem
 from node.channels.content import MAX_DISPLAY_NAME_BYTES, MAX_TEXT_BYTES
-from node.channels.errors import NotAdmin, UnknownChannel
 from node.channels.wire import MAX_NAME_BYTES
 from node.core.errors import SpacePandaError
 from node.storage.channelstore import MAX_PAGE, MessageRow
@@ -112,9 +111,7 @@ async def invite_member(request: web.Request) -> web.Response:
     body = await json_fields(request, {"peer_id": str}, _BODY)
     peer = peer_id_value(body["peer_id"])
     svc = _service(request)
-    view = svc.view(cid)  # 404 for an unknown channel, before any DHT lookup
-    if view.status == "active" and any(m.peer_id == str(peer) for m in view.members):
-        raise AlreadyMember(f"{peer} is already a member of this channel")
+    svc.view(cid)  # 404 for an unknown channel, before any DHT lookup
     limit = request.app[RESOLVE_TIMEOUT_KEY]
     try:
         async with asyncio.timeout(limit):
@@ -123,21 +120,13 @@ async def invite_member(request: web.Request) -> web.Response:
         raise Problem(
             504, "Gateway Timeout", f"DHT lookup of {peer} did not finish in {limit:g}s"
         ) from None
-    except UnknownChannel as exc:
-        # The channel exists (checked above): the service found no record for the invitee.
-        raise InviteeNotFound(str(exc)) from None
     return _accepted({"invite_id": invite_id.hex()})
 
 
 async def remove_member(request: web.Request) -> web.Response:
     cid = channel_id_param(request)
     peer = peer_id_param(request)
-    try:
-        await _service(request).remove(cid, peer)
-    except NotAdmin as exc:
-        if str(peer) == request.app[CONTROL].node_info().peer_id:
-            raise LastAdmin(str(exc)) from None  # removing ourselves is leaving
-        raise
+    await _service(request).remove(cid, peer)
     return _accepted()
 
 
@@ -151,10 +140,7 @@ async def add_admin(request: web.Request) -> web.Response:
 async def leave_channel(request: web.Request) -> web.Response:
     cid = channel_id_param(request)
     await json_fields(request, {}, _BODY)
-    try:
-        await _service(request).leave(cid)
-    except NotAdmin as exc:  # leaving needs no rights: only the last admin is refused
-        raise LastAdmin(str(exc)) from None
+    await _service(request).leave(cid)
     return _accepted()
 
 

@@ -237,7 +237,8 @@ CHANNEL_PATHS: dict[str, Any] = {
                 "400": problem("Malformed channel id or PeerId"),
                 **UNAUTHORIZED,
                 "403": problem(_NOT_ADMIN),
-                "404": problem(f"{_UNKNOWN_CHANNEL}, or the peer is not a member"),
+                "404": problem(f"{_UNKNOWN_CHANNEL}, or the peer is not a member "
+                                 f"({_t('unknown-member')})"),
                 "409": problem(f"{_NOT_MEMBER}, or this node is the last admin"),
                 **_UNAVAILABLE,
             },
@@ -254,7 +255,8 @@ CHANNEL_PATHS: dict[str, Any] = {
                 "400": problem("Body not as documented, malformed channel id or PeerId"),
                 **UNAUTHORIZED,
                 "403": problem(_NOT_ADMIN),
-                "404": problem(f"{_UNKNOWN_CHANNEL}, or the peer is not a member"),
+                "404": problem(f"{_UNKNOWN_CHANNEL}, or the peer is not a member "
+                                 f"({_t('unknown-member')})"),
                 "409": problem(_NOT_MEMBER),
                 "413": problem(_TOO_LARGE),
                 **_UNAVAILABLE,

@@ -14,16 +14,20 @@ from typing import Any
 
 from aiohttp import web
 
-from api.errors import AlreadyMember, ChannelsUnavailable, InviteeNotFound, LastAdmin
+from api.errors import ChannelsUnavailable
 from api.openapi import PROBLEM_TYPE_PREFIX, RECORD_NOT_FOUND
 from dht.errors import DhtError, RecordError
 from node.channels.errors import (
+    AlreadyMember,
     ChannelError,
+    InviteeNotFound,
+    LastAdmin,
     NotAdmin,
     NotMember,
     TextTooLong,
     UnknownChannel,
     UnknownInvite,
+    UnknownMember,
 )
 from node.core.errors import (
     ConfigError,
@@ -102,6 +106,7 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (InviteeNotFound, 404, "record-not-found", "No peer record"),
     (UnknownChannel, 404, "unknown-channel", "Unknown channel"),
     (UnknownInvite, 404, "unknown-invite", "Unknown invite"),
+    (UnknownMember, 404, "unknown-member", "Not a member of the channel"),
     (NotAdmin, 403, "not-admin", "Not an admin"),
     (NotMember, 409, "not-member", "Not a member"),
     (TextTooLong, 413, "text-too-long", "Text too long"),

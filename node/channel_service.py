@@ -31,7 +31,7 @@ import structlog
 from dht.errors import DhtError
 from node.channels.channel import Hold
 from node.channels.content import Text
-from node.channels.errors import ChannelError, UnknownChannel, UnknownInvite
+from node.channels.errors import ChannelError, InviteeNotFound, UnknownInvite
 from node.channels.manager import ChannelManager, Envelope, Invite, InviteState, Notice, Result
 from node.channels.state import ChannelStatus, EpochNode, SentMessage
 from node.core.errors import SpacePandaError, TransportError
@@ -44,7 +44,7 @@ from node.transport.connections import LinkDown, LinkEvent, LinkUp
 if TYPE_CHECKING:
     from node.daemon import Node
 
-__all__ = ["ChannelService", "ChannelView", "MemberView"]
+__all__ = ["ChannelService", "ChannelView", "ChannelsStopped", "MemberView"]
 
 log = structlog.get_logger("node.channels")
 
@@ -60,6 +60,10 @@ _TICK_S = 1.0
 _SEEN_RETENTION_S = 14 * 86400.0
 _MAX_DIALS = 8
 _EVENT_QUEUE = 1024
+
+
+class ChannelsStopped(SpacePandaError):
+    """The channel service is not running (the node is starting or stopping)."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,7 @@ class ChannelService:
         self.drops: Counter[tuple[str, str]] = Counter()  # (channel id hex or "", reason)
         self.counters: Counter[str] = Counter()
         self.ready = asyncio.Event()
+        self._waiting: set[asyncio.Future[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -487,10 +492,23 @@ class ChannelService:
 
     # -- API calls (each one a job, answered once its batch is durable) ------------------------
 
+    def stop(self) -> None:
+        """The node is stopping: refuse new calls and fail those still waiting (their
+        batch will never be written)."""
+        self.ready.clear()
+        for fut in list(self._waiting):
+            if not fut.done():
+                fut.set_exception(ChannelsStopped("the node is shutting down"))
+        self._waiting.clear()
+
     async def call(self, fn: Callable[[float], T]) -> T:
         """Run ``fn(now)`` in the actor; it returns a value and may raise ChannelError."""
+        if not self.ready.is_set():
+            raise ChannelsStopped("channels are not running")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
+        self._waiting.add(fut)
+        fut.add_done_callback(self._waiting.discard)
 
         def job(batch: _Batch, now: float) -> None:
             try:
@@ -519,7 +537,9 @@ class ChannelService:
         self.manager.channel(channel_id)  # 404 before a DHT lookup
         record = await self._node.dht.resolve(peer)
         if record is None:
-            raise UnknownChannel(f"no signed peer record for {peer} in the DHT (is it online?)")
+            raise InviteeNotFound(
+                f"no signed peer record for {peer} in the DHT (has it ever been online?)"
+            )
         key = record.envelope_key
         result = await self.call(lambda now: self.manager.invite(channel_id, peer, key, now))
         assert result.invite_id is not None

@@ -25,7 +25,7 @@ from dht.errors import DhtError
 from dht.persistence import DhtStore
 from dht.service import Bootstrap, DhtService
 from node import mesh
-from node.channel_service import ChannelService
+from node.channel_service import ChannelService, ChannelsStopped
 from node.config import NodeConfig
 from node.core.errors import MultiaddrError, SpacePandaError, TransportError
 from node.core.identity import PeerId
@@ -176,7 +176,7 @@ class Node:
     @property
     def channels(self) -> ChannelService:
         if self._channels is None or not self._channels.ready.is_set():
-            raise SpacePandaError("channels are not running yet")
+            raise ChannelsStopped("channels are not running (the node is starting or stopping)")
         return self._channels
 
     @property
@@ -348,6 +348,8 @@ class Node:
         finally:
             self.started.clear()
             self.dispatcher.stop()
+            if self._channels is not None:
+                self._channels.stop()
             if self._dht is not None:
                 await self._dht.stop()
 

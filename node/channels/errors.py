@@ -9,8 +9,11 @@ from __future__ import annotations
 from node.core.errors import SpacePandaError
 
 __all__ = [
+    "AlreadyMember",
     "ChannelError",
     "EnvelopeError",
+    "InviteeNotFound",
+    "LastAdmin",
     "NotAdmin",
     "NotMember",
     "PayloadError",
@@ -18,6 +21,7 @@ __all__ = [
     "TextTooLong",
     "UnknownChannel",
     "UnknownInvite",
+    "UnknownMember",
 ]
 
 
@@ -65,3 +69,20 @@ class NotMember(ChannelError):
 
 class TextTooLong(ChannelError):
     """A message text above the limit (413)."""
+
+
+class UnknownMember(ChannelError):
+    """The peer named is not a member of the channel (404)."""
+
+
+class AlreadyMember(ChannelError):
+    """The invitee is already a member of the channel (409)."""
+
+
+class LastAdmin(ChannelError):
+    """This node is the channel's last admin and other members remain: it must make another
+    member an admin before it leaves (409)."""
+
+
+class InviteeNotFound(ChannelError):
+    """No signed peer record for the invitee in the DHT: its envelope key is unknown (404)."""

@@ -36,8 +36,10 @@ from node.channels.content import (
     IntentOp,
 )
 from node.channels.errors import (
+    AlreadyMember,
     ChannelError,
     EnvelopeError,
+    LastAdmin,
     NotAdmin,
     NotMember,
     PayloadError,
@@ -45,6 +47,7 @@ from node.channels.errors import (
     TextTooLong,
     UnknownChannel,
     UnknownInvite,
+    UnknownMember,
 )
 from node.channels.state import ChannelMeta, ChannelStatus, EpochNode, SentMessage
 from node.channels.wire import (
@@ -374,12 +377,10 @@ class ChannelManager:
         cid = channel.channel_id
         if isinstance(ev, MessageReceived):
             name = channel.meta.profiles.get(ev.sender, "")
-            result.messages.append(StoredMessage(cid, ev.message_id, ev.sender, name, ev.text,
-                                                 ev.sent_at_ms, now, ev.seq))
-            result.notices.append(Notice("message", cid, {
-                "message_id": ev.message_id.hex(), "sender": str(ev.sender),
-                "sender_name": name, "text": ev.text, "sent_at": ev.sent_at_ms / 1000,
-            }))
+            stored = StoredMessage(cid, ev.message_id, ev.sender, name, ev.text, ev.sent_at_ms,
+                                   now, ev.seq)
+            result.messages.append(stored)
+            result.notices.append(_message_notice(stored))
         elif isinstance(ev, MembersChanged):
             for peer in ev.added:
                 result.notices.append(Notice("member_added", cid, {"peer_id": str(peer)}))
@@ -420,7 +421,7 @@ class ChannelManager:
         if not channel.is_admin(self.me):
             raise NotAdmin("only an admin of this channel can invite")
         if peer == self.me or peer in channel.member_peers():
-            raise ChannelError(f"{peer.short()} is already a member")
+            raise AlreadyMember(f"{peer} is already a member of this channel")
         invite_id = self._rng(16)
         offer = InviteOffer(invite_id, channel_id, channel.name, self.me, self.envelope_public,
                             peer).signed(self.identity)
@@ -468,15 +469,16 @@ class ChannelManager:
         result = Result(channel_id=channel_id, message_id=step.message_id)
         self._apply(channel, step, result, now)
         assert step.message_id is not None
-        result.messages.append(StoredMessage(channel_id, step.message_id, self.me,
-                                             self.display_name, text, sent_at_ms, now,
-                                             channel.meta.my_seq))
+        stored = StoredMessage(channel_id, step.message_id, self.me, self.display_name, text,
+                               sent_at_ms, now, channel.meta.my_seq)
+        result.messages.append(stored)
+        result.notices.append(_message_notice(stored))
         return result
 
     def remove_member(self, channel_id: bytes, peer: PeerId, now: float) -> Result:
         channel = self._active(channel_id)
         if peer not in channel.member_peers():
-            raise UnknownChannel(f"{peer.short()} is not a member of this channel")
+            raise UnknownMember(f"{peer} is not a member of this channel")
         if peer == self.me:
             return self.leave(channel_id, now)
         return self._ask(channel, IntentOp.REMOVE, now, target=peer)
@@ -484,7 +486,7 @@ class ChannelManager:
     def make_admin(self, channel_id: bytes, peer: PeerId, now: float) -> Result:
         channel = self._active(channel_id)
         if peer not in channel.member_peers():
-            raise UnknownChannel(f"{peer.short()} is not a member of this channel")
+            raise UnknownMember(f"{peer} is not a member of this channel")
         return self._ask(channel, IntentOp.ADMIN, now, target=peer)
 
     def leave(self, channel_id: bytes, now: float) -> Result:
@@ -495,13 +497,12 @@ class ChannelManager:
             channel.meta.status = ChannelStatus.REMOVED
             result = Result(channel_id=channel_id)
             result.channels.add(channel_id)
+            result.notices.append(Notice("member_removed", channel_id, {"peer_id": str(self.me)}))
             self._tags_dirty = True
             return result
         admins = set(channel.info.admins)
         if admins == {self.me}:
-            raise NotAdmin(
-                "the last admin cannot leave: make another member an admin first"
-            )
+            raise LastAdmin("the last admin cannot leave: make another member an admin first")
         return self._ask(channel, IntentOp.LEAVE, now)
 
     def set_display_name(self, name: str, now: float) -> Result:
@@ -688,6 +689,13 @@ class ChannelManager:
             "invites_pending": sum(1 for i in self.invites.values()
                                    if i.state == InviteState.PENDING),
         }
+
+
+def _message_notice(m: StoredMessage) -> Notice:
+    return Notice("message", m.channel_id, {
+        "message_id": m.message_id.hex(), "sender": str(m.sender), "sender_name": m.sender_name,
+        "text": m.text, "sent_at": m.sent_at_ms / 1000, "received_at": m.received_at,
+    })
 
 
 def _refused(exc: Rejected) -> Result:

@@ -298,7 +298,7 @@ async def test_503_until_the_channel_service_runs(
     resp = await client.request(method, path.replace("PEER", peer), data=data, headers=AUTH)
     problem_body = await problem(resp, 503)
     assert problem_body["type"].endswith("channels-unavailable")
-    assert problem_body["detail"] == "channels are not running yet"
+    assert problem_body["detail"] == "channels are not running (the node is starting or stopping)"
 
 
 class _NotRunning:

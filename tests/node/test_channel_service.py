@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from node.channel_service import ChannelsStopped
 from node.channels.errors import NotAdmin, NotMember, TextTooLong, UnknownChannel
 from tests.harness import Running, StartNode, wait_for
 
@@ -65,3 +66,22 @@ async def test_errors_are_typed(start_node: StartNode) -> None:
     await wait_for(lambda: b.node.channels.view(cid).status == "removed", timeout=15)
     with pytest.raises(NotMember):
         await b.node.channels.send(cid, "still here?")
+
+
+async def test_own_messages_are_events_and_calls_fail_fast_after_stop(
+    start_node: StartNode,
+) -> None:
+    (a,) = await _mesh(start_node, 1)
+    svc = a.node.channels
+    events = svc.subscribe()
+    view = await svc.create("solo")
+    cid = bytes.fromhex(view.channel_id)
+    message_id = await svc.send(cid, "note to self")
+    notice = await events.get()
+    assert (notice.kind, notice.data["message_id"], notice.data["text"]) == (
+        "message", message_id.hex(), "note to self")
+    await a.shutdown()
+    with pytest.raises(ChannelsStopped):
+        await svc.send(cid, "after the end")
+    with pytest.raises(ChannelsStopped):
+        a.node.channels  # noqa: B018 (the property raises)
