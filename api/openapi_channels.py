@@ -72,6 +72,12 @@ CHANNEL_SCHEMAS: dict[str, Any] = {
             "the commit; removed = no longer a member (history stays readable)",
         },
         "members": {"type": "array", "items": _MEMBER},
+        "committers": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "the admins in this epoch's committer order (PeerIds): the first "
+            "commits membership changes, the others are its backups in turn",
+        },
         "dropped": {
             "type": "object",
             "description": "envelopes for this channel refused, counted by reason",

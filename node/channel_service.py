@@ -85,6 +85,7 @@ class ChannelView:
     status: str
     members: list[MemberView]
     dropped: dict[str, int]
+    committers: list[str]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +95,7 @@ class ChannelView:
             "epoch_fingerprint": self.epoch_fingerprint,
             "status": self.status,
             "members": [m.to_json() for m in self.members],
+            "committers": list(self.committers),
             "dropped": dict(self.dropped),
         }
 
@@ -585,7 +587,9 @@ class ChannelService:
         cid = channel_id.hex()
         dropped = {reason: n for (ch, reason), n in self.drops.items() if ch == cid}
         status = c.meta.status.value
-        return ChannelView(cid, c.name, c.epoch, c.fingerprint.hex(), status, members, dropped)
+        committers = [str(p) for p in c.committers()] if c.active else []
+        return ChannelView(cid, c.name, c.epoch, c.fingerprint.hex(), status, members, dropped,
+                           committers)
 
     def views(self) -> list[ChannelView]:
         return [self.view(cid) for cid in sorted(self.manager.channels)]
