@@ -285,6 +285,21 @@ class Group:
             out.append(payload)
         return out
 
+    def check_key_package(self, key_package: bytes | KeyPackage) -> None:
+        """Raise (KeyPackageError, ProposalError, DecodeError...) unless this KeyPackage could
+        be added to the group now, as ``add``/``change`` would check it: lets a committer
+        leave out one bad KeyPackage instead of failing the whole commit."""
+        (kp,) = self._key_packages([key_package])
+        state = self._state
+        validate_proposal(
+            state.suite,
+            Proposal(Add(kp)),
+            Sender.member(state.leaf_index),
+            context=state.context,
+            tree=state.tree,
+            now=self._now(),
+        )
+
     def _leaf_of(self, identity: bytes) -> int:
         for i, leaf in self._state.tree.leaves():
             if leaf.credential.identity == identity:

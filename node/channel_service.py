@@ -58,6 +58,7 @@ _HELD_TTL_S = 600.0
 _GAP_WAIT_S = 30.0  # a sender's sequence gap older than this is let through (out of order)
 _TICK_S = 1.0
 _SEEN_RETENTION_S = 14 * 86400.0
+_PRUNE_EVERY_S = 3600.0
 _MAX_DIALS = 8
 _EVENT_QUEUE = 1024
 
@@ -171,6 +172,7 @@ class ChannelService:
         self.drops: Counter[tuple[str, str]] = Counter()  # (channel id hex or "", reason)
         self.counters: Counter[str] = Counter()
         self.ready = asyncio.Event()
+        self._pruned_at = 0.0
         self._waiting: set[asyncio.Future[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -357,6 +359,10 @@ class ChannelService:
 
     def _tick(self, batch: _Batch, now: float) -> None:
         self._merge(batch, self.manager.tick(now))
+        if now - self._pruned_at > _PRUNE_EVERY_S:
+            self._pruned_at = now
+            assert self._tg is not None
+            self._tg.create_task(self._prune_seen(now - _SEEN_RETENTION_S), name="prune-seen")
         for item_id, item in list(self._outbox.items()):
             fresh = self.manager.reseal(item, now)
             if fresh is not item:
@@ -483,6 +489,15 @@ class ChannelService:
             await self._put(lambda batch, now: self.delivery.dial_failed(peer, now))
         finally:
             self._dialing.discard(peer)
+
+    async def _prune_seen(self, before: float) -> None:
+        try:
+            removed = await self._store.prune_seen(before)
+        except SpacePandaError as exc:
+            log.warning("seen_prune_failed", error=str(exc))
+            return
+        if removed:
+            log.info("seen_envelopes_pruned", removed=removed)
 
     async def _timer(self) -> None:
         while True:

@@ -918,8 +918,8 @@ class Channel:
                     continue
                 try:
                     self._check_key_package(intent.key_package, intent.target)
-                except Rejected:
-                    continue
+                except (Rejected, MlsError):
+                    continue  # refused: listed as done, the rest of the batch goes on
                 add.append(intent.key_package)
                 added.add(intent.target)
                 welcomes.append((intent.invite_id, intent.target, intent.envelope_key))
@@ -939,19 +939,10 @@ class Channel:
         new_info = ChannelInfo(info.name, tuple(sorted(admins)))
         extensions = None if new_info == info else [(CHANNEL_EXTENSION, new_info.encode())]
         header = CommitHeader(tuple(done)).encode()
-        try:
-            output: CommitOutput = group.change(
-                add=add, remove=[p.binary for p in sorted(remove)], extensions=extensions,
-                authenticated_data=header,
-            )
-        except MlsError:
-            # A KeyPackage the mls layer refuses (e.g. expired): carry the rest out alone.
-            if add:
-                output = group.change(remove=[p.binary for p in sorted(remove)],
-                                      extensions=extensions, authenticated_data=header)
-                welcomes = []
-            else:
-                raise
+        output: CommitOutput = group.change(
+            add=add, remove=[p.binary for p in sorted(remove)], extensions=extensions,
+            authenticated_data=header,
+        )
         payload = GroupMessage(output.commit).encode()
         recipients = self.others()
         iid = inner_id(payload)
@@ -973,6 +964,7 @@ class Channel:
         peer = policy.leaf_is_peer(kp.leaf_node.credential.identity, kp.leaf_node.signature_key)
         if peer != target:
             raise Rejected("bad_key_package", "KeyPackage of another node")
+        self._group.check_key_package(kp)  # what MLS itself would refuse (expired, ...)
 
     def _merge(self, now: float) -> Step:
         pending = self.meta.pending_commit

@@ -341,3 +341,17 @@ def test_change_adds_removes_and_sets_extensions_in_one_commit() -> None:
     assert group.members == [b"alice", b"carol"] and group.extensions == ((ext_type, b"two"),)
     assert out.welcome is not None
     assert carol.join(out.welcome).extensions == ((ext_type, b"two"),)
+
+
+def test_check_key_package_refuses_what_add_would_refuse() -> None:
+    alice = Client(b"alice", clock=lambda: 1_700_000_000)
+    bob = Client(b"bob", clock=lambda: 1_700_000_000)
+    group = alice.create_group(b"g" * 32)
+    good = bob.key_package()
+    group.check_key_package(good)
+    expired = Client(b"carol", clock=lambda: 1_000_000_000,
+                     key_package_lifetime=3600).key_package()
+    with pytest.raises(MlsError):
+        group.check_key_package(expired)
+    with pytest.raises(MlsError):
+        group.check_key_package(b"\x00\x01garbage")
