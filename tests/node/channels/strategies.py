@@ -217,3 +217,27 @@ def mutations(data: bytes) -> Iterator[bytes]:
             if new not in seen:
                 seen.add(new)
                 yield data[:i] + bytes((new,)) + data[i + 1 :]
+
+
+def perturbed(objects: st.SearchStrategy[Any], to_map: Callable[[Any], dict[Any, Any]]
+              ) -> st.SearchStrategy[dict[Any, Any]]:
+    """A valid structure's map with one or two fields replaced by arbitrary values: every
+    field check is reached with every kind of wrong value."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> dict[Any, Any]:
+        m = dict(to_map(draw(objects)))
+        for key in draw(st.lists(st.sampled_from(sorted(m, key=str)), min_size=1, max_size=2)):
+            m[key] = draw(cbor_values)
+        return m
+
+    return build()
+
+
+def cbor_map(x: Any) -> dict[Any, Any]:
+    """The map an encodable structure encodes to."""
+    from node.core import cbor
+
+    obj = cbor.decode(x.encode(), max_depth=8, max_items=1 << 16, max_size=1 << 22)
+    assert isinstance(obj, dict)
+    return obj
