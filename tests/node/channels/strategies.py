@@ -148,6 +148,10 @@ pending_commits = st.builds(
 )
 
 
+sent_messages = st.builds(SentMessage, id16, st.integers(-(1 << 64), (1 << 64) - 1),
+                         st.binary(max_size=200), id16)
+
+
 @st.composite
 def channel_metas(draw: st.DrawFn) -> ChannelMeta:
     return ChannelMeta(
@@ -159,11 +163,6 @@ def channel_metas(draw: st.DrawFn) -> ChannelMeta:
             id16, st.builds(PendingIntent, st.binary(max_size=50), peers, times), max_size=3)),
         pending_commit=draw(st.none() | pending_commits),
         last_commit_at=draw(times),
-        sent=draw(st.dictionaries(
-            id16,
-            st.builds(SentMessage, st.binary(max_size=16), st.integers(0, UINT63),
-                      st.binary(max_size=50), id16),
-            max_size=3)),
         display_name=draw(texts(256)),
         profile_epoch=draw(st.integers(-1, UINT63)),
     )

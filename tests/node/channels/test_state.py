@@ -1,4 +1,5 @@
-"""Storage encodings of channel state (node/channels/state.py): EpochNode and ChannelMeta.
+"""Storage encodings of channel state (node/channels/state.py): EpochNode, ChannelMeta and
+SentMessage.
 
 Local data, but decoded strictly all the same: a corrupt row must raise PayloadError, never
 crash the node while it loads its channels.
@@ -36,6 +37,7 @@ from tests.node.channels.strategies import (
     epoch_nodes,
     mutations,
     prop,
+    sent_messages,
 )
 
 A, B, C = ALICE.peer_id, BOB.peer_id, CAROL.peer_id
@@ -66,7 +68,6 @@ META = ChannelMeta(
         removed=frozenset({A}),
     ),
     last_commit_at=T,
-    sent={bytes(range(16)): SentMessage(bytes(16), 4, b"content", bytes(16))},
     display_name="me",
     profile_epoch=3,
 )
@@ -103,7 +104,7 @@ def test_root_epoch_node_known_bytes() -> None:
 def test_empty_meta_known_bytes() -> None:
     m = cbor_map(ChannelMeta())
     assert m == {"status": "active", "seq": 0, "senders": [], "profiles": [], "intents": [],
-                 "pending": [], "last_commit": 0, "sent": [], "name": "", "profile_epoch": -1}
+                 "pending": [], "last_commit": 0, "name": "", "profile_epoch": -1}
 
 
 def test_removed_blob_is_one_byte() -> None:
@@ -210,8 +211,6 @@ def test_epoch_node_field_checks(field: str, bad: Any) -> None:
                                                                      None]]),
         ("pending", [b"x"] * 8), ("pending", b""), ("pending", [b""] * 9),
         ("last_commit", -1), ("last_commit", UINT63 + 1),
-        ("sent", [[bytes(16), b"", 1, b""]]), ("sent", [[bytes(16), b"", 1, b"", bytes(15)]]),
-        ("sent", [[bytes(16), "s", 1, b"", bytes(16)]]),
         ("name", "n" * 257), ("name", b"me"),
         ("profile_epoch", -2), ("profile_epoch", UINT63 + 1),
     ],
@@ -232,7 +231,7 @@ def test_meta_pending_commit_field_checks() -> None:
             ChannelMeta.decode(_raw(META, pending=pending))
 
 
-@pytest.mark.parametrize("decode", [EpochNode.decode, ChannelMeta.decode])
+@pytest.mark.parametrize("decode", [EpochNode.decode, ChannelMeta.decode, SentMessage.decode])
 def test_wrong_field_sets_and_non_maps(decode: Callable[[bytes], Any]) -> None:
     for obj in ({}, [], b"", {"id": bytes(16)}, {**cbor_map(NODE), **cbor_map(META)},
                 {**cbor_map(NODE), "extra": 1}, {**cbor_map(META), "extra": 1}):
@@ -243,9 +242,49 @@ def test_wrong_field_sets_and_non_maps(decode: Callable[[bytes], Any]) -> None:
             decode(data)
 
 
+# -- SentMessage (its own row in channel_sent) -------------------------------------------
+
+SENT = SentMessage(bytes(range(16)), 4, b"content", bytes(range(16, 32)))
+
+
+def test_sent_message_known_bytes() -> None:
+    # [state_id, seq, content, inner_id]
+    expected = "84" "50" + bytes(range(16)).hex() + "04" "47" + b"content".hex() + "50" + bytes(
+        range(16, 32)).hex()
+    assert SENT.encode().hex() == expected
+    assert SentMessage.decode(bytes.fromhex(expected)) == SENT
+
+
+@prop(200)
+@given(sent_messages)
+def test_sent_message_round_trip_property(x: SentMessage) -> None:
+    data = x.encode()
+    assert SentMessage.decode(data) == x
+    assert SentMessage.decode(data).encode() == data
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        [bytes(15), 4, b"c", bytes(16)], [bytes(16), 4, b"c", bytes(17)],
+        [bytes(16), True, b"c", bytes(16)], [bytes(16), "4", b"c", bytes(16)],
+        [bytes(16), 4, "c", bytes(16)], [bytes(16), 4, b"c"], [bytes(16), 4, b"c", bytes(16), 0],
+        [bytes(16), 4, [b"c"], bytes(16)],  # nesting: the record is one flat array
+        {"state_id": bytes(16)}, b"", None,
+    ],
+)
+def test_sent_message_field_checks(obj: Any) -> None:
+    with pytest.raises(PayloadError):
+        SentMessage.decode(cbor.encode(obj))
+
+
+def test_sent_message_single_byte_mutations_raise_or_re_encode_exactly() -> None:
+    assert _bad_mutant(SentMessage.decode, SENT.encode()) is None
+
+
 # -- random and mutated input -------------------------------------------------------------
 
-DECODERS = {"node": EpochNode.decode, "meta": ChannelMeta.decode}
+DECODERS = {"node": EpochNode.decode, "meta": ChannelMeta.decode, "sent": SentMessage.decode}
 
 
 @prop(200)
@@ -259,7 +298,7 @@ def test_random_bytes_raise_only_payload_error(name: str, data: bytes) -> None:
 def _perturbed_state(draw: st.DrawFn) -> tuple[str, bytes]:
     """A valid encoding with one value somewhere inside (top level, or nested in a list)
     replaced by an arbitrary one."""
-    name = draw(st.sampled_from(sorted(DECODERS)))
+    name = draw(st.sampled_from(["node", "meta"]))
     x = draw(epoch_nodes if name == "node" else channel_metas())
     m = cbor_map(x)
     key = draw(st.sampled_from(sorted(m)))
@@ -323,7 +362,7 @@ def test_meta_single_byte_mutations_raise_or_re_encode_exactly() -> None:
 
 
 @pytest.mark.parametrize(("name", "x"), [
-    ("node", ROOT), ("node", NODE), ("meta", ChannelMeta()),
+    ("node", ROOT), ("node", NODE), ("meta", ChannelMeta()), ("sent", SENT),
     pytest.param("meta", META, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
                                                        reason=TRUNCATION)),
 ])
