@@ -86,10 +86,14 @@ def _state() -> tuple[list[bytes], list[bytes]]:
         intents={ID: PendingIntent(b"intent", B, T)},
         pending_commit=PendingCommit(ID, bytes(32), T, frozenset({B}), frozenset(), None,
                                      ((ID, C, bytes(32)),), 1, frozenset({C})),
-        last_commit_at=T, sent={ID: SentMessage(bytes(16), 1, b"content", ID)},
-        display_name="me", profile_epoch=2,
+        last_commit_at=T, display_name="me", profile_epoch=2,
     )
     return [root.encode(), node.encode()], [ChannelMeta().encode(), meta.encode()]
+
+
+def _sent() -> list[bytes]:
+    return [SentMessage(bytes(16), 1, b"content", ID).encode(),
+            SentMessage(ID, (1 << 64) - 1, b"", bytes(16)).encode()]
 
 
 def _envelopes() -> tuple[list[bytes], list[bytes]]:
@@ -114,6 +118,7 @@ def valid_encodings() -> dict[str, list[bytes]]:
                          ChannelInfo("g", tuple(sorted((A, B, C)))).encode()],
         "epoch_node": nodes,
         "channel_meta": metas,
+        "sent_message": _sent(),
         "decode_net": [EnvelopeMsg(channel[0]).encode(), AckMsg((bytes(20), ID + bytes(4))
                                                                  ).encode()],
         "envelope_split": channel[:1] + invite[:1],

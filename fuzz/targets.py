@@ -29,7 +29,7 @@ from fuzz.keys import ENVELOPE_KEY, INVITE_PRIVATE_KEY, INVITE_PUBLIC_KEY
 from node.channels import envelope
 from node.channels.content import AppHeader, ChannelInfo, CommitHeader, decode_content
 from node.channels.errors import EnvelopeError, PayloadError
-from node.channels.state import ChannelMeta, EpochNode
+from node.channels.state import ChannelMeta, EpochNode, SentMessage
 from node.channels.wire import decode_payload
 from node.core import cbor
 from node.network.wire import NetworkError, decode_net
@@ -127,6 +127,7 @@ _DECODERS: dict[str, Callable[[bytes], None]] = {
     "channel_info": _decoder(ChannelInfo.decode, PayloadError),
     "epoch_node": _decoder(EpochNode.decode, PayloadError),
     "channel_meta": _decoder(ChannelMeta.decode, PayloadError),
+    "sent_message": _decoder(SentMessage.decode, PayloadError),
     "decode_net": _decoder(decode_net, NetworkError),
 }
 
@@ -187,6 +188,9 @@ def _perturb(obj: Any, s: _Stream) -> Any:
                 obj[key] = [*inner[:i], _value(s), *inner[i + 1 :]]
             else:
                 obj[key] = _value(s)
+        elif isinstance(obj, list) and obj:
+            i = s.byte() % len(obj)
+            obj = [*obj[:i], _value(s), *obj[i + 1 :]]
         else:
             obj = _value(s)
     return obj

@@ -69,7 +69,7 @@ def test_every_target_has_seeds_and_the_seeds_are_valid() -> None:
         assert CORPUS[name], name
     # The plain decoder seeds decode (they are meant to start from valid encodings).
     from node.channels.content import AppHeader, ChannelInfo, CommitHeader, decode_content
-    from node.channels.state import ChannelMeta, EpochNode
+    from node.channels.state import ChannelMeta, EpochNode, SentMessage
     from node.channels.wire import decode_payload
     from node.network.wire import decode_net
 
@@ -77,7 +77,8 @@ def test_every_target_has_seeds_and_the_seeds_are_valid() -> None:
         "decode_payload": decode_payload, "decode_content": decode_content,
         "app_header": AppHeader.decode, "commit_header": CommitHeader.decode,
         "channel_info": ChannelInfo.decode, "epoch_node": EpochNode.decode,
-        "channel_meta": ChannelMeta.decode, "decode_net": decode_net,
+        "channel_meta": ChannelMeta.decode, "sent_message": SentMessage.decode,
+        "decode_net": decode_net,
     }
     for name, decode in decoders.items():
         for seed in CORPUS[name]:
