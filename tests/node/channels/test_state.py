@@ -263,9 +263,29 @@ def test_sent_message_round_trip_property(x: SentMessage) -> None:
     assert SentMessage.decode(data).encode() == data
 
 
+def test_a_text_record_leaves_its_content_to_the_message_row() -> None:
+    text = SentMessage(bytes(16), 9, b"the Text encoding", bytes(range(16)), is_text=True)
+    data = text.encode()
+    assert cbor.decode(data)[2] == b""
+    assert SentMessage.decode(data, b"the Text encoding") == text
+    with pytest.raises(PayloadError, match="text is missing"):
+        SentMessage.decode(data)
+    # A record with its content ignores the rebuilt text.
+    assert SentMessage.decode(SENT.encode(), b"other") == SENT
+
+
+@prop(100)
+@given(sent_messages, st.binary(min_size=1, max_size=50))
+def test_text_record_round_trip_property(x: SentMessage, rebuilt: bytes) -> None:
+    text = SentMessage(x.state_id, x.seq, rebuilt, x.inner_id, is_text=True)
+    assert SentMessage.decode(text.encode(), rebuilt) == text
+    assert SentMessage.decode(text.encode(), rebuilt).encode() == text.encode()
+
+
 @pytest.mark.parametrize(
     "obj",
     [
+        [bytes(16), 4, b"", bytes(16)],  # no content and no text to rebuild it from
         [bytes(15), 4, b"c", bytes(16)], [bytes(16), 4, b"c", bytes(17)],
         [bytes(16), True, b"c", bytes(16)], [bytes(16), "4", b"c", bytes(16)],
         [bytes(16), 4, "c", bytes(16)], [bytes(16), 4, b"c"], [bytes(16), 4, b"c", bytes(16), 0],
