@@ -74,8 +74,9 @@ def msg(cid: bytes, n: int, *, text: str | None = None, sender: PeerId = P1) -> 
 
 def outbox(n: int, recipients: set[PeerId], *, cid: bytes | None = C1,
            keys: tuple[bytes, bytes] | None = (b"e" * 32, b"t" * 32)) -> OutboxRow:
-    return OutboxRow(b"item-%011d" % n, cid, b"payload %d" % n, b"envelope %d" % n, 500_000 + n,
-                     keys, frozenset(recipients), 1_800_000_000.5 + n)
+    """A channel envelope's payload with its keys, or (``keys=None``) a sealed invite."""
+    return OutboxRow(b"item-%011d" % n, cid, b"body %d" % n, keys, frozenset(recipients),
+                     1_800_000_000.5 + n)
 
 
 def strip_cursor(rows: list[MessageRow]) -> list[MessageRow]:
@@ -147,12 +148,33 @@ async def test_sent_records_load_with_their_channel(backend: Backend) -> None:
         sent_saved=[(C1, m2, b"record 2"), (C1, m1, b"record 1"), (C2, m3, b"record 3")],
     ))
     rows = await s.load_channels()
-    assert [r.sent for r in rows] == [((m1, b"record 1"), (m2, b"record 2")),
-                                      ((m3, b"record 3"),)]
+    assert [r.sent for r in rows] == [((m1, b"record 1", None, None), (m2, b"record 2", None,
+                                                                         None)),
+                                      ((m3, b"record 3", None, None),)]
     await s.write(ChannelBatch(sent_saved=[(C1, m1, b"record 1'")],
                                sent_deleted=[(C1, m2), (C2, m1), (C1, b"\x09" * 16)]))
     rows = await s.load_channels()
-    assert [r.sent for r in rows] == [((m1, b"record 1'"),), ((m3, b"record 3"),)]
+    assert [r.sent for r in rows] == [((m1, b"record 1'", None, None),),
+                                      ((m3, b"record 3", None, None),)]
+
+
+async def test_sent_records_of_texts_come_with_the_stored_message(backend: Backend) -> None:
+    """A text's record leaves its content out: the load joins the message row (same channel
+    and message id) for the text and sent_at."""
+    s = backend.store
+    text = msg(C1, 7, text="kept \U0001f43c")
+    other_channel = msg(C2, 8)
+    await s.write(ChannelBatch(
+        channels=[(C1, b"g1", b"m1"), (C2, b"g2", b"m2")],
+        messages=[text, other_channel, msg(C1, 9)],
+        sent_saved=[(C1, text.message_id, b"record"),
+                    (C1, other_channel.message_id, b"record 2")],  # not this channel's row
+    ))
+    (row, _) = await s.load_channels()
+    assert sorted(row.sent) == sorted([
+        (text.message_id, b"record", "kept \U0001f43c", text.sent_at_ms),
+        (other_channel.message_id, b"record 2", None, None),
+    ])
 
 
 async def test_deleting_a_channel_deletes_its_nodes_and_sent_records(backend: Backend) -> None:
@@ -292,17 +314,6 @@ async def test_outbox_add_and_ack_in_one_batch(backend: Backend) -> None:
                                                                          frozenset({P2}))]
 
 
-async def test_outbox_reseal_updates_envelope_and_hour_only(backend: Backend) -> None:
-    s = backend.store
-    a, b = outbox(1, {P1}), outbox(2, {P2})
-    await s.write(ChannelBatch(outbox_added=[a, b]))
-    before = await s.load_outbox()
-    await s.write(ChannelBatch(outbox_resealed=[(a.item_id, b"new envelope", 600_000),
-                                                (b"unknown", b"x", 1)]))
-    after = await s.load_outbox()
-    assert after == [replace(before[0], envelope=b"new envelope", hour=600_000), before[1]]
-
-
 async def test_outbox_cancel(backend: Backend) -> None:
     s = backend.store
     rows = [outbox(n, {P1, P2}) for n in range(1, 4)]
@@ -331,7 +342,7 @@ async def test_adding_an_existing_outbox_item_changes_nothing(request: pytest.Fi
     s = backend.store
     a = outbox(1, {P1})
     await s.write(ChannelBatch(outbox_added=[a]))
-    await s.write(ChannelBatch(outbox_added=[replace(a, payload=b"other", recipients=
+    await s.write(ChannelBatch(outbox_added=[replace(a, body=b"other", recipients=
                                                      frozenset({P2, P3}))]))
     assert strip_position(await s.load_outbox()) == [a]
 
@@ -421,26 +432,53 @@ async def test_sqlite_batch_is_atomic(tmp_path: Path, failing: str) -> None:
         await storage.close()
 
 
+# Migration 4 as ad94fec (the first channel build on main) shipped it: no channel_sent table,
+# and outbox stored (payload, envelope, hour) instead of body.
+_AD94FEC_OUTBOX = """CREATE TABLE outbox (
+                item_id      BLOB PRIMARY KEY NOT NULL,
+                channel_id   BLOB,
+                payload      BLOB NOT NULL,
+                envelope     BLOB NOT NULL,
+                hour         INTEGER NOT NULL,
+                envelope_key BLOB,
+                tag_key      BLOB,
+                created      REAL NOT NULL
+            )"""
+
+
+def _ad94fec_migration_4() -> Migration:
+    current = MIGRATIONS[3]
+    statements = []
+    for sql in current.statements:
+        if "CREATE TABLE channel_sent" in sql:
+            continue
+        statements.append(_AD94FEC_OUTBOX if "CREATE TABLE outbox (" in sql else sql)
+    assert len(statements) == len(current.statements) - 1
+    return Migration(4, current.description, tuple(statements))
+
+
 @pytest.mark.xfail(strict=True, raises=StorageError, reason=(
-    "migration 4 was edited in place after ad94fec (channel_sent added): a database created "
-    "by that build is at schema version 4 without the channel_sent table, so the current "
-    "build never creates it and every write of a sent record fails; migrations.py says to "
-    "append a migration instead"))
-async def test_database_from_the_first_channel_schema_gets_the_sent_table(tmp_path: Path
-                                                                         ) -> None:
-    first = MIGRATIONS[3]
-    old4 = Migration(4, first.description,
-                     tuple(sql for sql in first.statements if "channel_sent" not in sql))
-    assert len(old4.statements) == len(first.statements) - 1
+    "migration 4 was edited in place after ad94fec (channel_sent added, outbox columns "
+    "replaced by body): a database created by that build stays at schema version 4 with the "
+    "old tables, so the current build fails on every sent record and outbox write; "
+    "migrations.py says to append a migration instead"))
+@pytest.mark.parametrize("write", ["sent", "outbox"])
+async def test_a_database_from_the_first_channel_build_keeps_working(tmp_path: Path,
+                                                                      write: str) -> None:
     path = tmp_path / "node.db"
-    storage = await SqliteStorage.open(path, migrations=(*MIGRATIONS[:3], old4))
+    storage = await SqliteStorage.open(path, migrations=(*MIGRATIONS[:3],
+                                                         _ad94fec_migration_4()))
     await storage.close()
     storage = await SqliteStorage.open(path)
     try:
-        await storage.channel_store().write(ChannelBatch(
-            channels=[(C1, b"g", b"m")], sent_saved=[(C1, bytes(16), b"record")]))
-        assert (await storage.channel_store().load_channels())[0].sent == (
-            (bytes(16), b"record"),)
+        s = storage.channel_store()
+        if write == "sent":
+            await s.write(ChannelBatch(channels=[(C1, b"g", b"m")],
+                                       sent_saved=[(C1, bytes(16), b"record")]))
+            assert (await s.load_channels())[0].sent == ((bytes(16), b"record", None, None),)
+        else:
+            await s.write(ChannelBatch(outbox_added=[outbox(1, {P1})]))
+            assert strip_position(await s.load_outbox()) == [outbox(1, {P1})]
     finally:
         await storage.close()
 
@@ -490,7 +528,6 @@ async def test_sqlite_reopen_gives_back_exactly_what_was_written(tmp_path: Path)
     s = storage.channel_store()
     await s.write(_everything())
     await s.write(ChannelBatch(outbox_acked=[(outbox(1, set()).item_id, P2)],
-                               outbox_resealed=[(outbox(2, set()).item_id, b"resealed", 7)],
                                messages=[msg(C1, 9, text="x" * 70_000)]))
     before = await _snapshot(s)
     await storage.close()
