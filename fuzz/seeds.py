@@ -93,7 +93,7 @@ def _state() -> tuple[list[bytes], list[bytes]]:
 
 def _sent() -> list[bytes]:
     return [SentMessage(bytes(16), 1, b"content", ID).encode(),
-            SentMessage(ID, (1 << 64) - 1, b"", bytes(16)).encode()]
+            SentMessage(ID, (1 << 64) - 1, b"x", bytes(16)).encode()]
 
 
 def _envelopes() -> tuple[list[bytes], list[bytes]]:

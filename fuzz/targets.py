@@ -119,6 +119,12 @@ def fuzz_unpad(data: bytes) -> None:
     assert payload == plaintext[4 : 4 + n] and not any(plaintext[4 + n :])
 
 
+def _decode_sent(data: bytes) -> SentMessage:
+    """Odd first byte: as stored for a Text (content rebuilt from the message row)."""
+    text = b"rebuilt text" if data[:1] and data[0] & 1 else None
+    return SentMessage.decode(data, text)
+
+
 _DECODERS: dict[str, Callable[[bytes], None]] = {
     "decode_payload": _decoder(decode_payload, PayloadError),
     "decode_content": _decoder(decode_content, PayloadError),
@@ -127,7 +133,7 @@ _DECODERS: dict[str, Callable[[bytes], None]] = {
     "channel_info": _decoder(ChannelInfo.decode, PayloadError),
     "epoch_node": _decoder(EpochNode.decode, PayloadError),
     "channel_meta": _decoder(ChannelMeta.decode, PayloadError),
-    "sent_message": _decoder(SentMessage.decode, PayloadError),
+    "sent_message": _decoder(_decode_sent, PayloadError),
     "decode_net": _decoder(decode_net, NetworkError),
 }
 

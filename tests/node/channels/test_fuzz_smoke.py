@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -136,4 +137,5 @@ def test_coverage_guided_run_of_all_targets(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Done 3000 runs" in proc.stderr
+    done = re.search(r"^Done (\d+) runs", proc.stderr, re.MULTILINE)
+    assert done is not None and int(done.group(1)) >= 3000, proc.stderr[-3000:]
