@@ -229,13 +229,15 @@ class ChannelInfo:
             "channel info",
             {_T_CHANNEL_INFO: frozenset({"name", "admins"})},
             max_size=256 + MAX_ADMINS * 40,
-            max_items=8 + MAX_ADMINS,
+            max_items=9 + MAX_ADMINS,  # the map (1), 4 keys, 3 other values, the list's items
         )
         name = get_text(f, "name", MAX_CHANNEL_NAME_BYTES)
         raw = f["admins"]
         if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_ADMINS:
             raise PayloadError("channel info: admins must be a non-empty list")
-        if raw != sorted(set(raw)) or not all(isinstance(a, bytes) for a in raw):
+        if not all(isinstance(a, bytes) for a in raw):
+            raise PayloadError("channel info: admins must be binary PeerIds")
+        if raw != sorted(set(raw)):
             raise PayloadError("channel info: admins must be sorted and unique")
         try:
             admins = tuple(PeerId.from_bytes(a) for a in raw)

@@ -112,9 +112,9 @@ class Invite:
         return cbor.encode({
             "id": self.invite_id, "channel": self.channel_id, "name": self.name,
             "peer": self.peer.binary, "key": self.peer_key, "state": self.state.value,
-            "created": int(self.created_at * 1000), "kp_ref": self.key_package_ref,
+            "created": round(self.created_at * 1000), "kp_ref": self.key_package_ref,
             "kp": self.key_package,
-            "joined": -1 if self.joined_at is None else int(self.joined_at * 1000),
+            "joined": -1 if self.joined_at is None else round(self.joined_at * 1000),
         })
 
     @classmethod

@@ -35,6 +35,7 @@ REMOVED_BLOB = b"\x00"
 
 _MAX_META = 8 << 20
 _UINT63 = (1 << 63) - 1
+_MAX_MS = 1 << 48  # the year 10889: far enough, and exact through a float of seconds
 
 
 class ChannelStatus(enum.StrEnum):
@@ -88,8 +89,8 @@ class EpochNode:
             get_bytes(f, "commit", 0, 32),
             _peer(committer_raw) if committer_raw else None,
             get_int(f, "slot", 0, 1 << 16),
-            frozenset(_peer(p) for p in _list(f, "removed")),
-            frozenset(_id(i) for i in _list(f, "done")),
+            frozenset(_peer(p) for p in _sorted(_list(f, "removed"))),
+            frozenset(_id(i) for i in _sorted(_list(f, "done"))),
             get_bytes(f, "blob", 1, _MAX_META),
             tuple(
                 (_id(i), _peer(p), _bytes(k))
@@ -175,7 +176,7 @@ class ChannelMeta:
                 "senders": [[p.binary, n] for p, n in sorted(self.sender_seq.items())],
                 "profiles": [[p.binary, n] for p, n in sorted(self.profiles.items())],
                 "intents": [
-                    [i, v.payload, v.sender.binary, int(v.seen_at * 1000)]
+                    [i, v.payload, v.sender.binary, round(v.seen_at * 1000)]
                     for i, v in sorted(self.intents.items())
                 ],
                 "pending": []
@@ -183,15 +184,15 @@ class ChannelMeta:
                 else [
                     pc.inner_id,
                     pc.commit_hash,
-                    int(pc.sent_at * 1000),
+                    round(pc.sent_at * 1000),
                     sorted(p.binary for p in pc.recipients),
                     sorted(p.binary for p in pc.acked),
-                    -1 if pc.acked_at is None else int(pc.acked_at * 1000),
+                    -1 if pc.acked_at is None else round(pc.acked_at * 1000),
                     [[i, p.binary, k] for i, p, k in pc.welcomes],
                     pc.slot,
                     sorted(p.binary for p in pc.removed),
                 ],
-                "last_commit": int(self.last_commit_at * 1000),
+                "last_commit": round(self.last_commit_at * 1000),
                 "name": self.display_name,
                 "profile_epoch": self.profile_epoch,
             }
@@ -204,14 +205,14 @@ class ChannelMeta:
         try:
             status = ChannelStatus(get_text(f, "status", 16))
             meta = cls(status=status, my_seq=get_int(f, "seq", 0, _UINT63))
-            for p, n in _pairs(f, "senders"):
+            for p, n in _sorted_pairs(_pairs(f, "senders")):
                 meta.sender_seq[_peer(p)] = _int(n)
-            for p, n in _pairs(f, "profiles"):
+            for p, n in _sorted_pairs(_pairs(f, "profiles")):
                 meta.profiles[_peer(p)] = _text(n)
-            for item in _list(f, "intents"):
+            for item in _sorted_pairs(_list(f, "intents")):
                 i, payload, sender, at = _tuple(item, 4)
                 meta.intents[_id(i)] = PendingIntent(
-                    _bytes(payload), _peer(sender), _int(at) / 1000
+                    _bytes(payload), _peer(sender), _ms(at)
                 )
             pending = _list(f, "pending")
             if pending:
@@ -221,18 +222,18 @@ class ChannelMeta:
                 meta.pending_commit = PendingCommit(
                     _bytes(inner),
                     _bytes(commit),
-                    _int(sent_at) / 1000,
-                    frozenset(_peer(p) for p in _list_of(rcpt)),
-                    frozenset(_peer(p) for p in _list_of(acked)),
-                    None if acked_at == -1 else _int(acked_at) / 1000,
+                    _ms(sent_at),
+                    frozenset(_peer(p) for p in _sorted(_list_of(rcpt))),
+                    frozenset(_peer(p) for p in _sorted(_list_of(acked))),
+                    None if acked_at == -1 else _ms(acked_at),
                     tuple(
                         (_id(i), _peer(p), _bytes(k))
                         for i, p, k in (_tuple(w, 3) for w in _list_of(welcomes))
                     ),
                     _int(slot),
-                    frozenset(_peer(p) for p in _list_of(rem)),
+                    frozenset(_peer(p) for p in _sorted(_list_of(rem))),
                 )
-            meta.last_commit_at = get_int(f, "last_commit", 0, _UINT63) / 1000
+            meta.last_commit_at = _ms(f["last_commit"])
             meta.display_name = get_text(f, "name", 256)
             meta.profile_epoch = get_int(f, "profile_epoch", -1, _UINT63)
         except (ValueError, TypeError) as exc:
@@ -258,6 +259,20 @@ def _list_of(value: object) -> list[Any]:
     if not isinstance(value, list):
         raise PayloadError("expected a list")
     return value
+
+
+def _sorted(items: list[Any]) -> list[Any]:
+    """Sets are stored sorted and unique (one encoding per value)."""
+    if not all(isinstance(x, bytes) for x in items) or items != sorted(set(items)):
+        raise PayloadError("stored set is not sorted and unique")
+    return items
+
+
+def _sorted_pairs(items: list[Any]) -> list[Any]:
+    """Maps are stored as lists sorted and unique by their first element."""
+    keys = [x[0] if isinstance(x, list | tuple) and x else None for x in items]
+    _sorted(keys)
+    return items
 
 
 def _pairs(f: dict[str, Any], name: str) -> list[tuple[Any, Any]]:
@@ -287,6 +302,14 @@ def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PayloadError("expected an integer")
     return value
+
+
+def _ms(value: object) -> float:
+    """A stored time: whole milliseconds, small enough that seconds as a float keep them."""
+    ms = _int(value)
+    if not 0 <= ms < _MAX_MS:
+        raise PayloadError("stored time out of range")
+    return ms / 1000
 
 
 def _text(value: object) -> str:

@@ -24,6 +24,7 @@ from node.channels.codec import (
     get_peer,
     get_text,
 )
+from node.channels.envelope import MAX_PAYLOAD
 from node.channels.errors import PayloadError
 from node.core import cbor
 from node.core.identity import Identity, PeerId
@@ -44,8 +45,9 @@ __all__ = [
 INVITE_ID_LEN = 16
 CHANNEL_ID_LEN = 32
 MAX_NAME_BYTES = 128
-# An MLS message of a channel: a Welcome or commit of a few thousand members at most.
-MAX_GROUP_MESSAGE = 960 * 1024
+# An MLS message of a channel (a Welcome or commit of a few thousand members at most): what
+# one envelope can carry after the one-byte GroupMessage prefix.
+MAX_GROUP_MESSAGE = MAX_PAYLOAD - 1
 MAX_KEY_PACKAGE = 16 * 1024
 _OFFER_DOMAIN = b"spacepanda/v1/invite-offer"
 _ANSWER_DOMAIN = b"spacepanda/v1/invite-answer"
@@ -219,6 +221,8 @@ _LAYOUTS = {
 
 def decode_payload(data: bytes) -> Payload:
     """Decode an opened envelope's payload. Raises PayloadError."""
+    if not isinstance(data, bytes):
+        raise PayloadError("envelope payload must be bytes")
     if data[:1] == _GROUP_PREFIX:
         if not 2 <= len(data) <= MAX_GROUP_MESSAGE + 1:
             raise PayloadError("group message of a bad length")
@@ -248,6 +252,8 @@ def decode_payload(data: bytes) -> Payload:
         removed = f["removed"]
         if not isinstance(removed, list) or len(removed) > _MAX_REMOVED:
             raise PayloadError("welcome: removed must be a list of PeerIds")
+        if not all(isinstance(p, bytes) for p in removed) or removed != sorted(set(removed)):
+            raise PayloadError("welcome: removed must be sorted, unique binary PeerIds")
         return WelcomeMessage(
             get_bytes(f, "invite", INVITE_ID_LEN, INVITE_ID_LEN),
             get_bytes(f, "welcome", 1, MAX_GROUP_MESSAGE),

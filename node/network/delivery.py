@@ -161,6 +161,8 @@ class Delivery:
         return len(self._queue.get(peer, ())) + len(self._flight.get(peer, ()))
 
     def _pump(self, peer: PeerId, now: float) -> list[Effect]:
+        if not self.owed(peer):
+            return []
         if peer not in self._linked:
             if now >= self._dial_after.get(peer, 0.0):
                 self._dial_after[peer] = now + self._dial_delay(peer)
@@ -188,9 +190,11 @@ class Delivery:
         flight = self._flight.get(peer)
         if flight is None or flight.pop(item_id, None) is None:
             return
+        # Back in creation order (a refused burst is refused oldest first).
         queue = self._queue[peer]
         queue[item_id] = None
-        queue.move_to_end(item_id, last=False)
+        order = sorted(queue, key=lambda i: self._items[i].order if i in self._items else -1)
+        self._queue[peer] = OrderedDict((i, None) for i in order)
         self.counters["unsent"] += 1
 
     # -- links ------------------------------------------------------------------------------
@@ -293,9 +297,11 @@ class Delivery:
                 flight.sent_at, flight.attempts = now, flight.attempts + 1
                 self.counters["retransmitted"] += 1
                 effects.append(Transmit(peer, EnvelopeMsg(item.envelope).encode(), item_id))
-        for peer, queue in self._queue.items():
-            if queue and peer not in self._linked:
-                effects += self._pump(peer, now)
+        # Peers owed something: unlinked ones are dialled (with backoff); linked ones get what
+        # fits their window (e.g. what the link refused while it was full).
+        owed = {p for p, q in self._queue.items() if q} | {p for p, f in self._flight.items() if f}
+        for peer in sorted(owed):
+            effects += self._pump(peer, now)
         return effects
 
     def statistics(self) -> dict[str, object]:

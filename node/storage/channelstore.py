@@ -14,6 +14,7 @@ is its twin for tests and simulations (the same test suite holds both).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from node.core.errors import IdentityError, StorageError
@@ -186,6 +187,15 @@ class SqliteChannelStore:
                     ],
                 )
             if batch.outbox_added:
+                # An item already stored keeps its recipients (re-adding changes nothing).
+                ids = [row.item_id for row in batch.outbox_added]
+                marks = ",".join("?" * len(ids))
+                known = {
+                    bytes(r[0])
+                    for r in await s._run(
+                        f"SELECT item_id FROM outbox WHERE item_id IN ({marks})", ids
+                    )
+                }
                 await s._run_many(
                     "INSERT OR IGNORE INTO outbox (item_id, channel_id, body, envelope_key,"
                     " tag_key, created) VALUES (?, ?, ?, ?, ?, ?)",
@@ -201,6 +211,7 @@ class SqliteChannelStore:
                     [
                         (row.item_id, p.binary)
                         for row in batch.outbox_added
+                        if row.item_id not in known
                         for p in sorted(row.recipients)
                     ],
                 )
@@ -325,9 +336,11 @@ class SqliteChannelStore:
 
 
 class MemoryChannelStore:
-    """The in-memory twin (same semantics, including insert-or-ignore and cursors)."""
+    """The in-memory twin (same semantics, including insert-or-ignore, cursors, the checks
+    SQLite's constraints make, and all-or-nothing batches)."""
 
-    def __init__(self) -> None:
+    def __init__(self, check_open: Callable[[], None] | None = None) -> None:
+        self._check_open = check_open or (lambda: None)
         self.channels: dict[bytes, tuple[bytes, bytes]] = {}
         self.nodes: dict[tuple[bytes, bytes], bytes] = {}
         self.sent: dict[tuple[bytes, bytes], bytes] = {}
@@ -338,7 +351,21 @@ class MemoryChannelStore:
         self.invites: dict[bytes, tuple[bytes, float]] = {}
         self._position = 0
 
+    def _validate(self, batch: ChannelBatch) -> None:
+        """What SQLite's CHECK and foreign keys refuse, refused before anything changes."""
+        self._check_open()
+        for cid, _, _ in batch.channels:
+            if len(cid) != 32:
+                raise StorageError("channel id must be 32 bytes")
+        existing = (set(self.channels) | {c for c, _, _ in batch.channels}) - set(
+            batch.channels_deleted
+        )
+        for cid in [c for c, _, _ in batch.nodes_added] + [c for c, _, _ in batch.sent_saved]:
+            if cid not in existing:
+                raise StorageError("epoch node or sent record for a channel that is not stored")
+
     async def write(self, batch: ChannelBatch) -> None:
+        self._validate(batch)
         for cid, group, meta in batch.channels:
             self.channels[cid] = (group, meta)
         for cid in batch.channels_deleted:
@@ -388,6 +415,7 @@ class MemoryChannelStore:
             self.invites.pop(iid, None)
 
     async def load_channels(self) -> list[ChannelRow]:
+        self._check_open()
         return [
             ChannelRow(
                 cid, g, m,
@@ -407,15 +435,19 @@ class MemoryChannelStore:
         return None, None
 
     async def load_outbox(self) -> list[OutboxRow]:
+        self._check_open()
         return sorted(self.outbox.values(), key=lambda r: r.position)
 
     async def load_invites(self) -> list[bytes]:
+        self._check_open()
         return [r for r, _ in sorted(self.invites.values(), key=lambda v: v[1])]
 
     async def load_seen(self, since: float) -> list[bytes]:
+        self._check_open()
         return [e for e, at in sorted(self.seen.items(), key=lambda kv: kv[1]) if at >= since]
 
     async def prune_seen(self, before: float) -> int:
+        self._check_open()
         old = [e for e, at in self.seen.items() if at < before]
         for e in old:
             del self.seen[e]
@@ -424,9 +456,11 @@ class MemoryChannelStore:
     async def messages(
         self, channel_id: bytes, after: int = 0, limit: int = 100
     ) -> list[MessageRow]:
+        self._check_open()
         _check_page(after, limit)
         found = [m for m in self._messages if m.channel_id == channel_id and m.cursor > after]
         return found[:limit]
 
     async def message_count(self, channel_id: bytes) -> int:
+        self._check_open()
         return sum(1 for m in self._messages if m.channel_id == channel_id)

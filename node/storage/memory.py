@@ -26,7 +26,7 @@ class MemoryStorage:
         self._meta: dict[str, bytes] = {}
         self._peers: dict[PeerId, PeerEntry] = {}
         self.dht_tables = DhtTables()
-        self._channels = MemoryChannelStore()
+        self._channels = MemoryChannelStore(self._check_open)
         self._closed = False
 
     def _check_open(self) -> None:

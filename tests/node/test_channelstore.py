@@ -17,7 +17,7 @@ import pytest
 
 from node.core.errors import StorageError
 from node.core.identity import PeerId
-from node.storage import MIGRATIONS, MemoryStorage, Migration, SqliteStorage
+from node.storage import MemoryStorage, SqliteStorage
 from node.storage.channelstore import (
     MAX_PAGE,
     ChannelBatch,
@@ -57,13 +57,6 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         b = Backend("memory", storage.channel_store(), storage)
     yield b
     await b.storage.close()
-
-
-def xfail_on(request: pytest.FixtureRequest, backend: Backend, kind: str, reason: str,
-             raises: type[BaseException] = AssertionError) -> None:
-    """A known divergence of one backend from the other: strict xfail there only."""
-    if backend.kind == kind:
-        request.applymarker(pytest.mark.xfail(strict=True, raises=raises, reason=reason))
 
 
 def msg(cid: bytes, n: int, *, text: str | None = None, sender: PeerId = P1) -> MessageRow:
@@ -192,9 +185,6 @@ async def test_deleting_a_channel_deletes_its_nodes_and_sent_records(backend: Ba
 @pytest.mark.parametrize("bad", [b"\x01" * 31, b"\x01" * 33, b""], ids=["31", "33", "0"])
 async def test_channel_id_must_be_32_bytes(request: pytest.FixtureRequest, backend: Backend,
                                            bad: bytes) -> None:
-    xfail_on(request, backend, "memory", (
-        "MemoryChannelStore does not check the channel id length (SQLite's CHECK does)"),
-        raises=pytest.fail.Exception)
     with pytest.raises(StorageError):
         await backend.store.write(ChannelBatch(channels=[(bad, b"g", b"m")]))
     assert await backend.store.load_channels() == []
@@ -203,9 +193,6 @@ async def test_channel_id_must_be_32_bytes(request: pytest.FixtureRequest, backe
 @pytest.mark.parametrize("what", ["node", "sent"])
 async def test_nodes_and_sent_records_need_their_channel(request: pytest.FixtureRequest,
                                                          backend: Backend, what: str) -> None:
-    xfail_on(request, backend, "memory", (
-        "MemoryChannelStore stores epoch nodes and sent records of a channel that does not "
-        "exist (SQLite's foreign keys refuse them)"), raises=pytest.fail.Exception)
     batch = (ChannelBatch(nodes_added=[(C1, bytes(16), b"node")]) if what == "node"
              else ChannelBatch(sent_saved=[(C1, bytes(16), b"record")]))
     with pytest.raises(StorageError):
@@ -335,10 +322,6 @@ async def test_outbox_order_survives_removals(backend: Backend) -> None:
 
 async def test_adding_an_existing_outbox_item_changes_nothing(request: pytest.FixtureRequest,
                                                               backend: Backend) -> None:
-    xfail_on(request, backend, "sqlite", (
-        "SqliteChannelStore ignores the duplicate outbox row but still inserts its recipients "
-        "(INSERT OR IGNORE INTO outbox_recipients): the item gains recipients; the memory twin "
-        "ignores the whole row"))
     s = backend.store
     a = outbox(1, {P1})
     await s.write(ChannelBatch(outbox_added=[a]))
@@ -378,9 +361,6 @@ async def test_invites_save_replace_delete_in_creation_order(backend: Backend) -
 
 async def test_closed_storage_refuses_channel_writes(request: pytest.FixtureRequest,
                                                      backend: Backend) -> None:
-    xfail_on(request, backend, "memory", (
-        "MemoryChannelStore keeps working after MemoryStorage.close() (SQLite raises "
-        "StorageError)"), raises=pytest.fail.Exception)
     await backend.storage.close()
     with pytest.raises(StorageError):
         await backend.store.write(ChannelBatch(seen=[(bytes(20), 1.0)]))
@@ -428,57 +408,6 @@ async def test_sqlite_batch_is_atomic(tmp_path: Path, failing: str) -> None:
         good = _everything()
         await s.write(good)
         assert len(await s.load_channels()) == 2 and await s.message_count(C1) == 2
-    finally:
-        await storage.close()
-
-
-# Migration 4 as ad94fec (the first channel build on main) shipped it: no channel_sent table,
-# and outbox stored (payload, envelope, hour) instead of body.
-_AD94FEC_OUTBOX = """CREATE TABLE outbox (
-                item_id      BLOB PRIMARY KEY NOT NULL,
-                channel_id   BLOB,
-                payload      BLOB NOT NULL,
-                envelope     BLOB NOT NULL,
-                hour         INTEGER NOT NULL,
-                envelope_key BLOB,
-                tag_key      BLOB,
-                created      REAL NOT NULL
-            )"""
-
-
-def _ad94fec_migration_4() -> Migration:
-    current = MIGRATIONS[3]
-    statements = []
-    for sql in current.statements:
-        if "CREATE TABLE channel_sent" in sql:
-            continue
-        statements.append(_AD94FEC_OUTBOX if "CREATE TABLE outbox (" in sql else sql)
-    assert len(statements) == len(current.statements) - 1
-    return Migration(4, current.description, tuple(statements))
-
-
-@pytest.mark.xfail(strict=True, raises=StorageError, reason=(
-    "migration 4 was edited in place after ad94fec (channel_sent added, outbox columns "
-    "replaced by body): a database created by that build stays at schema version 4 with the "
-    "old tables, so the current build fails on every sent record and outbox write; "
-    "migrations.py says to append a migration instead"))
-@pytest.mark.parametrize("write", ["sent", "outbox"])
-async def test_a_database_from_the_first_channel_build_keeps_working(tmp_path: Path,
-                                                                      write: str) -> None:
-    path = tmp_path / "node.db"
-    storage = await SqliteStorage.open(path, migrations=(*MIGRATIONS[:3],
-                                                         _ad94fec_migration_4()))
-    await storage.close()
-    storage = await SqliteStorage.open(path)
-    try:
-        s = storage.channel_store()
-        if write == "sent":
-            await s.write(ChannelBatch(channels=[(C1, b"g", b"m")],
-                                       sent_saved=[(C1, bytes(16), b"record")]))
-            assert (await s.load_channels())[0].sent == ((bytes(16), b"record", None, None),)
-        else:
-            await s.write(ChannelBatch(outbox_added=[outbox(1, {P1})]))
-            assert strip_position(await s.load_outbox()) == [outbox(1, {P1})]
     finally:
         await storage.close()
 

@@ -21,9 +21,6 @@ ROOT = Path(__file__).resolve().parents[3]
 CORPUS = corpus()
 INPUTS_PER_TARGET = 2000
 
-KNOWN_CHANNEL_INFO = pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "ChannelInfo.decode raises TypeError for an admin list of mixed element types "
-    "(content.py: raw != sorted(set(raw)) before the isinstance check)"))
 
 
 def mutate(rand: random.Random, data: bytes, others: list[bytes]) -> bytes:
@@ -93,7 +90,7 @@ def test_seed_script_writes_every_target(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(n, marks=KNOWN_CHANNEL_INFO) if n == "structured_channel_info" else n
+    n
     for n in NAMES
 ])
 def test_target_on_seeds_and_random_and_mutated_inputs(name: str) -> None:
