@@ -18,6 +18,7 @@ sent again (R7).
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -83,6 +84,7 @@ ROUTE_LABEL = "spacepanda/v1/route"
 _MAX_CHILDREN = 8  # competing commits kept per epoch state
 _MAX_PENDING_INTENTS = 1024
 MAX_SENT_KEPT = 4096  # our messages kept per channel for R7
+_RETIRED_KEPT = 32
 
 
 def inner_id(payload: bytes) -> bytes:
@@ -245,6 +247,9 @@ class Channel:
         self._members: tuple[int, Group, list[PeerId]] | None = None
         # Our application messages, by message id, while their epoch could still lose (R7).
         self.sent: dict[bytes, SentMessage] = dict(sent or {})
+        # Keys of epoch states pruned from the window (in memory only): their envelopes are
+        # refused as "beyond_window" (acknowledged) instead of being held.
+        self.retired: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
 
     # -- construction -------------------------------------------------------------------
 
@@ -426,7 +431,15 @@ class Channel:
         self._keys_fresh = False
 
     def _drop_node(self, state_id: bytes) -> None:
-        del self._nodes[state_id]
+        node = self._nodes.pop(state_id)
+        keys = self._keys.pop(state_id, None)
+        if keys is None and node.blob != REMOVED_BLOB:
+            keys = _keys_of(self._load(node))
+        if keys is not None:
+            # Remembered a while, so late envelopes of it are recognised and refused at once.
+            self.retired[state_id] = keys
+            while len(self.retired) > _RETIRED_KEPT:
+                self.retired.popitem(last=False)
         self._keys_fresh = False
 
     def committers(self, group: Group | None = None) -> list[PeerId]:
@@ -502,6 +515,8 @@ class Channel:
         Raises Rejected (drop, counted), Hold (keep, offer again later)."""
         node = self._nodes.get(state_id)
         if node is None:
+            if state_id in self.retired:
+                raise Rejected("beyond_window", "an epoch older than the retained window")
             raise Hold("epoch state not retained (yet)")
         if node.blob == REMOVED_BLOB:
             raise Rejected("not_member", "we are not in that epoch")

@@ -275,7 +275,8 @@ class ChannelManager:
         if self._tags_dirty or hour != self._tags_hour:
             self._tags = {}
             for cid, channel in self.channels.items():
-                for sid, (ekey, tkey) in channel.state_keys().items():
+                keys = [*channel.retired.items(), *channel.state_keys().items()]
+                for sid, (ekey, tkey) in keys:
                     for h in (hour - 1, hour, hour + 1):  # clock skew between members
                         self._tags[env.routing_tag(tkey, h)] = (cid, sid, ekey)
             self._tags_hour, self._tags_dirty = hour, False

@@ -13,8 +13,8 @@ is its twin for tests and simulations (the same test suite holds both).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from node.core.errors import IdentityError, StorageError
