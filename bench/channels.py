@@ -48,7 +48,7 @@ def host_for(index: int) -> str:
 # ----------------------------------------------------------------------------------- worker
 
 
-async def _worker(first: int, count: int, bootstrap: str | None) -> None:
+async def _worker(first: int, count: int, bootstrap: str | None, total: int) -> None:
     from node.config import NodeConfig
     from node.core.identity import Identity, PeerId
     from node.core.keys import NodeKeys
@@ -71,6 +71,9 @@ async def _worker(first: int, count: int, bootstrap: str | None) -> None:
             auto_accept_invites=True,
             full_mesh_below=8,
             target_degree=6,
+            # Direct delivery links every member to every other: a 100-member channel needs
+            # 99 links per node (relaying through the mesh is what lifts this).
+            max_connections=max(64, 2 * total),
         )
         node = Node(config, NodeKeys.derive(Identity.generate()), storage,
                     dht_store=storage.dht_store())
@@ -87,11 +90,12 @@ async def _worker(first: int, count: int, bootstrap: str | None) -> None:
     epochs: dict[int, list[tuple[int, float]]] = {i: [] for i in range(count)}
 
     async def watch(k: int) -> None:
+        me = str(nodes[k][0].peer_id)
         queue = nodes[k][0].channels.subscribe()
         while True:
             notice = await queue.get()
             now = time.time()
-            if notice.kind == "message":
+            if notice.kind == "message" and notice.data["sender"] != me:
                 text = str(notice.data["text"])
                 sent = float(text.split(" ", 1)[0])
                 received[k].append((sent, now))
@@ -203,9 +207,9 @@ async def _worker(first: int, count: int, bootstrap: str | None) -> None:
 
 
 class Worker:
-    def __init__(self, first: int, count: int, bootstrap: str | None) -> None:
+    def __init__(self, first: int, count: int, bootstrap: str | None, total: int = 2) -> None:
         args = [sys.executable, str(Path(__file__).resolve()), "worker", "--first", str(first),
-                "--count", str(count)]
+                "--count", str(count), "--total", str(total)]
         if bootstrap:
             args += ["--bootstrap", bootstrap]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -235,13 +239,13 @@ class Worker:
 
 
 def start_workers(total: int, per_worker: int) -> list[Worker]:
-    first = Worker(0, min(per_worker, total), None)
+    first = Worker(0, min(per_worker, total), None, total)
     workers = [first]
     boot = first.nodes[0]["addr"]
     start = len(first.nodes)
     while start < total:
         n = min(per_worker, total - start)
-        workers.append(Worker(start, n, boot))
+        workers.append(Worker(start, n, boot, total))
         start += n
     for w in workers:
         w.ask(op="ready")
@@ -412,6 +416,7 @@ def main() -> None:
     w.add_argument("--first", type=int, required=True)
     w.add_argument("--count", type=int, required=True)
     w.add_argument("--bootstrap")
+    w.add_argument("--total", type=int, default=2)
     t = sub.add_parser("throughput")
     t.add_argument("--messages", type=int, default=20000)
     t.add_argument("--size", type=int, default=1024)
@@ -433,11 +438,12 @@ def main() -> None:
         if profile:
             import cProfile
 
-            cProfile.runctx("asyncio.run(_worker(args.first, args.count, args.bootstrap))",
+            cProfile.runctx("asyncio.run(_worker(args.first, args.count, args.bootstrap, "
+                            "args.total))",
                             globals(), {"args": args, "asyncio": asyncio},
                             f"{profile}.{args.first}")
         else:
-            asyncio.run(_worker(args.first, args.count, args.bootstrap))
+            asyncio.run(_worker(args.first, args.count, args.bootstrap, args.total))
         return
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -199,7 +199,13 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a short background job owned by this protocol (cancelled by :meth:`close`)."""
         if self.task_group is not None:
-            task = self.task_group.create_task(self._guard(coro))
+            guarded = self._guard(coro)
+            try:
+                task = self.task_group.create_task(guarded)
+            except RuntimeError:  # the node's TaskGroup is ending: the datagram is dropped
+                guarded.close()
+                coro.close()
+                return
         else:
             task = asyncio.get_running_loop().create_task(self._guard(coro))
         self._tasks.add(task)
