@@ -68,15 +68,21 @@ def _accepted(body: dict[str, Any] | None = None) -> web.Response:
     return web.json_response(body, status=202)
 
 
-def message_json(row: MessageRow) -> dict[str, Any]:
-    return {
+def message_json(row: MessageRow, me: str | None = None) -> dict[str, Any]:
+    """One message; ours (sender ``me``) also with its delivery status: how many other
+    members are known (from their causal filters) to have it."""
+    body: dict[str, Any] = {
         "message_id": row.message_id.hex(),
         "sender": str(row.sender),
         "sender_name": row.sender_name,
         "text": row.text,
         "sent_at": row.sent_at_ms / 1000,
         "received_at": row.received_at,
+        "status": None,
     }
+    if me is not None and str(row.sender) == me:
+        body["status"] = {"state": "seen" if row.seen_by else "sent", "seen_by": row.seen_by}
+    return body
 
 
 # ---- channels -------------------------------------------------------------------------------
@@ -162,7 +168,9 @@ async def list_messages(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     rows = await _service(request).messages(cid, after, limit)
     following = str(rows[-1].cursor) if rows else str(after)
-    return web.json_response({"messages": [message_json(r) for r in rows], "next": following})
+    me = request.app[CONTROL].node_info().peer_id
+    return web.json_response({"messages": [message_json(r, me) for r in rows],
+                              "next": following})
 
 
 # ---- invites and profile ----------------------------------------------------------------------

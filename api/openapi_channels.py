@@ -105,6 +105,17 @@ CHANNEL_SCHEMAS: dict[str, Any] = {
         "text": {"type": "string"},
         "sent_at": {"type": "number", "description": "Unix time, seconds (sender's clock)"},
         "received_at": {"type": "number", "description": "Unix time, seconds (this node)"},
+        "status": {
+            "oneOf": [{"type": "null"}, _object({
+                "state": {"type": "string", "enum": ["sent", "seen"],
+                          "description": "sent: durably in the outbox; seen: at least one "
+                          "other member is known to have it"},
+                "seen_by": {"type": "integer", "minimum": 0,
+                            "description": "other members known to have it (from the Bloom "
+                            "filters their own messages carry; no receipts are sent)"},
+            })],
+            "description": "for this node's own messages; null for others'",
+        },
     }),
     "MessagePage": _object({
         "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},

@@ -286,6 +286,7 @@ class ChannelService:
         r.nodes_removed += result.nodes_removed
         r.sent_saved += result.sent_saved
         r.sent_deleted += result.sent_deleted
+        r.seen += result.seen
         r.invites_saved += result.invites_saved
         r.invites_deleted += result.invites_deleted
         if result.channels or result.nodes_added or result.invites_saved:
@@ -380,11 +381,12 @@ class ChannelService:
         for cid in sorted(r.channels):
             channel = m.channels.get(cid)
             if channel is not None:
-                rows.channels.append((cid, channel.group_blob(), channel.meta.encode()))
+                rows.channels.append((cid, channel.group_blob(), channel.meta_blob()))
         rows.nodes_added = [(cid, n.state_id, n.encode()) for cid, n in r.nodes_added]
         rows.nodes_removed = list(r.nodes_removed)
         rows.sent_saved = [(cid, mid, sent.encode()) for cid, mid, sent in r.sent_saved]
         rows.sent_deleted = list(r.sent_deleted)
+        rows.seen_by = list(r.seen)
         rows.messages = [
             MessageRow(x.channel_id, x.message_id, x.sender, x.sender_name, x.text,
                        x.sent_at_ms, x.received_at, x.seq)

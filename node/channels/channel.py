@@ -34,6 +34,7 @@ from mls import (
 )
 from mls.messages import KeyPackage, MLSMessage, PrivateMessage
 from node.channels import policy
+from node.channels.causal import RECENT_IDS, Bloom, RecentIds, positions
 from node.channels.content import (
     CHANNEL_EXTENSION,
     MAX_INTENTS_PER_COMMIT,
@@ -44,6 +45,7 @@ from node.channels.content import (
     Intent,
     IntentOp,
     Profile,
+    Sync,
     Text,
     decode_content,
 )
@@ -84,6 +86,11 @@ ROUTE_LABEL = "spacepanda/v1/route"
 _MAX_CHILDREN = 8  # competing commits kept per epoch state
 _MAX_PENDING_INTENTS = 1024
 MAX_SENT_KEPT = 4096  # our messages kept per channel for R7
+_TRACKED = 512  # our latest messages whose "seen by" we follow
+RESEND_FIRST_S = 30.0  # SDS: a member still lacks it after this: send it again...
+RESEND_AGAIN_S = 120.0  # ...then at this interval...
+RESEND_MAX = 5  # ...at most this many times
+SYNC_AFTER_S = 30.0  # a Sync after 30 s +- 50% of quiet, when we received something
 _RETIRED_KEPT = 32
 
 
@@ -182,6 +189,8 @@ class Step:
     # Our messages kept for R7 (stored beside the channel, not in its meta).
     sent_saved: list[tuple[bytes, SentMessage]] = field(default_factory=list)
     sent_deleted: list[bytes] = field(default_factory=list)
+    # Our messages whose "seen by" count grew: (message id, members that have it).
+    seen: list[tuple[bytes, int]] = field(default_factory=list)
     message_id: bytes | None = None  # for send_text: the new message's id
 
     def extend(self, other: Step) -> None:
@@ -195,6 +204,7 @@ class Step:
         self.nodes_removed += other.nodes_removed
         self.sent_saved += other.sent_saved
         self.sent_deleted += other.sent_deleted
+        self.seen += other.seen
 
 
 class Hold(Exception):
@@ -250,6 +260,13 @@ class Channel:
         # Keys of epoch states pruned from the window (in memory only): their envelopes are
         # refused as "beyond_window" (acknowledged) instead of being held.
         self.retired: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
+        # Our recent messages: who has them (from their Bloom filters), and our resends of
+        # those some member still lacks (in memory: after a restart counts start from the
+        # stored "seen by" and no old message is resent).
+        self.seen_by: OrderedDict[bytes, set[PeerId]] = OrderedDict()
+        self._bits: dict[bytes, tuple[int, ...]] = {}  # message id -> its filter bits
+        self._resend: dict[bytes, tuple[float, int]] = {}  # message id -> (next at, attempts)
+        self._recent = RecentIds(meta.recent)
 
     # -- construction -------------------------------------------------------------------
 
@@ -483,7 +500,18 @@ class Channel:
     def send_text(self, text: str, *, sent_at_ms: int) -> Step:
         self._check_can_send()
         message_id = self._rng(16)
-        return self._app(Text(message_id, text, sent_at_ms), message_id=message_id)
+        recent = self._recent
+        content = Text(message_id, text, sent_at_ms, recent.last(2), recent.bloom())
+        step = self._app(content, message_id=message_id)
+        recent.add(message_id)
+        self.meta.sync_due = -1.0  # this message says what we have
+        self.seen_by[message_id] = set()
+        self._bits[message_id] = positions(message_id)
+        while len(self.seen_by) > _TRACKED:
+            old, _ = self.seen_by.popitem(last=False)
+            self._bits.pop(old, None)
+        self._resend[message_id] = (sent_at_ms / 1000 + RESEND_FIRST_S, 0)
+        return step
 
     def set_display_name(self, name: str) -> Step:
         self.meta.display_name = name
@@ -567,19 +595,58 @@ class Channel:
         except PayloadError as exc:
             # The key is spent and the sequence advanced (saved): a replay stays a replay.
             raise Rejected("bad_payload", str(exc)) from exc
+        if isinstance(content, Text | Sync):
+            self._note_seen(sender, Bloom(content.seen), step)
         if isinstance(content, Text):
             step.events.append(
                 MessageReceived(content.message_id, sender, content.text, content.sent_at_ms, seq)
             )
+            self._recent.add(content.message_id)
+            if self.meta.sync_due < 0:
+                # We owe the others word of what we have, if we stay quiet.
+                self.meta.sync_due = now + SYNC_AFTER_S * (0.5 + self._rng(1)[0] / 255)
         elif isinstance(content, Profile):
             self.meta.profiles[sender] = content.display_name
-        else:
-            if len(self.meta.intents) < _MAX_PENDING_INTENTS and not self._intent_done(
-                content.intent_id
-            ):
-                self.meta.intents.setdefault(
-                    content.intent_id, PendingIntent(content.encode(), sender, now)
-                )
+        elif (
+            isinstance(content, Intent)
+            and len(self.meta.intents) < _MAX_PENDING_INTENTS
+            and not self._intent_done(content.intent_id)
+        ):
+            self.meta.intents.setdefault(
+                content.intent_id, PendingIntent(content.encode(), sender, now)
+            )
+        return step
+
+    def _note_seen(self, member: PeerId, seen: Bloom, step: Step) -> None:
+        # Only our messages still in the sender's window can be in its filter: the newest.
+        for mid in list(reversed(self.seen_by))[:RECENT_IDS]:
+            holders = self.seen_by[mid]
+            if member not in holders and seen.has(self._bits[mid]):
+                holders.add(member)
+                step.seen.append((mid, len(holders)))
+
+    def _reliability(self, now: float) -> Step:
+        """SDS: resend our messages some current member still lacks; a Sync when quiet."""
+        step = Step()
+        others = set(self.others())
+        for mid, (due, attempts) in list(self._resend.items()):
+            if mid not in self.sent or others <= self.seen_by.get(mid, set()):
+                del self._resend[mid]
+                continue
+            if now < due:
+                continue
+            if attempts >= RESEND_MAX:
+                del self._resend[mid]
+                continue
+            sent = self.sent[mid]
+            mls = self._group.encrypt(sent.content, aad=AppHeader(sent.seq).encode())
+            payload = GroupMessage(mls).encode()
+            iid = inner_id(payload)
+            step.outgoing.append(Outgoing(self._head, payload, self.others(), iid))
+            self._resend[mid] = (now + RESEND_AGAIN_S, attempts + 1)
+        if 0 <= self.meta.sync_due <= now and self.meta.status == ChannelStatus.ACTIVE:
+            step.extend(self._app(Sync(self._recent.last(2), self._recent.bloom())))
+            self.meta.sync_due = -1.0
         return step
 
     def _receive_commit(self, parent: EpochNode, mls_message: bytes, now: float) -> Step:
@@ -841,24 +908,30 @@ class Channel:
         return order.index(self.me) if self.me in order else len(order)
 
     def tick(self, now: float) -> Step:
-        """Timers: merge our published commit (R4), or commit pending intents (R2, R3)."""
+        """Timers: merge our published commit (R4), commit pending intents (R2, R3), resend
+        what members lack and send a Sync when quiet (SDS)."""
         if not self.active:
             return Step()
+        step = self._reliability(now)
         pending = self.meta.pending_commit
         if pending is not None:
             if now >= self._merge_time(pending):
-                return self._merge(now)
-            return Step()
-        return self._maybe_commit(now)
+                step.extend(self._merge(now))
+            return step
+        step.extend(self._maybe_commit(now))
+        return step
 
     def next_deadline(self, now: float) -> float | None:
         """When :meth:`tick` has something to do next (None: nothing scheduled)."""
         if not self.active:
             return None
+        due = [d for d, _ in self._resend.values()]
+        if self.meta.sync_due >= 0:
+            due.append(self.meta.sync_due)
         pending = self.meta.pending_commit
-        if pending is not None:
-            return self._merge_time(pending)
-        return self._commit_due()
+        due.append(self._merge_time(pending) if pending is not None else self._commit_due() or -1)
+        due = [d for d in due if d >= 0]
+        return min(due) if due else None
 
     @staticmethod
     def _merge_time(p: PendingCommit) -> float:
@@ -1026,6 +1099,11 @@ class Channel:
 
     def group_blob(self) -> bytes:
         return self._group.to_bytes()
+
+    def meta_blob(self) -> bytes:
+        """The bookkeeping to store beside the group (ChannelMeta's encoding)."""
+        self.meta.recent = self._recent.ids
+        return self.meta.encode()
 
 
 def _keys_of(group: Group) -> tuple[bytes, bytes]:

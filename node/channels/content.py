@@ -15,6 +15,7 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
+from node.channels.causal import BLOOM_BYTES
 from node.channels.codec import (
     decode_map,
     encode_map,
@@ -39,6 +40,7 @@ __all__ = [
     "Intent",
     "IntentOp",
     "Profile",
+    "Sync",
     "Text",
     "decode_content",
 ]
@@ -53,21 +55,40 @@ MAX_INTENTS_PER_COMMIT = 256
 ID_LEN = 16
 _UINT63 = (1 << 63) - 1
 
-_T_TEXT, _T_PROFILE, _T_INTENT = 1, 2, 3
+_T_TEXT, _T_PROFILE, _T_INTENT, _T_SYNC = 1, 2, 3, 4
 _T_COMMIT_HEADER, _T_CHANNEL_INFO = 2, 1
 
 
 @dataclass(frozen=True)
 class Text:
+    """A message. ``prev``: the last (up to) two message ids its sender had in the channel;
+    ``seen``: a Bloom filter of the ids its sender has received recently (``causal``)."""
+
     message_id: bytes
     text: str
     sent_at_ms: int
+    prev: tuple[bytes, ...] = ()
+    seen: bytes = bytes(BLOOM_BYTES)
     KIND: ClassVar[int] = _T_TEXT
 
     def encode(self) -> bytes:
         return encode_map(
-            self.KIND, {"id": self.message_id, "text": self.text, "at": self.sent_at_ms}
+            self.KIND,
+            {"id": self.message_id, "text": self.text, "at": self.sent_at_ms,
+             "prev": list(self.prev), "seen": self.seen},
         )
+
+
+@dataclass(frozen=True)
+class Sync:
+    """Content-free: what its sender has received (sent when the channel is quiet)."""
+
+    prev: tuple[bytes, ...]
+    seen: bytes
+    KIND: ClassVar[int] = _T_SYNC
+
+    def encode(self) -> bytes:
+        return encode_map(self.KIND, {"prev": list(self.prev), "seen": self.seen})
 
 
 @dataclass(frozen=True)
@@ -123,10 +144,11 @@ class Intent:
         )
 
 
-Content = Text | Profile | Intent
+Content = Text | Profile | Intent | Sync
 
 _CONTENT_LAYOUTS = {
-    _T_TEXT: frozenset({"id", "text", "at"}),
+    _T_TEXT: frozenset({"id", "text", "at", "prev", "seen"}),
+    _T_SYNC: frozenset({"prev", "seen"}),
     _T_PROFILE: frozenset({"name"}),
     _T_INTENT: frozenset({"id", "op", "target", "kp", "invite", "key"}),
 }
@@ -135,13 +157,17 @@ _CONTENT_LAYOUTS = {
 def decode_content(data: bytes) -> Content:
     """Decode MLS application data. Raises PayloadError."""
     kind, f = decode_map(data, "content", _CONTENT_LAYOUTS, max_size=MAX_TEXT_BYTES + 16384,
-                         max_items=32, max_depth=1)
+                         max_items=32, max_depth=2)
     if kind == _T_TEXT:
         return Text(
             get_bytes(f, "id", ID_LEN, ID_LEN),
             get_text(f, "text", MAX_TEXT_BYTES),
             get_int(f, "at", 0, _UINT63),
+            _prev(f),
+            get_bytes(f, "seen", BLOOM_BYTES, BLOOM_BYTES),
         )
+    if kind == _T_SYNC:
+        return Sync(_prev(f), get_bytes(f, "seen", BLOOM_BYTES, BLOOM_BYTES))
     if kind == _T_PROFILE:
         return Profile(get_text(f, "name", MAX_DISPLAY_NAME_BYTES))
     op_value = get_int(f, "op", 1, len(IntentOp))
@@ -161,6 +187,15 @@ def decode_content(data: bytes) -> Content:
         )
     except ValueError as exc:
         raise PayloadError(f"intent: {exc}") from None
+
+
+def _prev(f: dict[str, object]) -> tuple[bytes, ...]:
+    prev = f["prev"]
+    if not isinstance(prev, list) or len(prev) > 2 or not all(
+        isinstance(i, bytes) and len(i) == ID_LEN for i in prev
+    ):
+        raise PayloadError("prev must be at most two 16-byte message ids")
+    return tuple(prev)
 
 
 @dataclass(frozen=True)

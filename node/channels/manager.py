@@ -188,6 +188,7 @@ class Result:
     nodes_removed: list[tuple[bytes, bytes]] = field(default_factory=list)
     sent_saved: list[tuple[bytes, bytes, SentMessage]] = field(default_factory=list)
     sent_deleted: list[tuple[bytes, bytes]] = field(default_factory=list)
+    seen: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # cid, message id, n
     invites_saved: list[Invite] = field(default_factory=list)
     invites_deleted: list[bytes] = field(default_factory=list)
     ack: bool = False  # acknowledge the envelope just received (processed or refused for good)
@@ -202,7 +203,7 @@ class Result:
         return bool(
             self.envelopes or self.cancelled or self.messages or self.channels
             or self.nodes_added or self.nodes_removed or self.invites_saved
-            or self.invites_deleted or self.sent_saved or self.sent_deleted
+            or self.invites_deleted or self.sent_saved or self.sent_deleted or self.seen
         )
 
 
@@ -349,6 +350,7 @@ class ChannelManager:
         result.nodes_removed += [(cid, sid) for sid in step.nodes_removed]
         result.sent_saved += [(cid, mid, sent) for mid, sent in step.sent_saved]
         result.sent_deleted += [(cid, mid) for mid in step.sent_deleted]
+        result.seen += [(cid, mid, n) for mid, n in step.seen]
         result.cancelled += step.cancelled
         for out in step.outgoing:
             if out.recipients:
@@ -713,6 +715,7 @@ def _merge(into: Result, other: Result) -> None:
     into.nodes_removed += other.nodes_removed
     into.sent_saved += other.sent_saved
     into.sent_deleted += other.sent_deleted
+    into.seen += other.seen
     into.invites_saved += other.invites_saved
     into.invites_deleted += other.invites_deleted
 

@@ -166,6 +166,10 @@ class ChannelMeta:
     last_commit_at: float = 0.0
     display_name: str = ""
     profile_epoch: int = -1  # the epoch we last announced our profile in
+    # Ids of the last messages we have in the channel (ours and others'), oldest first: the
+    # source of the ``prev`` ids and the Bloom filter our messages carry (causal.py).
+    recent: list[bytes] = field(default_factory=list)
+    sync_due: float = -1.0  # when to send a Sync if we stay quiet (-1: none owed)
 
     def encode(self) -> bytes:
         pc = self.pending_commit
@@ -195,13 +199,15 @@ class ChannelMeta:
                 "last_commit": round(self.last_commit_at * 1000),
                 "name": self.display_name,
                 "profile_epoch": self.profile_epoch,
+                "recent": list(self.recent),
+                "sync_due": -1 if self.sync_due < 0 else round(self.sync_due * 1000),
             }
         )
 
     @classmethod
     def decode(cls, data: bytes) -> ChannelMeta:
         f = _decode(data, {"status", "seq", "senders", "profiles", "intents", "pending",
-                           "last_commit", "name", "profile_epoch"})
+                           "last_commit", "name", "profile_epoch", "recent", "sync_due"})
         try:
             status = ChannelStatus(get_text(f, "status", 16))
             meta = cls(status=status, my_seq=get_int(f, "seq", 0, _UINT63))
@@ -236,6 +242,12 @@ class ChannelMeta:
             meta.last_commit_at = _ms(f["last_commit"])
             meta.display_name = get_text(f, "name", 256)
             meta.profile_epoch = get_int(f, "profile_epoch", -1, _UINT63)
+            recent = _list(f, "recent")
+            if len(recent) > 256:
+                raise PayloadError("stored channel meta: too many recent ids")
+            meta.recent = [_id(i) for i in recent]
+            due = f["sync_due"]
+            meta.sync_due = -1.0 if due == -1 else _ms(due)
         except (ValueError, TypeError) as exc:
             raise PayloadError(f"stored channel meta: {exc}") from None
         return meta

@@ -14,7 +14,7 @@ is its twin for tests and simulations (the same test suite holds both).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from node.core.errors import IdentityError, StorageError
@@ -58,6 +58,7 @@ class MessageRow:
     received_at: float
     seq: int
     cursor: int = 0  # assigned by the store (insertion order)
+    seen_by: int = 0  # our own messages: how many other members are known to have it
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class ChannelBatch:
     sent_saved: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)  # cid, mid, rec
     sent_deleted: list[tuple[bytes, bytes]] = field(default_factory=list)
     messages: list[MessageRow] = field(default_factory=list)
+    seen_by: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # cid, mid, count
     outbox_added: list[OutboxRow] = field(default_factory=list)
     outbox_acked: list[tuple[bytes, PeerId]] = field(default_factory=list)
     outbox_removed: list[bytes] = field(default_factory=list)
@@ -185,6 +187,12 @@ class SqliteChannelStore:
                          m.sent_at_ms, m.received_at, m.seq)
                         for m in batch.messages
                     ],
+                )
+            if batch.seen_by:
+                await s._run_many(
+                    "UPDATE channel_messages SET seen_by = max(seen_by, ?)"
+                    " WHERE channel_id = ? AND message_id = ?",
+                    [(n, cid, mid) for cid, mid, n in batch.seen_by],
                 )
             if batch.outbox_added:
                 # An item already stored keeps its recipients (re-adding changes nothing).
@@ -317,14 +325,14 @@ class SqliteChannelStore:
         async with self._s._transaction():
             rows = await self._s._run(
                 "SELECT cursor, message_id, sender, sender_name, text, sent_at_ms, received_at,"
-                " seq FROM channel_messages WHERE channel_id = ? AND cursor > ?"
+                " seq, seen_by FROM channel_messages WHERE channel_id = ? AND cursor > ?"
                 " ORDER BY cursor LIMIT ?",
                 (channel_id, after, limit),
             )
         return [
             MessageRow(channel_id, bytes(mid), _peer(sender), str(name), str(text),
-                       int(sent_at), float(received_at), int(seq), int(cursor))
-            for cursor, mid, sender, name, text, sent_at, received_at, seq in rows
+                       int(sent_at), float(received_at), int(seq), int(cursor), int(seen))
+            for cursor, mid, sender, name, text, sent_at, received_at, seq, seen in rows
         ]
 
     async def message_count(self, channel_id: bytes) -> int:
@@ -345,7 +353,7 @@ class MemoryChannelStore:
         self.nodes: dict[tuple[bytes, bytes], bytes] = {}
         self.sent: dict[tuple[bytes, bytes], bytes] = {}
         self._messages: list[MessageRow] = []
-        self._message_keys: set[tuple[bytes, bytes]] = set()
+        self._message_index: dict[tuple[bytes, bytes], int] = {}
         self.outbox: dict[bytes, OutboxRow] = {}
         self.seen: dict[bytes, float] = {}
         self.invites: dict[bytes, tuple[bytes, float]] = {}
@@ -383,12 +391,16 @@ class MemoryChannelStore:
         for key in batch.sent_deleted:
             self.sent.pop(key, None)
         for m in batch.messages:
-            if (m.channel_id, m.message_id) not in self._message_keys:
-                self._message_keys.add((m.channel_id, m.message_id))
+            if (m.channel_id, m.message_id) not in self._message_index:
+                self._message_index[(m.channel_id, m.message_id)] = len(self._messages)
                 self._messages.append(
                     MessageRow(m.channel_id, m.message_id, m.sender, m.sender_name, m.text,
                                m.sent_at_ms, m.received_at, m.seq, len(self._messages) + 1)
                 )
+        for cid, mid, n in batch.seen_by:
+            i = self._message_index.get((cid, mid))
+            if i is not None and n > self._messages[i].seen_by:
+                self._messages[i] = replace(self._messages[i], seen_by=n)
         for row in batch.outbox_added:
             if row.item_id not in self.outbox:
                 self._position += 1

@@ -105,6 +105,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 sent_at_ms  INTEGER NOT NULL,
                 received_at REAL NOT NULL,
                 seq         INTEGER NOT NULL,
+                seen_by     INTEGER NOT NULL DEFAULT 0,
                 UNIQUE (channel_id, message_id)
             )""",
             "CREATE INDEX channel_messages_by_channel ON channel_messages (channel_id, cursor)",

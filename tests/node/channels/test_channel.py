@@ -15,7 +15,7 @@ from tests.node.channels.sim import Member, World
 
 def snapshot(c: Channel) -> tuple[bytes, bytes, tuple[bytes, ...]]:
     """Everything the node would store for the channel."""
-    return c.group_blob(), c.meta.encode(), tuple(sorted(n.encode() for n in c.nodes()))
+    return c.group_blob(), c.meta_blob(), tuple(sorted(n.encode() for n in c.nodes()))
 
 
 def three(seed: int = 3) -> tuple[World, Member, Member, Member]:
@@ -114,7 +114,7 @@ def test_a_restart_in_the_middle_of_a_commit_resumes_it() -> None:
             break
     assert a.channel.meta.pending_commit is not None and a.channel.group.has_pending_commit
     # "Crash" and restore from exactly what the node stores.
-    blob, meta, nodes = a.channel.group_blob(), a.channel.meta.encode(), a.channel.nodes()
+    blob, meta, nodes = a.channel.group_blob(), a.channel.meta_blob(), a.channel.nodes()
     a.channel = Channel.restore(a.client, a.peer, blob, [EpochNode.decode(n.encode())
                                                          for n in nodes],
                                 ChannelMeta.decode(meta), rng=w.rng, sent=a.channel.sent)

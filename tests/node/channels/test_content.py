@@ -96,8 +96,10 @@ def test_app_header_extremes() -> None:
 
 
 def test_text_known_bytes() -> None:
-    # {"t": 1, "v": 1, "at": 1000, "id": h'00..0f', "text": "hi"}
-    expected = ("a5" "6174" "01" "6176" "01" "6261741903e8" "626964" "50" + ID.hex()
+    # {"t": 1, "v": 1, "at": 1000, "id": h'00..0f', "prev": [], "seen": h'00' * 256,
+    #  "text": "hi"}
+    expected = ("a7" "6174" "01" "6176" "01" "6261741903e8" "626964" "50" + ID.hex()
+                + "6470726576" "80" "647365656e" "590100" + "00" * 256
                 + "6474657874" "626869")
     assert Text(ID, "hi", 1000).encode().hex() == expected
 

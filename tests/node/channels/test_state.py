@@ -104,7 +104,8 @@ def test_root_epoch_node_known_bytes() -> None:
 def test_empty_meta_known_bytes() -> None:
     m = cbor_map(ChannelMeta())
     assert m == {"status": "active", "seq": 0, "senders": [], "profiles": [], "intents": [],
-                 "pending": [], "last_commit": 0, "name": "", "profile_epoch": -1}
+                 "pending": [], "last_commit": 0, "name": "", "profile_epoch": -1,
+                 "recent": [], "sync_due": -1}
 
 
 def test_removed_blob_is_one_byte() -> None:
