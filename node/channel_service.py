@@ -30,8 +30,9 @@ import structlog
 
 from dht.errors import DhtError
 from node.channels.channel import Hold
+from node.channels.check import PROTOCOL as CHECK_PROTOCOL
 from node.channels.content import Text
-from node.channels.errors import ChannelError, InviteeNotFound, UnknownInvite
+from node.channels.errors import ChannelError, InviteeNotFound, Rejected, UnknownInvite
 from node.channels.manager import ChannelManager, Envelope, Invite, InviteState, Notice, Result
 from node.channels.state import ChannelStatus, EpochNode, SentMessage
 from node.core.errors import SpacePandaError, TransportError
@@ -209,6 +210,7 @@ class ChannelService:
     def start(self, task_group: asyncio.TaskGroup) -> None:
         self._tg = task_group
         self._node.register_protocol(PROTOCOL, self._on_network, queue_size=_JOB_QUEUE)
+        self._node.register_protocol(CHECK_PROTOCOL, self._on_check)
         self._node.observe_links(self._on_link)
         for link in self._node.connections.links():
             self._links_changed[link.peer_id] = True
@@ -227,6 +229,15 @@ class ChannelService:
         else:
             ids = message.ids
             await self._put(lambda batch, now: self._ack(batch, peer, ids, now))
+
+    async def _on_check(self, peer: PeerId, payload: bytes) -> None:
+        await self._put(lambda batch, now: self._check(batch, peer, payload, now))
+
+    def _check(self, batch: _Batch, peer: PeerId, payload: bytes, now: float) -> None:
+        try:
+            self._merge(batch, self.manager.on_check(peer, payload, now))
+        except Rejected as exc:
+            self.drops[("", exc.reason)] += 1
 
     async def _put(self, job: _Job) -> None:
         await self._net.put(job)
@@ -289,6 +300,7 @@ class ChannelService:
         r.seen += result.seen
         r.invites_saved += result.invites_saved
         r.invites_deleted += result.invites_deleted
+        r.direct += result.direct
         if result.channels or result.nodes_added or result.invites_saved:
             batch.changed_channels = True
         if result.nodes_added or result.nodes_removed:
@@ -360,6 +372,7 @@ class ChannelService:
 
     def _tick(self, batch: _Batch, now: float) -> None:
         self._merge(batch, self.manager.tick(now))
+        self._merge(batch, self.manager.checks(now))
         if now - self._pruned_at > _PRUNE_EVERY_S:
             self._pruned_at = now
             assert self._tg is not None
@@ -429,6 +442,18 @@ class ChannelService:
                                          tag=e.channel_id)
         effects += self.delivery.take_acks()
         self._act(effects)
+        for peer, payload in r.direct:
+            link = self._node.connections.get(peer)
+            if link is None:
+                # No link: ask for one; the check is simply made again next time.
+                if peer not in self._dialing and self._tg is not None:
+                    self._dialing.add(peer)
+                    self._tg.create_task(self._dial(peer), name="channel-dial")
+                continue
+            try:
+                link.try_send(CHECK_PROTOCOL, payload)
+            except TransportError:
+                self.counters["send_queue_full"] += 1
         for notice in r.notices:
             self._publish(notice)
         self.counters["messages_stored"] += len(r.messages)

@@ -422,6 +422,15 @@ class Channel:
             for p in self.member_peers()
         ]
 
+    def knows_state(self, epoch: int, fingerprint: bytes) -> bool:
+        """Whether (epoch, first 8 bytes of its authenticator) is a state we retain."""
+        return any(n.epoch == epoch and n.state_id[:8] == fingerprint
+                   for n in self._nodes.values())
+
+    def window_floor(self) -> int:
+        """The oldest epoch we retain."""
+        return min(n.epoch for n in self._nodes.values())
+
     def is_admin(self, peer: PeerId) -> bool:
         return peer in self.info.admins
 
@@ -1001,7 +1010,20 @@ class Channel:
         for iid, intent, sender, _ in self._pending_intents()[:MAX_INTENTS_PER_COMMIT]:
             done.append(iid)
             authorised = sender in admins and sender in members
-            if intent.op == IntentOp.ADD and authorised and intent.target is not None:
+            if intent.op == IntentOp.READD and authorised and intent.target in members:
+                # Repair (12.7): the member's leaf goes and its fresh KeyPackage comes in.
+                assert intent.target is not None
+                if intent.target == self.me or intent.target in added:
+                    continue
+                try:
+                    self._check_key_package(intent.key_package, intent.target)
+                except (Rejected, MlsError):
+                    continue
+                remove.add(intent.target)
+                add.append(intent.key_package)
+                added.add(intent.target)
+                welcomes.append((intent.invite_id, intent.target, intent.envelope_key))
+            elif intent.op == IntentOp.ADD and authorised and intent.target is not None:
                 if intent.target in members or intent.target in added:
                     continue
                 try:
@@ -1020,7 +1042,7 @@ class Channel:
                 admins.add(intent.target)
             elif intent.op == IntentOp.LEAVE and sender in members and sender != self.me:
                 remove.add(sender)
-        admins -= remove
+        admins -= remove - added  # a re-added member keeps its role
         admins &= (members - remove) | added
         if not admins:
             admins = {self.me}  # the last admin cannot be removed (R2 keeps a committer)

@@ -105,6 +105,7 @@ class IntentOp(enum.IntEnum):
     REMOVE = 2  # an admin: remove ``target``
     ADMIN = 3  # an admin: make ``target`` an admin
     LEAVE = 4  # any member: remove me
+    READD = 5  # an admin: replace ``target``'s leaf by its fresh KeyPackage (repair, 12.7)
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,11 @@ class Intent:
     KIND: ClassVar[int] = _T_INTENT
 
     def __post_init__(self) -> None:
-        needs_target = self.op in (IntentOp.REMOVE, IntentOp.ADMIN, IntentOp.ADD)
+        needs_target = self.op != IntentOp.LEAVE
         if needs_target != (self.target is not None):
             raise ValueError(f"{self.op.name} intent target mismatch")
-        if (self.op == IntentOp.ADD) != bool(self.key_package):
-            raise ValueError("only ADD intents carry a KeyPackage")
+        if (self.op in (IntentOp.ADD, IntentOp.READD)) != bool(self.key_package):
+            raise ValueError("only ADD and READD intents carry a KeyPackage")
 
     def encode(self) -> bytes:
         return encode_map(

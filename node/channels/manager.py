@@ -28,6 +28,7 @@ from node.channels.channel import (
     Step,
     inner_id,
 )
+from node.channels.check import EpochCheck, Readd, ReaddKey, decode_check
 from node.channels.codec import get_bytes, get_int, get_peer, get_text
 from node.channels.content import (
     CHANNEL_EXTENSION,
@@ -76,6 +77,9 @@ __all__ = [
 HOUR_S = 3600
 # A joiner keeps the KeyPackage it joined with this long, for a competing commit's Welcome.
 JOINED_GRACE_S = 3600.0
+CHECK_EVERY_S = 300.0  # each member checks its epoch with an admin this often (+- 50%)
+STUCK_S = 240.0  # the same unknown state reported this much later: the member is stuck
+READD_EVERY_S = 600.0  # at most one repair offer per member and channel in this time
 
 
 class InviteState(enum.StrEnum):
@@ -99,7 +103,7 @@ class Invite:
     key_package_ref: bytes = b""
     key_package: bytes = field(default=b"", repr=False)
     joined_at: float | None = None
-
+    readd: bool = False  # our own re-add (12.7): not an invitation anyone sees
     @property
     def incoming(self) -> bool:
         return self.state in (InviteState.PENDING, InviteState.ACCEPTED, InviteState.JOINED)
@@ -115,6 +119,7 @@ class Invite:
             "created": round(self.created_at * 1000), "kp_ref": self.key_package_ref,
             "kp": self.key_package,
             "joined": -1 if self.joined_at is None else round(self.joined_at * 1000),
+            "readd": self.readd,
         })
 
     @classmethod
@@ -124,7 +129,7 @@ class Invite:
         except DecodeError as exc:
             raise PayloadError(f"stored invite: {exc}") from None
         fields = {"id", "channel", "name", "peer", "key", "state", "created", "kp_ref", "kp",
-                  "joined"}
+                  "joined", "readd"}
         if not isinstance(f, dict) or set(f) != fields:
             raise PayloadError("stored invite has the wrong fields")
         try:
@@ -138,6 +143,7 @@ class Invite:
             get_bytes(f, "key", 32, 32), state, get_int(f, "created", 0, 1 << 62) / 1000,
             get_bytes(f, "kp_ref", 0, 64), get_bytes(f, "kp", 0, 64 * 1024),
             None if joined < 0 else joined / 1000,
+            _flag(f["readd"]),
         )
 
 
@@ -196,6 +202,8 @@ class Result:
     channel_id: bytes | None = None  # what a request created or touched
     message_id: bytes | None = None
     invite_id: bytes | None = None
+    # Messages for a peer's link, on the check protocol (check.PROTOCOL).
+    direct: list[tuple[PeerId, bytes]] = field(default_factory=list)
 
     @property
     def durable(self) -> bool:
@@ -241,6 +249,10 @@ class ChannelManager:
         self._tags_hour = -1
         self._tags_dirty = True
         self.last_channel: bytes | None = None  # the channel the last envelope was routed to
+        self.check_every_s = CHECK_EVERY_S
+        self._next_check: dict[bytes, float] = {}
+        self._reports: dict[tuple[bytes, PeerId], tuple[int, bytes, float]] = {}
+        self._readd_offered: dict[tuple[bytes, PeerId], float] = {}
         self._sealing_tags: dict[tuple[bytes, int], bytes] = {}
 
     # -- loading ----------------------------------------------------------------------------
@@ -684,6 +696,102 @@ class ChannelManager:
         self._apply(channel, channel.withdraw_welcome(notice.commit_hash, now), result, now)
         return result
 
+    # -- fork detection and repair (12.7) ---------------------------------------------------------
+
+    def checks(self, now: float) -> Result:
+        """Members tell a random admin, now and then, which epoch state they are at."""
+        result = Result()
+        for cid, channel in self.channels.items():
+            if channel.meta.status != ChannelStatus.ACTIVE:
+                continue
+            due = self._next_check.setdefault(cid, now + self._check_delay())
+            if now < due:
+                continue
+            self._next_check[cid] = now + self._check_delay()
+            members = set(channel.member_peers())
+            admins = sorted(a for a in channel.info.admins if a != self.me and a in members)
+            if not admins:
+                continue
+            admin = admins[self._rng(1)[0] % len(admins)]
+            check = EpochCheck(cid, channel.epoch, channel.fingerprint)
+            result.direct.append((admin, check.encode()))
+        return result
+
+    def _check_delay(self) -> float:
+        return self.check_every_s * (0.5 + self._rng(1)[0] / 255)
+
+    def on_check(self, peer: PeerId, data: bytes, now: float) -> Result:
+        """A check-protocol message from ``peer`` (the link authenticated it)."""
+        message = decode_check(data)
+        channel = self.channels.get(message.channel_id)
+        if channel is None:
+            raise Rejected("unknown_channel", "check for a channel we are not in")
+        if isinstance(message, EpochCheck):
+            return self._on_epoch_check(channel, peer, message, now)
+        if isinstance(message, Readd):
+            return self._on_readd(channel, peer, now)
+        return self._on_readd_key(channel, peer, message, now)
+
+    def _on_epoch_check(self, channel: Channel, peer: PeerId, check: EpochCheck,
+                        now: float) -> Result:
+        result = Result()
+        cid = channel.channel_id
+        if (not channel.active or not channel.is_admin(self.me)
+                or peer not in channel.member_peers()):
+            return result
+        key = (cid, peer)
+        if channel.knows_state(check.epoch, check.fingerprint) or check.epoch > channel.epoch:
+            self._reports.pop(key, None)  # in step, catching up, or ahead of us
+            return result
+        previous = self._reports.get(key)
+        if previous is None or previous[:2] != (check.epoch, check.fingerprint):
+            previous = (check.epoch, check.fingerprint, now)  # first seen at this state
+            self._reports[key] = previous
+        forked = check.epoch >= channel.window_floor()
+        stuck = now - previous[2] >= STUCK_S
+        if not (forked or stuck) or now - self._readd_offered.get(key, -1e18) < READD_EVERY_S:
+            return result
+        self._readd_offered[key] = now
+        result.direct.append((peer, Readd(cid).encode()))
+        result.notices.append(Notice("repair", cid, {
+            "peer_id": str(peer), "reason": "fork" if forked else "stuck",
+            "their_epoch": check.epoch, "our_epoch": channel.epoch}))
+        return result
+
+    def _on_readd(self, channel: Channel, peer: PeerId, now: float) -> Result:
+        if not channel.is_admin(peer):
+            raise Rejected("not_admin", "a re-add offer from a non-admin")
+        cid = channel.channel_id
+        result = Result(channel_id=cid)
+        for old in [i for i in self.invites.values()
+                    if i.channel_id == cid and i.state == InviteState.ACCEPTED and i.readd]:
+            del self.invites[old.invite_id]  # a newer offer replaces an unanswered one
+            result.invites_deleted.append(old.invite_id)
+        kp = self.client.key_package()
+        ref = self.client.key_package_ref(kp)
+        blob = bytes(self.client.unused_key_packages()[ref])
+        self.client.discard_key_package(ref)  # restored from the invite for the Welcome
+        invite = Invite(self._rng(16), cid, channel.name, peer, bytes(32),
+                        InviteState.ACCEPTED, now, ref, blob, readd=True)
+        self.invites[invite.invite_id] = invite
+        result.invites_saved.append(invite)
+        answer = ReaddKey(cid, invite.invite_id, kp, self.envelope_public)
+        result.direct.append((peer, answer.encode()))
+        result.notices.append(Notice("repair", cid, {"peer_id": str(peer),
+                                                     "reason": "re-add requested"}))
+        return result
+
+    def _on_readd_key(self, channel: Channel, peer: PeerId, key: ReaddKey,
+                      now: float) -> Result:
+        if (not channel.active or not channel.is_admin(self.me)
+                or peer not in channel.member_peers()
+                or (channel.channel_id, peer) not in self._readd_offered):
+            raise Rejected("unexpected_readd", "a re-add KeyPackage we did not ask for")
+        del self._readd_offered[(channel.channel_id, peer)]
+        return self._ask(channel, IntentOp.READD, now, target=peer,
+                         key_package=key.key_package, invite_id=key.invite_id,
+                         envelope_key=key.envelope_key)
+
     # -- views ------------------------------------------------------------------------------------
 
     def statistics(self) -> dict[str, object]:
@@ -692,6 +800,12 @@ class ChannelManager:
             "invites_pending": sum(1 for i in self.invites.values()
                                    if i.state == InviteState.PENDING),
         }
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise PayloadError("stored invite: readd must be a boolean")
+    return value
 
 
 def _message_notice(m: StoredMessage) -> Notice:
@@ -718,6 +832,7 @@ def _merge(into: Result, other: Result) -> None:
     into.seen += other.seen
     into.invites_saved += other.invites_saved
     into.invites_deleted += other.invites_deleted
+    into.direct += other.direct
 
 
 def _check_text(what: str, value: object, max_bytes: int, *, min_len: int = 0) -> None:

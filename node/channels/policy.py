@@ -90,17 +90,18 @@ def check_commit(check: InboundCheck, info: ChannelInfo, members: set[PeerId]) -
         header = CommitHeader.decode(check.authenticated_data)
     except PayloadError as exc:
         raise Rejected("commit_not_allowed", str(exc)) from None
-    after = set(members)
+    added: set[PeerId] = set()
+    removed: set[PeerId] = set()
     new_info = info
     for view in check.proposals:
         if view.by_reference:
             raise Rejected("commit_not_allowed", "proposals by reference are not used")
         if view.kind == ProposalKind.ADD:
             assert view.identity is not None and view.signature_key is not None
-            after.add(leaf_is_peer(view.identity, view.signature_key))
+            added.add(leaf_is_peer(view.identity, view.signature_key))
         elif view.kind == ProposalKind.REMOVE:
             if view.identity is not None:
-                after.discard(PeerId.from_bytes(view.identity))
+                removed.add(PeerId.from_bytes(view.identity))
         elif view.kind == ProposalKind.GCE:
             assert view.extensions is not None
             try:
@@ -111,13 +112,13 @@ def check_commit(check: InboundCheck, info: ChannelInfo, members: set[PeerId]) -
                 raise Rejected("commit_not_allowed", "unexpected group context extensions")
         else:
             raise Rejected("commit_not_allowed", f"{view.kind} proposals are not used")
+    # MLS applies removes before adds: a member removed and added again (a re-add, 12.7)
+    # is a member after the commit.
+    after = (members - removed) | added
     if new_info.name != info.name:
         raise Rejected("commit_not_allowed", "the channel name cannot change")
     if not new_info.admins or not set(new_info.admins) <= after:
         raise Rejected("commit_not_allowed", "admins must be members, at least one")
-    removed = members - after
-    if set(new_info.admins) & removed:
-        raise Rejected("commit_not_allowed", "a removed member stays admin")
     return header
 
 

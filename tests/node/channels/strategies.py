@@ -102,7 +102,7 @@ profiles = st.builds(Profile, texts(64))
 def intents(draw: st.DrawFn) -> Intent:
     op = draw(st.sampled_from(list(IntentOp)))
     target = None if op == IntentOp.LEAVE else draw(peers)
-    kp = draw(st.binary(min_size=1, max_size=300)) if op == IntentOp.ADD else b""
+    kp = draw(st.binary(min_size=1, max_size=300)) if op in (IntentOp.ADD, IntentOp.READD) else b""
     return Intent(draw(id16), op, target, kp, draw(st.binary(max_size=16)),
                   draw(st.binary(max_size=32)))
 

@@ -185,7 +185,7 @@ def test_intent_shape_is_checked_locally_and_on_decode(
 
 @pytest.mark.parametrize(
     ("field", "bad"),
-    [("op", 0), ("op", 5), ("op", True), ("op", "1"), ("target", bytes(33)),
+    [("op", 0), ("op", 6), ("op", True), ("op", "1"), ("target", bytes(33)),
      ("target", b"\x02\xed" + bytes(32)), ("target", bytes(35)), ("id", bytes(15)),
      ("kp", bytes(16 * 1024 + 1)), ("invite", bytes(17)), ("key", bytes(33)), ("key", "k")],
 )
