@@ -58,7 +58,6 @@ Result = tuple[bool, Any]
 Clock = Callable[[], float]
 
 
-
 @dataclass(frozen=True)
 class Proof:
     """An address proved, at ``at`` (loop time), to hold the key of ``peer_id``."""
@@ -121,7 +120,8 @@ def _parse_bool(body: Any) -> bool:
 
 
 class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
-    """One node's DHT endpoint. ``clock`` is unix time (records); timers use the loop."""
+    """One node's DHT endpoint. ``clock`` is unix time (records); ``monotonic`` (default: the
+    event loop's clock) times rate limits, RTTs and proof ages; timers use the loop."""
 
     def __init__(
         self,
@@ -130,6 +130,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         config: DhtConfig,
         *,
         clock: Clock,
+        monotonic: Clock | None = None,
         randbytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.identity = identity
@@ -138,6 +139,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.storage: RecordStorage = storage
         self.config = config
         self._clock = clock
+        self._monotonic = monotonic
         self._randbytes = randbytes
         self._wait_timeout = config.max_timeout
         self.router = RoutingTable(
@@ -194,6 +196,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.counters["transport_lost"] += 1
 
     def _now(self) -> float:
+        if self._monotonic is not None:
+            return self._monotonic()
         return asyncio.get_running_loop().time()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -210,6 +214,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             task = asyncio.get_running_loop().create_task(self._guard(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # A job cancelled before it ran never awaited ``coro``: close it quietly.
+        task.add_done_callback(lambda _: coro.close())
 
     async def _guard(self, coro: Coroutine[Any, Any, Any]) -> None:
         try:
@@ -243,6 +249,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             transport.sendto(data, addr)
         except (OSError, ValueError, OverflowError, TypeError):
             self.drops["send_error"] += 1
+            return
+        self.counters["datagrams_out"] += 1
 
     def _sendable(self, addr: Addr) -> bool:
         return valid_contact_address(addr[0], addr[1], self._family)
@@ -399,12 +407,27 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         if len(self._proving) >= self.config.max_pending_identify:
             self.drops["identify_backlog"] += 1
             return
-        self.spawn(self._prove_and_welcome(addr, sender))
+        # Registered before this datagram handler returns, so a burst from one address
+        # (delivered in one loop iteration) starts one challenge, not one per datagram.
+        future = self._identify_shared(addr, 1)
+        future.add_done_callback(lambda done: self._welcome_proven(addr, sender, done))
 
-    async def _prove_and_welcome(self, addr: Addr, sender: bytes) -> None:
-        proof = await self.prove(addr, expected_node_id=sender)
-        if proof is not None:
+    def _welcome_proven(
+        self, addr: Addr, sender: bytes, done: asyncio.Future[Proof | None]
+    ) -> None:
+        if done.cancelled():
+            return
+        proof = done.result()
+        if proof is None:
+            return
+        if proof.node_id != sender:
+            self.drops["node_id_mismatch"] += 1
+            return
+        try:
             self.welcome_if_new(Contact(sender, addr[0], addr[1], proof.peer_id))
+        except Exception:  # a callback's error would reach the loop's exception handler
+            log.exception("welcoming a proven DHT contact failed")
+            self.drops["internal_error"] += 1
 
     async def prove(
         self,
@@ -424,7 +447,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             or (expected_peer is not None and proof.peer_id != expected_peer)
         )
         if proof is None or stale:
-            proof = await self._identify_shared(addr, attempts)
+            # Shielded: a caller that gives up must not cancel a challenge others wait on.
+            proof = await asyncio.shield(self._identify_shared(addr, attempts))
         if proof is None:
             return None
         if expected_node_id is not None and proof.node_id != expected_node_id:
@@ -435,22 +459,27 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             return None
         return proof
 
-    async def _identify_shared(self, addr: Addr, attempts: int) -> Proof | None:
+    def _identify_shared(self, addr: Addr, attempts: int) -> asyncio.Future[Proof | None]:
+        """The challenge of ``addr`` in progress, or a new one (a protocol job)."""
         running = self._proving.get(addr)
         if running is not None:
-            return await asyncio.shield(running)
+            return running
         future: asyncio.Future[Proof | None] = asyncio.get_running_loop().create_future()
         self._proving[addr] = future
+        self.spawn(self._identify_into(addr, attempts, future))
+        return future
+
+    async def _identify_into(
+        self, addr: Addr, attempts: int, future: asyncio.Future[Proof | None]
+    ) -> None:
+        proof: Proof | None = None
         try:
             proof = await self._identify(addr, attempts)
-        except BaseException:
-            future.set_result(None)
-            raise
         finally:
-            self._proving.pop(addr, None)
-        if not future.done():
-            future.set_result(proof)
-        return proof
+            if self._proving.get(addr) is future:
+                del self._proving[addr]
+            if not future.done():
+                future.set_result(proof)
 
     async def _identify(self, addr: Addr, attempts: int) -> Proof | None:
         for _ in range(max(1, attempts)):
@@ -517,7 +546,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         timer = loop.call_later(self.rtt.timeout(addr), self._on_timeout, msg_id)
-        self._outstanding[msg_id] = _Pending(future, timer, addr, loop.time(), parse)
+        self._outstanding[msg_id] = _Pending(future, timer, addr, self._now(), parse)
         self.counters[f"rpc_out_{name}"] += 1
         self._send(data, addr)
         try:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from dht.config import DhtConfig
 from dht.persistence import MemoryDhtStore
-from dht.service import Bootstrap, DhtService
+from dht.service import Bootstrap, DhtService, EndpointFactory, udp_endpoint
 from node.core.identity import Identity
 
 # Loopback tests put every node on its own 127.0.0.x, so slot limits are per address.
@@ -33,9 +34,14 @@ def make_node(
     identity: Identity | None = None,
     port: int = 0,
     addrs: Callable[[], list[str]] | None = None,
+    *,
+    host: str | None = None,
+    endpoint_factory: EndpointFactory = udp_endpoint,
+    clock: Callable[[], float] = time.time,
 ) -> DhtService:
+    """Node ``i`` on ``host`` (default 127.0.0.i); pass ``MemNet.endpoint`` to run in memory."""
     ident = identity or Identity.generate()
-    host = f"127.0.0.{i}"
+    host = host or f"127.0.0.{i}"
     holder: dict[str, DhtService] = {}
 
     def provider() -> list[str]:
@@ -51,6 +57,8 @@ def make_node(
         addrs_provider=addrs or provider,
         store=store if store is not None else MemoryDhtStore(),
         config=config,
+        clock=clock,
+        endpoint_factory=endpoint_factory,
     )
     holder["svc"] = svc
     return svc

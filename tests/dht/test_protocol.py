@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -65,11 +66,14 @@ async def test_welcome_if_new_uses_the_stored_key_itself() -> None:
         proto.router.add_contact(at_distance(rec.key, ours + 1 + i, i))
     far = at_distance(rec.key, ours + 100, 10)
     proto.welcome_if_new(far)
-    await _settle()
+    # welcome_if_new decides synchronously; a store would be a protocol job started here.
+    assert proto._tasks == set()
+    await _settle(proto)
     assert stores == []  # farther than every current neighbour: not its business
     near = at_distance(rec.key, 1, 11)  # right next to the key
     proto.welcome_if_new(near)
-    await _settle()
+    assert len(proto._tasks) == 1
+    await _settle(proto)
     assert stores == [(near.id, rec.key)]
     # Unproven nodes (plain kademlia Nodes) are never welcomed into the table.
     plain = Node(b"\x01" * 20, "10.0.0.99", 4000)
@@ -86,8 +90,7 @@ async def test_memory_store_roundtrip() -> None:
     assert await store.load_records() == [b"r"]
 
 
-async def _settle() -> None:
-    import asyncio
-
-    for _ in range(3):
-        await asyncio.sleep(0)
+async def _settle(proto: DhtProtocol) -> None:
+    """Wait for every job the protocol started (they finish without I/O here)."""
+    await asyncio.gather(*proto._tasks)
+    assert proto._tasks == set()

@@ -123,7 +123,8 @@ async def test_bootstrap_peer_id_is_enforced() -> None:
     try:
         host, port = boot.address
         await joiner.start([(host, port, Identity.generate().peer_id)])
-        await asyncio.sleep(0.4)
+        # A finished join attempt that failed (not a guess at how long one takes).
+        await wait_for(lambda: joiner.counters["bootstrap_failures"] >= 1)
         assert not joiner.is_ready
         assert joiner.protocol.drops["peer_id_mismatch"] >= 1
         # The node at that address may still enter the table under its *own* proven PeerId
