@@ -48,6 +48,9 @@ async def test_ten_nodes_bootstrap_through_one_and_resolve_everyone() -> None:
         nodes.append(late)
         await late.start([boot_of(nodes[3])])
         await wait_for(lambda: late.is_ready)
+        # Its own publish (started when it became ready) may still be in flight: publish
+        # explicitly rather than race it.
+        assert await late.publish() >= 1
         for target in nodes[:-1]:
             rec = await late.resolve(target.peer_id)
             assert rec is not None and rec.peer_id == target.peer_id
