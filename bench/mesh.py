@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -91,6 +92,29 @@ def diagnostics(nodes: list[Running]) -> dict[str, int]:
         ):
             out[key] = out.get(key, 0) + int(value)
     return out
+
+
+def dht_traffic(nodes: list[Running]) -> dict[str, object]:
+    """DHT datagrams per node and the sums of every RPC, timeout and drop counter."""
+    rpc: Counter[str] = Counter()
+    drops: Counter[str] = Counter()
+    for r in nodes:
+        stats = r.node.dht.statistics()
+        rpc.update(stats["rpc"])
+        drops.update(stats["drops"])
+    n = len(nodes)
+    return {
+        "datagrams_in_per_node": round(rpc["datagrams_in"] / n, 1),
+        "datagrams_out_per_node": round(rpc["datagrams_out"] / n, 1),
+        "requests_out_per_node": {
+            k.removeprefix("rpc_out_"): round(v / n, 1)
+            for k, v in sorted(rpc.items())
+            if k.startswith("rpc_out_")
+        },
+        "timeouts": rpc["timeouts"],
+        "identified": rpc["identified"],
+        "drops": dict(sorted(drops.items())),
+    }
 
 
 def is_connected_graph(nodes: list[Running]) -> bool:
@@ -208,6 +232,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         await asyncio.sleep(0.02)
     final_degrees = degrees()
     diag = diagnostics(nodes)
+    traffic_connected = dht_traffic(nodes)
+    cpu_connected = time.process_time() - cpu0
     if t_connected is None:
         print(f"NOT connected within {args.timeout:g} s")
     else:
@@ -225,6 +251,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     t_resolved = time.perf_counter() - t0
     resolve_phase = time.perf_counter() - r0
     cpu = time.process_time() - cpu0
+    traffic = dht_traffic(nodes)
 
     s0 = time.perf_counter()
     for r in nodes:
@@ -256,7 +283,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "lookup_p95_ms": round(percentile(lookup_ms, 95), 2) if lookup_ms else None,
         "stop_s": round(t_stop, 3),
         "stop_errors": errors,
+        "cpu_connected_s": round(cpu_connected, 2),
         "cpu_s": round(cpu, 2),
+        "dht_at_connected": traffic_connected,
+        "dht_at_end": traffic,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -304,12 +334,18 @@ def main() -> None:
          f"{res['lookup_p50_ms']} / {res['lookup_p95_ms']} ms", "", ""],
         ["clean stop of every node", f"{res['stop_s']} s",
          "", "ok" if not res["stop_errors"] else "ERRORS"],
+        ["process CPU time until connected", f"{res['cpu_connected_s']} s", "", ""],
         ["process CPU time / peak RSS", f"{res['cpu_s']} s / {res['peak_rss_mb']} MB", "", ""],
     ]
     print()
     print(table(["measure (from bootstrap start)", "value", "target", ""], rows))
     if res["stop_errors"]:
         print("stop errors:", res["stop_errors"])
+    for label, key in (("when connected", "dht_at_connected"), ("at the end", "dht_at_end")):
+        t = res[key]
+        print(f"DHT traffic {label}: {t['datagrams_in_per_node']} datagrams in and "  # type: ignore[index]
+              f"{t['datagrams_out_per_node']} out per node; requests per node "  # type: ignore[index]
+              f"{t['requests_out_per_node']}; timeouts {t['timeouts']}; drops {t['drops']}")  # type: ignore[index]
     if args.json:
         print(json.dumps(res))
 
