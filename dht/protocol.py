@@ -50,7 +50,7 @@ _NONCE_LEN = 16
 # peer's amplification bound (3x) still lets a full reply through.
 _PADDED_REQUEST = 420
 _VALIDATED_CACHE = 4096
-_TIMED_OUT = object()
+_EXPIRED_CACHE = 1024
 _PROOF_CACHE = 8192
 
 Addr = tuple[str, int]
@@ -78,8 +78,11 @@ class _Pending:
     future: asyncio.Future[Result]
     timer: asyncio.TimerHandle
     addr: Addr
-    sent_at: float
+    sent_at: float  # first transmission: an RTT sample from it can only over-estimate
     parse: Callable[[Any], Any]
+    data: bytes
+    retries: int
+    rto: float
 
 
 def _is_id(value: object) -> bool:
@@ -156,6 +159,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self._limiter = RateLimiter(config.rate_per_source, config.burst_per_source)
         self.rtt = RttEstimator(config.initial_timeout, config.min_timeout, config.max_timeout)
         self._outstanding: dict[bytes, _Pending] = {}
+        self._expired: dict[bytes, tuple[Addr, float]] = {}
         self._proofs: OrderedDict[Addr, Proof] = OrderedDict()
         self._proof_failed: dict[Addr, float] = {}
         self._proving: dict[Addr, asyncio.Future[Proof | None]] = {}
@@ -304,6 +308,12 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def _on_response(self, dgram: Datagram, addr: Addr) -> None:
         pending = self._outstanding.get(dgram.msg_id)
         if pending is None:
+            expired = self._expired.get(dgram.msg_id)
+            if expired is not None and expired[0] == addr:
+                del self._expired[dgram.msg_id]
+                self.rtt.sample(addr, self._now() - expired[1])
+                self.counters["late_replies"] += 1
+                return
             raise _Drop("unexpected_response")
         if pending.addr != addr:
             raise _Drop("response_wrong_source")
@@ -482,26 +492,27 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
                 future.set_result(proof)
 
     async def _identify(self, addr: Addr, attempts: int) -> Proof | None:
-        for _ in range(max(1, attempts)):
-            nonce = self._randbytes(_NONCE_LEN)
-            args = [self.node_id, nonce]
-            ok, reply = await self._request(addr, "identify", args, _parse_identify)
-            if not ok:
-                continue
+        # One nonce; a lost datagram is retransmitted (same message id), so a late answer to
+        # the first transmission still counts.
+        nonce = self._randbytes(_NONCE_LEN)
+        args = [self.node_id, nonce]
+        ok, reply = await self._request(
+            addr, "identify", args, _parse_identify, retries=max(1, attempts) - 1
+        )
+        if ok:
             public_key, signature = reply
             node_id = node_id_for(public_key)
             peer_id = PeerId.from_public_key(public_key)
-            if not peer_id.verify(signature, IDENTIFY_DOMAIN + nonce + node_id):
-                self.drops["bad_identify_signature"] += 1
-                break
-            proof = Proof(node_id, peer_id, self._now())
-            self._proofs[addr] = proof
-            self._proofs.move_to_end(addr)
-            if len(self._proofs) > _PROOF_CACHE:
-                self._proofs.popitem(last=False)
-            self._proof_failed.pop(addr, None)
-            self.counters["identified"] += 1
-            return proof
+            if peer_id.verify(signature, IDENTIFY_DOMAIN + nonce + node_id):
+                proof = Proof(node_id, peer_id, self._now())
+                self._proofs[addr] = proof
+                self._proofs.move_to_end(addr)
+                if len(self._proofs) > _PROOF_CACHE:
+                    self._proofs.popitem(last=False)
+                self._proof_failed.pop(addr, None)
+                self.counters["identified"] += 1
+                return proof
+            self.drops["bad_identify_signature"] += 1
         self._proof_failed[addr] = self._now() + self.config.identify_negative_ttl
         if len(self._proof_failed) > _PROOF_CACHE:
             self._proof_failed.pop(next(iter(self._proof_failed)))
@@ -519,18 +530,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         pad: bool = False,
         retries: int = 0,
     ) -> Result:
-        """Send a request; resend (new message id) up to ``retries`` times after a timeout."""
-        for _ in range(retries + 1):
-            ok, data = await self._request_once(addr, name, args, parse, pad)
-            if ok:
-                return (True, data)
-            if data is not _TIMED_OUT:
-                break
-        return (False, None)
-
-    async def _request_once(
-        self, addr: Addr, name: str, args: list[Any], parse: Callable[[Any], Any], pad: bool
-    ) -> Result:
+        """Send a request and wait for its answer; after a timeout retransmit the same datagram
+        (same message id) up to ``retries`` times, so an answer that was only late, not lost,
+        still completes the request. False if every wait timed out or the answer was bad."""
         if not self._sendable(addr):
             self.drops["bad_address"] += 1
             return (False, None)
@@ -545,25 +547,42 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             raise DhtError(f"{name} request of {len(data)} bytes does not fit a datagram")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
-        timer = loop.call_later(self.rtt.timeout(addr), self._on_timeout, msg_id)
-        self._outstanding[msg_id] = _Pending(future, timer, addr, self._now(), parse)
+        rto = self.rtt.timeout(addr)
+        timer = loop.call_later(rto, self._on_timeout, msg_id)
+        pending = _Pending(future, timer, addr, self._now(), parse, data, retries, rto)
+        self._outstanding[msg_id] = pending
         self.counters[f"rpc_out_{name}"] += 1
         self._send(data, addr)
         try:
             return await future
         finally:
-            pending = self._outstanding.pop(msg_id, None)
-            if pending is not None:
+            if self._outstanding.pop(msg_id, None) is not None:
                 pending.timer.cancel()
 
     def _on_timeout(self, msg_id: bytes) -> None:
-        pending = self._outstanding.pop(msg_id, None)
+        pending = self._outstanding.get(msg_id)
         if pending is None:
             return
         self.counters["timeouts"] += 1
         self.rtt.backoff(pending.addr)
+        if pending.retries > 0 and not pending.future.done():
+            pending.retries -= 1
+            self.counters["retransmits"] += 1
+            # Exponential backoff per request (RFC 6298 5.5), also for unknown addresses.
+            pending.rto = min(
+                self.config.max_timeout, max(2 * pending.rto, self.rtt.timeout(pending.addr))
+            )
+            loop = asyncio.get_running_loop()
+            pending.timer = loop.call_later(pending.rto, self._on_timeout, msg_id)
+            self._send(pending.data, pending.addr)
+            return
+        del self._outstanding[msg_id]
+        # An answer may still come: it is not used, but its RTT teaches the estimator.
+        self._expired[msg_id] = (pending.addr, pending.sent_at)
+        if len(self._expired) > _EXPIRED_CACHE:
+            self._expired.pop(next(iter(self._expired)))
         if not pending.future.done():
-            pending.future.set_result((False, _TIMED_OUT))
+            pending.future.set_result((False, None))
 
     def _parse_contacts(self, body: Any) -> list[tuple[bytes, str, int]]:
         if not isinstance(body, list) or len(body) > 2 * self.config.ksize:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from dht.config import DhtConfig
 from dht.persistence import MemoryDhtStore
@@ -76,3 +77,23 @@ async def wait_for(pred: Callable[[], bool], timeout: float = 10.0, step: float 
         if loop.time() > end:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(step)
+
+
+class RecordingTransport:
+    """What a protocol driven by direct ``datagram_received`` calls sends, and to whom."""
+
+    def __init__(self, sockname: tuple[str, int]) -> None:
+        self.sockname = sockname
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.sockname if name == "sockname" else default
+
+    def close(self) -> None:
+        pass

@@ -26,7 +26,7 @@ from dht.service import DhtService
 from dht.storage import RecordStorage, StorageLimits
 from node.core import cbor
 from node.core.identity import Identity, node_id_for
-from tests.dht.helpers import FAST, boot_of, make_node, wait_for
+from tests.dht.helpers import FAST, RecordingTransport, boot_of, make_node, wait_for
 from tests.dht.hostile import hostile
 from tests.dht.memnet import BASE_UNIX, MemNet, run_virtual, unix_clock
 
@@ -63,26 +63,6 @@ def run_hostile(main: Callable[[MemNet], Coroutine[Any, Any, None]]) -> None:
 
 def mem_node(net: MemNet, i: int, config: DhtConfig = FAST, host: str | None = None) -> DhtService:
     return make_node(i, config, host=host, endpoint_factory=net.endpoint, clock=unix_clock)
-
-
-class RecordingTransport:
-    """What a protocol driven by direct ``datagram_received`` calls sends, and to whom."""
-
-    def __init__(self, sockname: tuple[str, int]) -> None:
-        self.sockname = sockname
-        self.sent: list[tuple[bytes, tuple[str, int]]] = []
-
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sent.append((data, addr))
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.sockname if name == "sockname" else default
-
-    def close(self) -> None:
-        pass
 
 
 async def assert_still_serves(node: DhtService, net: MemNet | None = None) -> None:

@@ -12,7 +12,10 @@ from dht.protocol import DhtProtocol
 from dht.records import PeerRecord
 from dht.routing import Contact
 from dht.storage import RecordStorage
+from dht.wire import encode_response
 from node.core.identity import Identity, node_id_for
+from tests.dht.helpers import RecordingTransport
+from tests.dht.memnet import run_virtual
 
 CONFIG = DhtConfig(ksize=4, subnet_prefix_v4=32)
 
@@ -94,3 +97,42 @@ async def _settle(proto: DhtProtocol) -> None:
     """Wait for every job the protocol started (they finish without I/O here)."""
     await asyncio.gather(*proto._tasks)
     assert proto._tasks == set()
+
+
+def test_a_late_answer_to_the_first_transmission_completes_the_request() -> None:
+    # Virtual time: the request times out exactly when its RTO is due, whatever the machine.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        config = DhtConfig(ksize=4, initial_timeout=0.5, min_timeout=0.05, max_timeout=5.0)
+        proto = DhtProtocol(Identity.generate(), RecordStorage(time.time), config, clock=time.time)
+        transport = RecordingTransport(("127.0.0.1", 4000))
+        proto.connection_made(transport)
+        peer = ("127.0.0.2", 4000)
+        task = loop.create_task(proto._request(peer, "ping", [proto.node_id], bytes, retries=1))
+        await asyncio.sleep(0.4)
+        assert len(transport.sent) == 1
+        await asyncio.sleep(0.2)  # past the 0.5 s RTO: retransmitted, same bytes (same id)
+        assert [d for d, _ in transport.sent] == [transport.sent[0][0]] * 2
+        assert proto.counters["retransmits"] == 1
+        msg_id = transport.sent[0][0][1:21]
+        # The answer to the first transmission arrives now, late: it still counts.
+        proto.datagram_received(encode_response(msg_id, b"pong"), peer)
+        assert await task == (True, b"pong")
+        # RTT measured from the first transmission (never under-estimated).
+        assert proto.rtt.timeout(peer) >= 0.6
+
+        # A request whose every wait timed out fails; its answer, arriving later, is not
+        # used but teaches the estimator (and is not counted as unexpected).
+        other = ("127.0.0.3", 4000)
+        task = loop.create_task(proto._request(other, "ping", [proto.node_id], bytes, retries=0))
+        await asyncio.sleep(proto.rtt.timeout(other) + 0.01)
+        assert task.done() and task.result() == (False, None)
+        late_id = transport.sent[-1][0][1:21]
+        proto.datagram_received(encode_response(late_id, b"pong"), other)
+        assert proto.counters["late_replies"] == 1
+        assert proto.drops["unexpected_response"] == 0
+        proto.datagram_received(encode_response(late_id, b"pong"), other)  # only once
+        assert proto.drops["unexpected_response"] == 1
+        await proto.close()
+
+    run_virtual(main)
