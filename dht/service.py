@@ -28,6 +28,7 @@ from dht.persistence import ContactSnapshot, DhtStore, MemoryDhtStore
 from dht.protocol import DhtProtocol
 from dht.records import PeerRecord, VerifiedPeerRecord, record_key
 from dht.storage import RecordStorage
+from dht.udp import open_udp
 from node.core.identity import Identity, PeerId
 
 __all__ = ["Bootstrap", "DhtService", "EndpointFactory", "udp_endpoint"]
@@ -43,9 +44,8 @@ EndpointFactory = Callable[
 async def udp_endpoint(
     factory: Callable[[], DhtProtocol], host: str, port: int
 ) -> tuple[asyncio.DatagramTransport, Any]:
-    """A real UDP socket bound to (host, port)."""
-    loop = asyncio.get_running_loop()
-    return await loop.create_datagram_endpoint(factory, local_addr=(host, port))
+    """A real UDP socket bound to (host, port), drained in batches (see :mod:`dht.udp`)."""
+    return await open_udp(factory, host, port)
 
 
 class DhtService:
