@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -86,11 +87,15 @@ async def open_udp(
 ) -> tuple[UdpTransport, asyncio.DatagramProtocol]:
     """Bind a non-blocking UDP socket to (host, port) and attach ``factory()`` to it."""
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    if not infos:
-        raise OSError(f"cannot resolve {host!r}")
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
+    try:  # an IP literal (the usual case) needs no resolver thread
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        address: Any = (host, port)
+    except ValueError:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        if not infos:
+            raise OSError(f"cannot resolve {host!r}") from None
+        family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
