@@ -21,6 +21,7 @@ What changes relative to upstream (each is tested in ``tests/dht/test_hostile.py
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 from collections import Counter, OrderedDict
@@ -655,8 +656,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         """Add a *proven* contact; hand it the records it should now hold (bounded).
 
         Paper section 2.5: a record goes to the newcomer when it is among the k closest to the
-        key that we know and we are closer to the key than any contact we know. Distances are
-        ranked once per key over the table's cached ids (no per-contact Python calls).
+        key that we know and we are closer to the key than any contact we know. The second
+        test rules out most keys and needs only the minimum distance, so it runs first; both
+        are C-level passes over the table's cached ids (no per-contact Python code).
         """
         if not isinstance(node, Contact):
             return
@@ -665,15 +667,19 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             return
         ksize = self.router.ksize
         ours = self.source_node.long_id
+        theirs = node.long_id
+        ids = self.router.contact_ids()
         sent = 0
         for key, value in self.storage:
             if sent >= self.config.max_welcome_stores:
                 break
             keyint = int.from_bytes(key, "big")  # storage keys are already digests
-            ranked = [d for d in self.router.ranked(keyint) if d != 0]
-            new_close = len(ranked) < ksize or (node.long_id ^ keyint) < ranked[ksize - 1]
-            we_closest = not ranked or (ours ^ keyint) < ranked[0]
-            if new_close and we_closest:
+            # Distances of zero (a contact whose id is the key itself) are left out.
+            closest = min(filter(None, map(keyint.__xor__, ids)), default=None)
+            if closest is not None and (ours ^ keyint) >= closest:
+                continue  # another contact is closer: it is the one to hand over
+            near = heapq.nsmallest(ksize, filter(None, map(keyint.__xor__, ids)))
+            if len(near) < ksize or (theirs ^ keyint) < near[-1]:
                 self.spawn(self.call_store(node, key, value))
                 sent += 1
         self.router.add_contact(node)

@@ -156,10 +156,10 @@ class RoutingTable(_RoutingTable):  # type: ignore[misc]
     def contacts(self) -> list[Node]:
         return list(self._view())
 
-    def ranked(self, key: int) -> list[int]:
-        """Every contact's XOR distance to ``key``, ascending."""
+    def contact_ids(self) -> list[int]:
+        """Every contact's id as an int (the cached list: read it, do not change it)."""
         self._view()
-        return sorted([i ^ key for i in self._ids])
+        return self._ids
 
     def find_neighbors(
         self, node: Node, k: int | None = None, exclude: Node | None = None

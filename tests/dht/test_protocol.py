@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Any
 
@@ -17,7 +18,10 @@ from node.core.identity import Identity, node_id_for
 from tests.dht.helpers import RecordingTransport
 from tests.dht.memnet import run_virtual
 
-CONFIG = DhtConfig(ksize=4, subnet_prefix_v4=32)
+CONFIG = DhtConfig(
+    ksize=4, subnet_prefix_v4=32, max_per_subnet_bucket=1000, max_per_subnet_table=1000
+)
+PEER = Identity.from_seed(b"\x0a" * 32).peer_id
 
 
 def protocol() -> tuple[DhtProtocol, list[tuple[bytes, bytes]]]:
@@ -136,3 +140,47 @@ def test_a_late_answer_to_the_first_transmission_completes_the_request() -> None
         await proto.close()
 
     run_virtual(main)
+
+
+RECORDS = [
+    PeerRecord.create(
+        Identity.from_seed(bytes([40 + i]) * 32),
+        noise_static_key=bytes(32),
+        envelope_key=bytes(32),
+        addrs=[],
+        seq=1,
+        expires_at=int(time.time()) + 600,
+    )
+    for i in range(12)
+]
+
+
+async def test_welcome_hands_over_exactly_what_the_paper_rule_says() -> None:
+    # Reference: rank every contact per key (the rule as written) and compare the stores.
+    rng = random.Random(3)
+    handed_over = 0
+    for trial in range(30):
+        proto, stores = protocol()
+        proto.check_contact = lambda node: None  # type: ignore[method-assign]  # no pings here
+        for rec in RECORDS:
+            assert proto.storage.put(rec.key, rec.encode(), None) == "stored"
+        size = rng.choice([0, 2, CONFIG.ksize - 1, 40])
+        for i in range(size):
+            peer = Identity.from_seed(rng.randbytes(32)).peer_id
+            proto.router.add_contact(Contact(rng.randbytes(20), f"10.{trial}.{i}.1", 4000, peer))
+        ids = [c.long_id for c in proto.router.contacts()]
+        newcomer = Contact(rng.randbytes(20), "10.99.0.1", 4000, PEER)
+        expected = []
+        for rec in RECORDS:
+            key = int.from_bytes(rec.key, "big")
+            ranked = sorted(d for d in (i ^ key for i in ids) if d)
+            k = CONFIG.ksize
+            new_close = len(ranked) < k or (newcomer.long_id ^ key) < ranked[k - 1]
+            we_closest = not ranked or (proto.source_node.long_id ^ key) < ranked[0]
+            if new_close and we_closest:
+                expected.append((newcomer.id, rec.key))
+        proto.welcome_if_new(newcomer)
+        await _settle(proto)
+        assert sorted(stores) == sorted(expected), trial
+        handed_over += len(stores)
+    assert 0 < handed_over < 30 * len(RECORDS)  # both outcomes were exercised
