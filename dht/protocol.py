@@ -415,6 +415,12 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             return
         if self._proof_failed.get(addr, 0.0) > self._now():
             return
+        if not self.router.would_take(Node(sender, addr[0], addr[1])):
+            # Its bucket is full (or its prefix at its limit): a proof would buy nothing but
+            # a replacement entry, and costs both sides a signature, a verification and two
+            # datagrams. Lookups still prove it if they need it.
+            self.counters["identify_skipped"] += 1
+            return
         if len(self._proving) >= self.config.max_pending_identify:
             self.drops["identify_backlog"] += 1
             return

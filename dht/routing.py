@@ -78,6 +78,17 @@ class KBucket(_KBucket):  # type: ignore[misc]
         self._version.value += 1
         super().remove_node(node)
 
+    def depth(self) -> int:
+        """Bits every contact's id shares (upstream builds a 160-character string per id)."""
+        ids = [n.long_id for n in self.nodes.values()]
+        if not ids:
+            return 0
+        first = ids[0]
+        spread = 0
+        for i in ids:
+            spread |= i ^ first
+        return 160 - spread.bit_length()
+
     def split(self) -> tuple[KBucket, KBucket]:
         self._version.value += 1
         midpoint = (self.range[0] + self.range[1]) // 2
@@ -192,6 +203,23 @@ class RoutingTable(_RoutingTable):  # type: ignore[misc]
             1 for n in bucket.nodes.values() if n.id != node.id and self._subnet(n) == net
         )
         return in_table >= self.max_per_subnet_table or in_bucket >= self.max_per_subnet_bucket
+
+    def would_take(self, node: Node) -> bool:
+        """Whether :meth:`add_contact` would try to put ``node`` in the table now (known
+        contacts included; a full bucket that may split counts as room), rather than refuse it
+        or only keep it as a replacement."""
+        if node.id == self.node.id:
+            return False
+        bucket = self.buckets[self.get_bucket_for(node)]
+        if node.id in bucket.nodes:
+            return True
+        if self._subnet_full(node, bucket):
+            return False
+        return (
+            len(bucket) < self.ksize
+            or bucket.has_in_range(self.node)
+            or bucket.depth() % 5 != 0
+        )
 
     def add_contact(self, node: Node) -> bool:
         """Add or refresh ``node``; False if refused or parked as a replacement."""

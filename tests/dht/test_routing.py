@@ -130,3 +130,36 @@ def test_lonely_buckets_use_injected_clock() -> None:
     assert t.lonely_buckets() == []
     now[0] += 3601
     assert len(t.lonely_buckets()) == 1
+
+
+def test_depth_matches_upstream() -> None:
+    import random
+
+    from kademlia.routing import KBucket as UpstreamBucket
+
+    rng = random.Random(7)
+    for size in (1, 2, 5, 20):
+        for prefix in (0, 3, 40, 150):
+            t = table()
+            bucket = t.buckets[0]
+            upstream = UpstreamBucket(0, 2**160, 20)
+            top = rng.getrandbits(prefix) << (160 - prefix) if prefix else 0
+            for _ in range(size):
+                n = contact(top | rng.getrandbits(160 - prefix))
+                bucket.nodes[n.id] = n
+                upstream.nodes[n.id] = n
+            assert bucket.depth() == upstream.depth(), (size, prefix)
+
+
+def test_would_take_agrees_with_add_contact() -> None:
+    import random
+
+    rng = random.Random(11)
+    t = table(subnet_prefix_v4=24, max_per_subnet_table=6, max_per_subnet_bucket=2)
+    t.node = Node((2**160 - 1).to_bytes(20, "big"))
+    for i in range(300):
+        n = contact(rng.getrandbits(160), f"10.{rng.randrange(4)}.{rng.randrange(3)}.{i % 250}")
+        predicted = t.would_take(n)
+        added = t.add_contact(n)
+        assert predicted == added, i
+    assert t.rejected["subnet_limit"] > 0 and t.protocol.checked  # both refusals were seen
