@@ -624,10 +624,14 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         if proof is not None:
             result = await self._request(addr, name, args, parse, pad=pad, retries=retries)
         else:
-            proof, result = await asyncio.gather(
-                self.prove(addr, expected_node_id=node.id, attempts=1 + retries),
-                self._request(addr, name, args, parse, pad=pad, retries=retries),
-            )
+            # Challenge it in parallel with the query (no extra round trip); its answer counts
+            # only if the proof names the id it claimed.
+            challenge = self._identify_shared(addr, 1 + retries)
+            result = await self._request(addr, name, args, parse, pad=pad, retries=retries)
+            proof = await asyncio.shield(challenge)
+            if proof is not None and proof.node_id != node.id:
+                self.drops["node_id_mismatch"] += 1
+                proof = None
             if proof is None:
                 result = (False, None)
         contact = node if proof is None else Contact(node.id, node.ip, node.port, proof.peer_id)

@@ -88,6 +88,9 @@ class DhtService:
         self._seq = 0
         self._published_addrs: list[str] | None = None
         self._next_republish = 0.0
+        # How many nodes took our last publish, and how many contacts we knew then.
+        self._publish_reach = 0
+        self._publish_table = 0
         self._publish_lock = asyncio.Lock()
         self.counters: Counter[str] = Counter()
         self._last_rounds: list[int] = []
@@ -177,10 +180,15 @@ class DhtService:
             self.counters["bootstrap_attempts"] += 1
             if await self._join_once():
                 self._ready = True
-                break
+                # Usable now; filling the far buckets and publishing run side by side.
+                await asyncio.gather(self._refresh_sparse_buckets(), self._publish_if_any())
+                return
             self.counters["bootstrap_failures"] += 1
             await asyncio.sleep(delay * self._jitter())
             delay = min(delay * 2, self.config.bootstrap_backoff_max)
+        await self._publish_if_any()
+
+    async def _publish_if_any(self) -> None:
         if self._addrs_provider():
             await self._safe_publish()
 
@@ -215,7 +223,6 @@ class DhtService:
         if not any(results):
             return False
         await self._lookup_nodes(self.node_id)
-        await self._refresh_sparse_buckets()
         return True
 
     async def _refresh_sparse_buckets(self) -> None:
@@ -250,17 +257,30 @@ class DhtService:
                 continue
             now = self._clock()
             addrs = self._addrs_provider()
-            if addrs and (addrs != self._published_addrs or now >= self._next_republish):
+            if addrs and (
+                addrs != self._published_addrs
+                or now >= self._next_republish
+                or self._underplaced()
+            ):
                 await self._safe_publish()
             if not self.protocol.router.contacts() and self._bootstrap:
                 self.counters["rejoins"] += 1
-                await self._join_once()
+                if await self._join_once():
+                    await self._refresh_sparse_buckets()
             if now >= next_refresh:
                 next_refresh = now + self.config.refresh_interval
                 await self._refresh()
             if now >= next_snapshot:
                 next_snapshot = now + self.config.snapshot_interval
                 await self.save_snapshot()
+
+    def _underplaced(self) -> bool:
+        """Our last publish reached fewer than k nodes and we know more contacts now (e.g. a
+        bootstrap node that published into an empty table): publish again."""
+        return (
+            self._publish_reach < self.config.ksize
+            and len(self.protocol.router.contacts()) > self._publish_table
+        )
 
     async def _refresh(self) -> None:
         for node_id in self.protocol.get_refresh_ids():
@@ -330,11 +350,13 @@ class DhtService:
             data = record.encode()
             self.storage.put(record.key, data, None)
             self.counters["publishes"] += 1
+            self._publish_table = len(self.protocol.router.contacts())
             nodes = await self._lookup_nodes(record.key)
             results = await asyncio.gather(
                 *(self.protocol.call_store(n, record.key, data) for n in nodes)
             )
-            return sum(1 for ok, accepted in results if ok and accepted is True)
+            self._publish_reach = sum(1 for ok, accepted in results if ok and accepted is True)
+            return self._publish_reach
 
     async def resolve(self, peer_id: PeerId) -> VerifiedPeerRecord | None:
         """The highest-sequence valid record for ``peer_id`` (local or from the network)."""

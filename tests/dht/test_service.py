@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import asyncio
 
+from dht.config import DhtConfig
 from dht.persistence import MemoryDhtStore
 from dht.records import record_key
 from node.core.identity import Identity
 from tests.dht.helpers import FAST, boot_of, make_node, wait_for
+from tests.dht.memnet import MemNet, run_virtual, unix_clock
 
 
 async def test_ten_nodes_bootstrap_through_one_and_resolve_everyone() -> None:
@@ -228,3 +230,30 @@ def test_random_id_in_stays_inside_upstreams_open_top_bucket() -> None:
     top = (2**160 - 2, 2**160)  # upstream's first bucket ends at 2**160, one past the max id
     for _ in range(50):
         assert int.from_bytes(svc.protocol.random_id_in(top), "big") >= 2**160 - 2
+
+
+def test_a_publish_that_reached_no_one_is_repeated_once_contacts_appear() -> None:
+    # A bootstrap node is ready at once and publishes into an empty table: its record is
+    # stored nowhere until it publishes again. It does so on the next maintenance tick after
+    # its table grew, not half an hour later.
+    config = DhtConfig(**{**FAST.__dict__, "addr_check_interval": 1.0})
+
+    async def main() -> None:
+        net = MemNet()
+        boot = make_node(2, config, endpoint_factory=net.endpoint, clock=unix_clock)
+        await boot.start()
+        await wait_for(lambda: boot.counters["publishes"] == 1 and not boot.protocol._tasks)
+        assert boot._publish_reach == 0
+        late = make_node(3, config, endpoint_factory=net.endpoint, clock=unix_clock)
+        late._addrs_provider = list  # publishes nothing itself
+        await late.start([boot_of(boot)])
+        await wait_for(lambda: late.is_ready)
+        await wait_for(lambda: boot.counters["publishes"] == 2, timeout=3 * 1.0)
+        await wait_for(lambda: boot._publish_reach == 1)
+        assert late.storage.get_verified(record_key(boot.peer_id)) is not None
+        await asyncio.sleep(5 * config.addr_check_interval)
+        assert boot.counters["publishes"] == 2  # the table did not grow again: no more
+        await late.stop()
+        await boot.stop()
+
+    run_virtual(main)
