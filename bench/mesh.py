@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _util import machine_line, percentile, quiet_logging, table
 
+from dht.records import record_key
 from node.config import NodeConfig
 from node.core.identity import Identity, PeerId
 from node.core.keys import NodeKeys
@@ -146,8 +147,9 @@ async def start_node(config: NodeConfig) -> Running:
 async def resolve_all(
     nodes: list[Running], sample: int | None, concurrency: int, deadline: float,
     rng: random.Random,
-) -> tuple[int, int, list[float]]:
-    """(pairs resolved, pairs asked, per-lookup ms). A miss is retried until ``deadline``."""
+) -> tuple[int, int, list[float], list[tuple[Running, PeerId]]]:
+    """(pairs resolved, pairs asked, per-lookup ms, pairs never resolved).
+    A miss is retried until ``deadline``."""
     pairs: list[tuple[Running, PeerId]] = []
     for r in nodes:
         others = [m.node.peer_id for m in nodes if m is not r]
@@ -157,6 +159,7 @@ async def resolve_all(
     gate = asyncio.Semaphore(concurrency)
     lookup_ms: list[float] = []
     resolved = 0
+    found: set[tuple[PeerId, PeerId]] = set()
 
     async def one(r: Running, peer: PeerId) -> None:
         nonlocal resolved
@@ -167,11 +170,13 @@ async def resolve_all(
                 lookup_ms.append((time.perf_counter() - t0) * 1000.0)
                 if record is not None and record.peer_id == peer:
                     resolved += 1
+                    found.add((r.node.peer_id, peer))
                     return
                 await asyncio.sleep(0.2)
 
     await asyncio.gather(*(one(r, peer) for r, peer in pairs))
-    return resolved, len(pairs), lookup_ms
+    missed = [(r, peer) for r, peer in pairs if (r.node.peer_id, peer) not in found]
+    return resolved, len(pairs), lookup_ms, missed
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
@@ -245,9 +250,24 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     if sample is None and n > 50:
         sample = 10
     r0 = time.perf_counter()
-    resolved, asked, lookup_ms = await resolve_all(
+    resolved, asked, lookup_ms, missed = await resolve_all(
         nodes, sample, args.resolve_concurrency, r0 + args.timeout, rng
     )
+    for asker, peer in missed[:10]:  # why a record could not be found
+        key = record_key(peer)
+        holders = sum(1 for r in nodes if r.node.dht.storage.get(key) is not None)
+        ki = int.from_bytes(key, "big")
+        closest = sorted(nodes, key=lambda r: int.from_bytes(r.node.dht.node_id, "big") ^ ki)
+        near = sum(1 for r in closest[:20] if r.node.dht.storage.get(key) is not None)
+        stats = asker.node.dht.statistics()
+        ranks = [i for i, r in enumerate(closest) if r.node.dht.storage.get(key) is not None]
+        owner = next(r for r in nodes if r.node.peer_id == peer).node.dht
+        print(f"  holder ranks {ranks}; owner publishes {owner.counters['publishes']} reach "
+              f"{owner._publish_reach} seq {owner._seq}")
+        print(f"never resolved: {str(peer)[:12]}.. (held by {holders} nodes, {near} of its "
+              f"20 closest) asked by "
+              f"{str(asker.node.peer_id)[:12]}.. (ready={asker.node.is_ready()}, "
+              f"{stats['contacts']} contacts, drops {stats['drops']})")
     t_resolved = time.perf_counter() - t0
     resolve_phase = time.perf_counter() - r0
     cpu = time.process_time() - cpu0

@@ -360,8 +360,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def _rpc_store(self, addr: Addr, budget: int, sender: bytes, key: Any, value: Any) -> bool:
         key = self._check_key(key)
-        # Values are never logged: they are peer data, not ours to print.
-        return self.storage.put(key, value, addr[0]) == StoreResult.STORED
+        # Values are never logged: they are peer data, not ours to print. True means "held
+        # now": stored, or exactly these bytes were held already.
+        result = self.storage.put(key, value, addr[0])
+        return result == StoreResult.STORED or result == StoreResult.DUPLICATE
 
     def _neighbors_within(self, addr: Addr, sender: bytes, key: bytes, budget: int) -> list[Any]:
         exclude = Node(sender, addr[0], addr[1])

@@ -45,6 +45,7 @@ class StoreResult:
     INVALID = "invalid"
     WRONG_KEY = "wrong_key"
     REPLAY = "replayed_seq"
+    DUPLICATE = "duplicate"  # the very bytes we hold: not stored again, but held
     QUOTA = "quota"
     SOURCE_QUOTA = "source_quota"
 
@@ -153,7 +154,7 @@ class RecordStorage(IStorage):  # type: ignore[misc]
         if old is not None and old.data == value:
             # The same signed bytes again (a second holder's hand-over, a retransmission):
             # nothing to decode or verify.
-            return StoreResult.REPLAY
+            return StoreResult.DUPLICATE
         try:
             record = PeerRecord.decode(value)
         except RecordError:
