@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -178,10 +177,10 @@ class RoutingTable(_RoutingTable):  # type: ignore[misc]
         k = k or self.ksize
         self.buckets[self.get_bucket_for(node)].touch_last_updated()
         nodes = self._view()
-        target = node.long_id
-        dists = [i ^ target for i in self._ids]
-        # At most two entries are skipped (the target itself, the excluded address).
-        order = heapq.nsmallest(k + 2, range(len(dists)), key=dists.__getitem__)
+        dists = list(map(node.long_id.__xor__, self._ids))
+        # A C-level sort of the indices beats a k-selection at table sizes (~100: 14 vs
+        # 28 us). At most two entries are skipped (the target itself, the excluded address).
+        order = sorted(range(len(dists)), key=dists.__getitem__)
         out = []
         for i in order:
             n = nodes[i]
