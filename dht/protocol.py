@@ -156,6 +156,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             max_per_subnet_bucket=config.max_per_subnet_bucket,
             max_per_subnet_table=config.max_per_subnet_table,
             max_failures=config.max_failures,
+            limit_local=config.limit_local_subnets,
         )
         self._limiter = RateLimiter(config.rate_per_source, config.burst_per_source)
         self.rtt = RttEstimator(config.initial_timeout, config.min_timeout, config.max_timeout)

@@ -6,7 +6,10 @@
 * ``get_bucket_for`` uses the same inclusive bound as ``KBucket.has_in_range`` (upstream uses
   ``<`` and can disagree with where ``split`` put a node).
 * Slot limits per address prefix (``subnet_prefix_v4``/``_v6``): one source cannot fill a
-  bucket or the table with contacts, whatever ids it shows.
+  bucket or the table with contacts, whatever ids it shows. They apply to public addresses
+  only (unless ``limit_local``): on loopback, private, link-local and CGNAT networks every
+  node of a LAN, compose network or pod network shares a prefix, and a limit made for the
+  internet would stop that mesh from forming (see ``docs/dht.md``).
 * A contact is evicted only after ``max_failures`` consecutive failures; a full bucket checks
   its head with retries before letting a replacement in.
 * Bucket freshness uses the injected clock, not ``time.monotonic``.
@@ -26,7 +29,7 @@ from kademlia.node import Node
 from kademlia.routing import KBucket as _KBucket
 from kademlia.routing import RoutingTable as _RoutingTable
 
-from dht.limits import subnet_key
+from dht.limits import is_local_address, subnet_key
 from node.core.identity import PeerId
 
 __all__ = ["Contact", "KBucket", "RoutingTable"]
@@ -111,8 +114,10 @@ class RoutingTable(_RoutingTable):  # type: ignore[misc]
         max_per_subnet_bucket: int = 2,
         max_per_subnet_table: int = 10,
         max_failures: int = 3,
+        limit_local: bool = False,
     ) -> None:
         self._clock = clock
+        self.limit_local = limit_local
         self.subnet_prefix_v4 = subnet_prefix_v4
         self.subnet_prefix_v6 = subnet_prefix_v6
         self.max_per_subnet_bucket = max_per_subnet_bucket
@@ -195,6 +200,8 @@ class RoutingTable(_RoutingTable):  # type: ignore[misc]
         return subnet_key(node.ip, self.subnet_prefix_v4, self.subnet_prefix_v6)
 
     def _subnet_full(self, node: Node, bucket: KBucket) -> bool:
+        if not self.limit_local and is_local_address(node.ip):
+            return False
         net = self._subnet(node)
         # ``node`` is not in ``bucket`` here (add_contact checked), so the count excludes it.
         in_table = self._net_counts()[net]

@@ -260,18 +260,18 @@ def test_unproven_ids_never_enter_routing_table_eclipse() -> None:
 
 
 def test_one_address_holds_a_bounded_number_of_slots() -> None:
-    # Twelve real identities on one address, each able to prove its key; slots per address
-    # are limited (FAST: 4 per /32 in the table, 2 per bucket). Once the address is at its
-    # limit the victim does not even challenge further identities from it.
+    # Twelve real identities on one public address, each able to prove its key; slots per
+    # address are limited (FAST: 4 per /32 in the table, 2 per bucket). Once the address is
+    # at its limit the victim does not even challenge further identities from it.
     async def main(net: MemNet) -> None:
-        victim = mem_node(net, 40)
+        victim = mem_node(net, 40, host="203.0.113.40")
         await victim.start()
-        evils = [await net.hostile("127.0.0.65") for _ in range(12)]
+        evils = [await net.hostile("198.51.100.65") for _ in range(12)]
         for e in evils:
             await e.call("ping", [e.node_id], victim.address)
         proto = victim.protocol
         await wait_for(lambda: proto.counters["rpc_in_ping"] == 12 and not proto._tasks)
-        on_addr = [c for c in proto.router.contacts() if c.ip == "127.0.0.65"]
+        on_addr = [c for c in proto.router.contacts() if c.ip == "198.51.100.65"]
         assert 1 <= len(on_addr) <= FAST.max_per_subnet_table
         refused = proto.router.rejected["subnet_limit"]
         skipped = proto.counters["identify_skipped"]

@@ -5,6 +5,7 @@ import asyncio
 from dht.config import DhtConfig
 from dht.persistence import MemoryDhtStore
 from dht.records import record_key
+from dht.service import DhtService
 from node.core.identity import Identity
 from tests.dht.helpers import FAST, boot_of, make_node, wait_for
 from tests.dht.memnet import MemNet, run_virtual, unix_clock
@@ -259,3 +260,33 @@ def test_a_publish_that_reached_no_one_is_placed_again_once_contacts_appear() ->
         await boot.stop()
 
     run_virtual(main)
+
+
+async def test_nodes_on_one_loopback_address_discover_each_other_with_defaults() -> None:
+    # Eight processes on 127.0.0.1 with one bootstrap address, default settings: each must
+    # end up knowing all seven others. With per-/24 slot limits applied to loopback, a
+    # joining node kept only two (max_per_subnet_bucket) of the six it met in a bucket.
+    nodes = [
+        DhtService(
+            Identity.generate(),
+            noise_static_key=bytes(32),
+            envelope_key=bytes(32),
+            addrs_provider=list,
+        )
+        for _ in range(10)
+    ]
+    boot, rest = nodes[0], nodes[1:]
+    await boot.start()
+    try:
+        for n in rest:
+            await n.start([boot_of(boot)])
+        everyone = {n.peer_id for n in nodes}
+        await wait_for(
+            lambda: all(set(n.known_peers()) == everyone - {n.peer_id} for n in nodes),
+            timeout=30,
+        )
+        assert all(n.address[0] == "127.0.0.1" for n in nodes)
+        assert all(n.statistics()["routing"].get("subnet_limit", 0) == 0 for n in nodes)
+    finally:
+        for n in nodes:
+            await n.stop()

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dht.errors import DhtError
-from dht.limits import RateLimiter, RttEstimator, subnet_key, valid_contact_address
+from dht.limits import (
+    RateLimiter,
+    RttEstimator,
+    is_local_address,
+    subnet_key,
+    valid_contact_address,
+)
 from dht.wire import (
     REQUEST,
     RESPONSE,
@@ -182,3 +188,14 @@ def test_subnet_key() -> None:
     assert subnet_key("10.1.2.3", 24, 48) == "10.1.2.0/24"
     assert subnet_key("127.0.0.5", 32, 48) == "127.0.0.5/32"
     assert subnet_key("2001:db8::1", 24, 48) == "2001:db8::/48"
+
+
+def test_is_local_address() -> None:
+    local = ["127.0.0.1", "127.9.9.9", "10.0.0.1", "172.16.0.1", "172.31.255.255",
+             "192.168.0.1", "100.64.0.1", "100.127.255.254", "169.254.10.1", "::1",
+             "fc00::1", "fdff::1", "fe80::1", "::ffff:10.1.2.3", "::ffff:127.0.0.1"]
+    public = ["8.8.8.8", "172.32.0.1", "172.15.255.255", "100.128.0.1", "100.63.255.255",
+              "192.0.2.1", "198.51.100.7", "203.0.113.5", "2001:db8::1", "2600::1",
+              "::ffff:8.8.8.8", "fec0::1", "not-an-ip", ""]
+    assert [ip for ip in local if not is_local_address(ip)] == []
+    assert [ip for ip in public if is_local_address(ip)] == []
