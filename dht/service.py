@@ -182,10 +182,10 @@ class DhtService:
             self.counters["bootstrap_attempts"] += 1
             if await self._join_once():
                 self._ready = True
-                # Usable now; filling the far buckets and publishing run side by side.
-                await asyncio.gather(self._refresh_sparse_buckets(), self._publish_if_any())
-                if self._underplaced():
-                    await self._top_up()
+                # Usable now. Fill the far buckets first: the publish lookup then starts from
+                # a fuller table and its placement rarely needs a top-up.
+                await self._refresh_sparse_buckets()
+                await self._publish_if_any()
                 return
             self.counters["bootstrap_failures"] += 1
             await asyncio.sleep(delay * self._jitter())
