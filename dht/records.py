@@ -15,7 +15,7 @@ rest of the node acts on.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dht.errors import RecordError
@@ -116,6 +116,9 @@ class PeerRecord:
     expires_at: int
     signature: bytes
     body: bytes
+    # Set only by ``decode`` (the fields were just read from ``body``). Not an init field, so
+    # ``dataclasses.replace`` and direct construction always get False and are checked.
+    _from_body: bool = field(default=False, init=False, compare=False, repr=False)
 
     @property
     def identity_key(self) -> bytes:
@@ -186,14 +189,17 @@ class PeerRecord:
             raise RecordError(f"unsupported record version {version!r:.20}")
         if not isinstance(body, bytes) or not isinstance(signature, bytes) or len(signature) != 64:
             raise RecordError("record body must be bytes and signature 64 bytes")
-        return cls(*_decode_body(body), signature, body)
+        record = cls(*_decode_body(body), signature, body)
+        object.__setattr__(record, "_from_body", True)
+        return record
 
     def verify(self, now: float) -> VerifiedPeerRecord:
         """Check signature, key binding, freshness and size; raises :class:`RecordError`."""
         if not self.peer_id.verify(self.signature, _SIGN_DOMAIN + self.body):
             raise RecordError("bad record signature")
-        # The body is what was signed; the fields must be exactly what it says.
-        if _decode_body(self.body) != (
+        # The body is what was signed; the fields must be exactly what it says (a decoded
+        # record was built from it; any other one is checked).
+        if not self._from_body and _decode_body(self.body) != (
             self.peer_id,
             self.noise_static_key,
             self.envelope_key,
