@@ -14,6 +14,11 @@ Measured from the moment the bootstrap node is started:
 
     .venv/bin/python bench/mesh.py --nodes 50 [--full-mesh-below 16] [--target-degree 8]
 
+``--dht-only`` runs the same start with ``DhtService`` s alone (no TCP transport, no mesh
+dialer): time until every node is ready and has published, join CPU per node, and every node
+resolving its sample of records (misses retried), so the DHT's share can be measured apart
+from the transport's.
+
 Target (DESIGN.md section 8): 50 nodes connected and resolved in under 10 s.
 """
 
@@ -37,7 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _util import machine_line, percentile, quiet_logging, table
 
+from dht.config import DhtConfig
 from dht.records import record_key
+from dht.service import DhtService
 from node.config import NodeConfig
 from node.core.identity import Identity, PeerId
 from node.core.keys import NodeKeys
@@ -309,6 +316,97 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+async def run_dht_only(args: argparse.Namespace) -> dict[str, object]:
+    """The DHT alone: N ``DhtService`` s (no TCP, no mesh), same addresses and start."""
+    rng = random.Random(args.seed)
+    config = DhtConfig(subnet_prefix_v4=32)
+    n = args.nodes
+    services: list[DhtService] = []
+    for i in range(n):
+        host = host_for(i)
+        services.append(DhtService(
+            Identity.from_seed(rng.randbytes(32)), host=host, port=0,
+            noise_static_key=bytes(32), envelope_key=bytes(32),
+            addrs_provider=lambda h=host: [f"/ip4/{h}/tcp/4001"],  # type: ignore[misc]
+            config=config,
+        ))
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    await services[0].start()
+    boot = [(*services[0].address, services[0].peer_id)]
+    await asyncio.gather(*(svc.start(boot) for svc in services[1:]))
+    deadline = t0 + args.timeout
+    t_ready: float | None = None
+    while time.perf_counter() < deadline:
+        if t_ready is None and all(svc.is_ready for svc in services):
+            t_ready = time.perf_counter() - t0
+        if all(svc.counters["publishes"] >= 1 for svc in services):
+            break
+        await asyncio.sleep(0.02)
+    t_published = time.perf_counter() - t0
+    cpu_join = time.process_time() - cpu0
+    # Every node resolves ``sample`` others (all up to 50 nodes); misses are retried.
+    sample = args.resolve_sample if args.resolve_sample is not None else (
+        None if n <= 50 else 10)
+    pairs: list[tuple[DhtService, PeerId]] = []
+    for svc in services:
+        others = [o.peer_id for o in services if o is not svc]
+        if sample is not None and sample < len(others):
+            others = rng.sample(others, sample)
+        pairs.extend((svc, peer) for peer in others)
+    gate = asyncio.Semaphore(args.resolve_concurrency)
+    lookup_ms: list[float] = []
+    first_try = 0
+    resolved = 0
+    r0 = time.perf_counter()
+
+    async def one(svc: DhtService, peer: PeerId) -> None:
+        nonlocal first_try, resolved
+        async with gate:
+            for attempt in range(10**6):
+                if time.perf_counter() >= r0 + args.timeout:
+                    return
+                t = time.perf_counter()
+                record = await svc.resolve(peer)
+                lookup_ms.append((time.perf_counter() - t) * 1000.0)
+                if record is not None and record.peer_id == peer:
+                    resolved += 1
+                    first_try += attempt == 0
+                    return
+                await asyncio.sleep(0.2)
+
+    await asyncio.gather(*(one(svc, peer) for svc, peer in pairs))
+    t_resolved = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    rpc: Counter[str] = Counter()
+    for svc in services:
+        rpc.update(svc.protocol.counters)
+    lookup_ms.sort()
+    for svc in services:
+        await svc.stop()
+    return {
+        "nodes": n,
+        "all_ready_s": None if t_ready is None else round(t_ready, 3),
+        "all_published_s": round(t_published, 3),
+        "join_cpu_ms_per_node": round(1000 * cpu_join / n, 1),
+        "resolved": resolved,
+        "resolve_pairs": len(pairs),
+        "resolved_first_try": first_try,
+        "all_resolved_s": round(t_resolved, 3) if resolved == len(pairs) else None,
+        "lookup_p50_ms": round(percentile(lookup_ms, 50), 2) if lookup_ms else None,
+        "lookup_p95_ms": round(percentile(lookup_ms, 95), 2) if lookup_ms else None,
+        "cpu_s": round(cpu, 2),
+        "cpu_ms_per_node": round(1000 * cpu / n, 1),
+        "datagrams_in_per_node": round(rpc["datagrams_in"] / n, 1),
+        "requests_out_per_node": {
+            k.removeprefix("rpc_out_"): round(v / n, 1)
+            for k, v in sorted(rpc.items()) if k.startswith("rpc_out_")
+        },
+        "timeouts": rpc["timeouts"],
+        "contacts_mean": round(sum(len(svc.protocol.contacts()) for svc in services) / n, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, default=50)
@@ -325,6 +423,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="per phase, seconds")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--dht-only", action="store_true",
+                        help="DhtServices alone (no TCP, no mesh): join, publish, resolve")
     args = parser.parse_args()
     if not 2 <= args.nodes <= 250 * 254:
         parser.error("--nodes must be 2..63500")
@@ -333,6 +433,11 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     quiet_logging()
     print(machine_line())
+    if args.dht_only:
+        print(f"One process, one event loop: {args.nodes} DhtServices on distinct 127.0.x.y "
+              "addresses, all joining through the first at once; each publishes when ready.\n")
+        print(json.dumps(asyncio.run(run_dht_only(args))))
+        return
     print(f"One process, one event loop: {args.nodes} in-process Node objects on distinct "
           "127.0.x.y addresses, in-memory storage, dht_subnet_prefix=32.\n")
     res = asyncio.run(run(args))
