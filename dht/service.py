@@ -85,6 +85,7 @@ class DhtService:
         self._runner: asyncio.Task[None] | None = None
         self._bootstrap: list[Bootstrap] = []
         self._ready = False
+        self._joined = False  # ready, first publish done: the maintenance loop takes over
         self._seq = 0
         self._published_addrs: list[str] | None = None
         self._next_republish = 0.0
@@ -164,6 +165,7 @@ class DhtService:
                 await self.protocol.close()
                 self._transport = None
         self._ready = False
+        self._joined = False
 
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -182,15 +184,18 @@ class DhtService:
             self.counters["bootstrap_attempts"] += 1
             if await self._join_once():
                 self._ready = True
-                # Usable now. Fill the far buckets first: the publish lookup then starts from
-                # a fuller table and its placement rarely needs a top-up.
-                await self._refresh_sparse_buckets()
-                await self._publish_if_any()
+                # Usable now: publish at once (others may be waiting to dial us) while the
+                # far buckets fill; if that grew the table by half, top the placement up.
+                await asyncio.gather(self._refresh_sparse_buckets(), self._publish_if_any())
+                if self._placed is not None and self._underplaced():
+                    await self._top_up()
+                self._joined = True
                 return
             self.counters["bootstrap_failures"] += 1
             await asyncio.sleep(delay * self._jitter())
             delay = min(delay * 2, self.config.bootstrap_backoff_max)
         await self._publish_if_any()
+        self._joined = True
 
     async def _publish_if_any(self) -> None:
         if self._addrs_provider():
@@ -257,7 +262,7 @@ class DhtService:
         next_snapshot = self._clock() + self.config.snapshot_interval
         while True:
             await asyncio.sleep(self.config.addr_check_interval)
-            if not self._ready:
+            if not self._joined:  # the join loop publishes first
                 continue
             now = self._clock()
             addrs = self._addrs_provider()
