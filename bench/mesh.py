@@ -136,6 +136,17 @@ def explain_miss(nodes: list[Running], asker: Running, peer: PeerId) -> str:
             f" ({stats['contacts']} contacts, ready={asker.node.is_ready()})")
 
 
+def explain_dht_miss(services: list[DhtService], owner: DhtService, asker: DhtService) -> str:
+    key = record_key(owner.peer_id)
+    keyint = int.from_bytes(key, "big")
+    ranked = sorted(services, key=lambda s: int.from_bytes(s.node_id, "big") ^ keyint)
+    ranks = [i for i, s in enumerate(ranked) if s.storage.get(key) is not None]
+    return (f"{str(owner.peer_id)[:12]}.. (publishes {owner.counters['publishes']}, "
+            f"top-ups {owner.counters['record_top_ups']}, bootstrap={owner is services[0]}) "
+            f"held at ranks {ranks}; asked by {str(asker.peer_id)[:12]}.. "
+            f"({len(asker.protocol.contacts())} contacts)")
+
+
 def is_connected_graph(nodes: list[Running]) -> bool:
     ids = {r.node.peer_id for r in nodes}
     adjacency = {r.node.peer_id: r.peers() & ids for r in nodes}
@@ -358,6 +369,7 @@ async def run_dht_only(args: argparse.Namespace) -> dict[str, object]:
     lookup_ms: list[float] = []
     first_try = 0
     resolved = 0
+    missed_pairs: set[tuple[PeerId, PeerId]] = set()
     r0 = time.perf_counter()
 
     async def one(svc: DhtService, peer: PeerId) -> None:
@@ -372,12 +384,18 @@ async def run_dht_only(args: argparse.Namespace) -> dict[str, object]:
                 if record is not None and record.peer_id == peer:
                     resolved += 1
                     first_try += attempt == 0
+                    missed_pairs.discard((svc.peer_id, peer))
                     return
+                missed_pairs.add((svc.peer_id, peer))
                 await asyncio.sleep(0.2)
 
     await asyncio.gather(*(one(svc, peer) for svc, peer in pairs))
     t_resolved = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
+    ids = {svc.peer_id: svc for svc in services}
+    for svc, peer in pairs:
+        if (svc.peer_id, peer) in missed_pairs:
+            print("never resolved:", explain_dht_miss(services, ids[peer], svc))
     rpc: Counter[str] = Counter()
     for svc in services:
         rpc.update(svc.protocol.counters)

@@ -94,6 +94,7 @@ class DhtService:
         self._publish_table = 0
         self._placed: tuple[bytes, bytes] | None = None  # our record's key and bytes
         self._stored_at: set[bytes] = set()  # node ids that accepted those bytes
+        self._offered: set[bytes] = set()  # node ids that answered our STORE of them
         self._publish_lock = asyncio.Lock()
         self.counters: Counter[str] = Counter()
         self._last_rounds: list[int] = []
@@ -282,19 +283,36 @@ class DhtService:
                 await self.save_snapshot()
 
     def _underplaced(self) -> bool:
-        """Whether our record was last placed with a much poorer view of the network than we
-        have now, so it may sit away from the key's current k closest (nobody hands it on: a
-        holder passes a record to a newcomer only if no contact it knows is closer to the
-        key). Either fewer than k of the closest nodes found took it and we know more
-        contacts now (a bootstrap node publishes into an empty table), or our table has grown
-        by half since (a network that starts all at once: early lookups end among the nodes
-        known then, measured 40-60 ranks away from the key at 100 nodes). Each top-up needs
-        1.5x the contacts of the one before, so there are only a few, while the network
-        grows; a top-up stores only on nodes that lack the record."""
-        contacts = len(self.protocol.router.contacts())
+        """Whether our record may sit away from its key's current k closest, which nobody
+        else fixes (a holder passes a record to a newcomer only if no contact it knows is
+        closer to the key). Checked on our own table, without traffic:
+
+        * a contact we know is closer to the key than the k-th closest node we placed it
+          on, and we have not offered it to that contact yet (a network that starts all at
+          once: early lookups end among the nodes known then, measured 25-67 ranks away
+          from the key at 50-100 nodes);
+        * fewer than k of the closest nodes found took it and we know more contacts now (a
+          bootstrap node publishes into an empty table);
+        * our table has grown by half since (we cannot see the key's region directly).
+
+        A top-up stores only on nodes that were not offered the record yet."""
+        router = self.protocol.router
+        contacts = len(router.contacts())
         if self._publish_reach < self.config.ksize and contacts > self._publish_table:
             return True
-        return 2 * contacts >= 3 * max(self._publish_table, 1)
+        if 2 * contacts >= 3 * max(self._publish_table, 1):
+            return True
+        if self._placed is None or not self._offered:
+            return False
+        keyint = int.from_bytes(self._placed[0], "big")
+        held = sorted(int.from_bytes(i, "big") ^ keyint for i in self._stored_at)
+        if len(held) < self.config.ksize:
+            return False  # covered by the reach test above
+        farthest = held[self.config.ksize - 1]
+        return any(
+            (c ^ keyint) < farthest and c.to_bytes(20, "big") not in self._offered
+            for c in router.contact_ids()
+        )
 
     async def _refresh(self) -> None:
         for node_id in self.protocol.get_refresh_ids():
@@ -366,6 +384,7 @@ class DhtService:
             self.counters["publishes"] += 1
             self._placed = (record.key, data)
             self._stored_at = set()
+            self._offered = set()
             return await self._place(record.key, data)
 
     async def _place(self, key: bytes, data: bytes) -> int:
@@ -377,6 +396,8 @@ class DhtService:
         results = await asyncio.gather(*(self.protocol.call_store(n, key, data) for n in fresh))
         accepted = 0
         for node, (ok, answer) in zip(fresh, results, strict=True):
+            if ok:
+                self._offered.add(node.id)
             if ok and answer is True:
                 self._stored_at.add(node.id)
                 accepted += 1

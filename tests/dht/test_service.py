@@ -290,3 +290,34 @@ async def test_nodes_on_one_loopback_address_discover_each_other_with_defaults()
     finally:
         for n in nodes:
             await n.stop()
+
+
+def test_a_closer_contact_that_was_not_offered_our_record_calls_for_a_top_up() -> None:
+    from dht.routing import Contact
+
+    svc = make_node(42)
+    router = svc.protocol.router
+    key = record_key(svc.peer_id)
+    keyint = int.from_bytes(key, "big")
+    peer = Identity.generate().peer_id
+
+    def at(distance: int, i: int) -> Contact:
+        return Contact((keyint ^ distance).to_bytes(20, "big"), f"127.0.2.{i}", 4000, peer)
+
+    holders = [at(1000 + i, i) for i in range(FAST.ksize)]
+    for c in holders:
+        assert router.add_contact(c)
+    svc._placed = (key, b"record")
+    svc._stored_at = {c.id for c in holders}
+    svc._offered = set(svc._stored_at)
+    svc._publish_reach = FAST.ksize
+    svc._publish_table = len(router.contacts())
+    assert not svc._underplaced()
+    farther = at(5000, 50)  # farther than every holder: nothing to fix
+    assert router.add_contact(farther)
+    assert not svc._underplaced()
+    closer = at(3, 51)  # closer than the k-th holder and never offered the record
+    assert router.add_contact(closer)
+    assert svc._underplaced()
+    svc._offered.add(closer.id)  # offered (say it refused): not asked again
+    assert not svc._underplaced()
