@@ -206,8 +206,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             return self._monotonic()
         return asyncio.get_running_loop().time()
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run a short background job owned by this protocol (cancelled by :meth:`close`)."""
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> bool:
+        """Run a short background job owned by this protocol (cancelled by :meth:`close`);
+        False if it could not start (the node's TaskGroup is ending)."""
         if self.task_group is not None:
             guarded = self._guard(coro)
             try:
@@ -215,13 +216,14 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             except RuntimeError:  # the node's TaskGroup is ending: the datagram is dropped
                 guarded.close()
                 coro.close()
-                return
+                return False
         else:
             task = asyncio.get_running_loop().create_task(self._guard(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         # A job cancelled before it ran never awaited ``coro``: close it quietly.
         task.add_done_callback(lambda _: coro.close())
+        return True
 
     async def _guard(self, coro: Coroutine[Any, Any, Any]) -> None:
         try:
@@ -486,7 +488,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             return running
         future: asyncio.Future[Proof | None] = asyncio.get_running_loop().create_future()
         self._proving[addr] = future
-        self.spawn(self._identify_into(addr, attempts, future))
+        if not self.spawn(self._identify_into(addr, attempts, future)):
+            del self._proving[addr]
+            future.set_result(None)  # nobody is left to answer it; waiters must not hang
         return future
 
     async def _identify_into(

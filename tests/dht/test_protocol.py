@@ -184,3 +184,17 @@ async def test_welcome_hands_over_exactly_what_the_paper_rule_says() -> None:
         assert sorted(stores) == sorted(expected), trial
         handed_over += len(stores)
     assert 0 < handed_over < 30 * len(RECORDS)  # both outcomes were exercised
+
+
+async def test_a_challenge_that_cannot_start_does_not_leave_waiters_hanging() -> None:
+    # The node's TaskGroup is ending: no job can start. A challenge must resolve (to None)
+    # rather than sit in the pending table forever with lookups awaiting it.
+    proto, _ = protocol()
+    async with asyncio.TaskGroup() as tg:
+        pass
+    proto.task_group = tg
+    addr = ("127.0.0.9", 4000)
+    challenge = proto._identify_shared(addr, 1)
+    assert challenge.done() and challenge.result() is None
+    assert addr not in proto._proving
+    assert await proto.prove(addr) is None
