@@ -37,10 +37,13 @@ class DhtConfig:
     # Abuse limits
     rate_per_source: float = 200.0
     burst_per_source: float = 400.0
+    # Routing-table slots per address prefix, for public addresses (see docs/dht.md);
+    # ``limit_local_subnets`` applies them to loopback/private/link-local/CGNAT ones too.
     subnet_prefix_v4: int = 24
     subnet_prefix_v6: int = 48
     max_per_subnet_bucket: int = 2
     max_per_subnet_table: int = 10
+    limit_local_subnets: bool = False
     max_datagram: int = 1400
     amplification_factor: int = 3
     max_pending_identify: int = 64

@@ -7,7 +7,32 @@ import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["RateLimiter", "RttEstimator", "subnet_key", "valid_contact_address"]
+__all__ = [
+    "LOCAL_NETWORKS",
+    "RateLimiter",
+    "RttEstimator",
+    "is_local_address",
+    "subnet_key",
+    "valid_contact_address",
+]
+
+# Addresses that are not reachable from the public internet: a mesh on a LAN, a container
+# network, a pod network or one host lives here. The set go-libp2p's LAN DHT treats as
+# local (manet.IsPrivateAddr), written out.
+LOCAL_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "127.0.0.0/8",  # loopback
+        "10.0.0.0/8",  # RFC 1918
+        "172.16.0.0/12",  # RFC 1918
+        "192.168.0.0/16",  # RFC 1918
+        "100.64.0.0/10",  # RFC 6598 shared address space (carrier-grade NAT)
+        "169.254.0.0/16",  # IPv4 link-local
+        "::1/128",  # loopback
+        "fc00::/7",  # RFC 4193 unique local
+        "fe80::/10",  # link-local
+    )
+)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -16,6 +41,20 @@ def subnet_key(ip: str, prefix_v4: int, prefix_v6: int) -> str:
     addr = ipaddress.ip_address(ip)
     prefix = prefix_v4 if addr.version == 4 else prefix_v6
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+@functools.lru_cache(maxsize=65536)
+def is_local_address(ip: str) -> bool:
+    """True for loopback, private (RFC 1918, RFC 4193), link-local and CGNAT (RFC 6598)
+    addresses, also written as IPv4-mapped IPv6; False for everything else, documentation
+    ranges included (they stand for public addresses in tests). Not an IP literal: False."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in LOCAL_NETWORKS if net.version == addr.version)
 
 
 def valid_contact_address(ip: object, port: object, family: int | None = None) -> bool:

@@ -21,6 +21,7 @@ What changes relative to upstream (each is tested in ``tests/dht/test_hostile.py
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 from collections import Counter, OrderedDict
@@ -50,13 +51,12 @@ _NONCE_LEN = 16
 # peer's amplification bound (3x) still lets a full reply through.
 _PADDED_REQUEST = 420
 _VALIDATED_CACHE = 4096
-_TIMED_OUT = object()
+_EXPIRED_CACHE = 1024
 _PROOF_CACHE = 8192
 
 Addr = tuple[str, int]
 Result = tuple[bool, Any]
 Clock = Callable[[], float]
-
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,11 @@ class _Pending:
     future: asyncio.Future[Result]
     timer: asyncio.TimerHandle
     addr: Addr
-    sent_at: float
+    sent_at: float  # first transmission: an RTT sample from it can only over-estimate
     parse: Callable[[Any], Any]
+    data: bytes
+    retries: int
+    rto: float
 
 
 def _is_id(value: object) -> bool:
@@ -121,7 +124,8 @@ def _parse_bool(body: Any) -> bool:
 
 
 class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
-    """One node's DHT endpoint. ``clock`` is unix time (records); timers use the loop."""
+    """One node's DHT endpoint. ``clock`` is unix time (records); ``monotonic`` (default: the
+    event loop's clock) times rate limits, RTTs and proof ages; timers use the loop."""
 
     def __init__(
         self,
@@ -130,6 +134,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         config: DhtConfig,
         *,
         clock: Clock,
+        monotonic: Clock | None = None,
         randbytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.identity = identity
@@ -138,6 +143,7 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.storage: RecordStorage = storage
         self.config = config
         self._clock = clock
+        self._monotonic = monotonic
         self._randbytes = randbytes
         self._wait_timeout = config.max_timeout
         self.router = RoutingTable(
@@ -150,10 +156,12 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             max_per_subnet_bucket=config.max_per_subnet_bucket,
             max_per_subnet_table=config.max_per_subnet_table,
             max_failures=config.max_failures,
+            limit_local=config.limit_local_subnets,
         )
         self._limiter = RateLimiter(config.rate_per_source, config.burst_per_source)
         self.rtt = RttEstimator(config.initial_timeout, config.min_timeout, config.max_timeout)
         self._outstanding: dict[bytes, _Pending] = {}
+        self._expired: dict[bytes, tuple[Addr, float]] = {}
         self._proofs: OrderedDict[Addr, Proof] = OrderedDict()
         self._proof_failed: dict[Addr, float] = {}
         self._proving: dict[Addr, asyncio.Future[Proof | None]] = {}
@@ -194,10 +202,13 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         self.counters["transport_lost"] += 1
 
     def _now(self) -> float:
+        if self._monotonic is not None:
+            return self._monotonic()
         return asyncio.get_running_loop().time()
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run a short background job owned by this protocol (cancelled by :meth:`close`)."""
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> bool:
+        """Run a short background job owned by this protocol (cancelled by :meth:`close`);
+        False if it could not start (the node's TaskGroup is ending)."""
         if self.task_group is not None:
             guarded = self._guard(coro)
             try:
@@ -205,11 +216,14 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             except RuntimeError:  # the node's TaskGroup is ending: the datagram is dropped
                 guarded.close()
                 coro.close()
-                return
+                return False
         else:
             task = asyncio.get_running_loop().create_task(self._guard(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # A job cancelled before it ran never awaited ``coro``: close it quietly.
+        task.add_done_callback(lambda _: coro.close())
+        return True
 
     async def _guard(self, coro: Coroutine[Any, Any, Any]) -> None:
         try:
@@ -243,6 +257,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             transport.sendto(data, addr)
         except (OSError, ValueError, OverflowError, TypeError):
             self.drops["send_error"] += 1
+            return
+        self.counters["datagrams_out"] += 1
 
     def _sendable(self, addr: Addr) -> bool:
         return valid_contact_address(addr[0], addr[1], self._family)
@@ -296,6 +312,12 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
     def _on_response(self, dgram: Datagram, addr: Addr) -> None:
         pending = self._outstanding.get(dgram.msg_id)
         if pending is None:
+            expired = self._expired.get(dgram.msg_id)
+            if expired is not None and expired[0] == addr:
+                del self._expired[dgram.msg_id]
+                self.rtt.sample(addr, self._now() - expired[1])
+                self.counters["late_replies"] += 1
+                return
             raise _Drop("unexpected_response")
         if pending.addr != addr:
             raise _Drop("response_wrong_source")
@@ -341,8 +363,10 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def _rpc_store(self, addr: Addr, budget: int, sender: bytes, key: Any, value: Any) -> bool:
         key = self._check_key(key)
-        # Values are never logged: they are peer data, not ours to print.
-        return self.storage.put(key, value, addr[0]) == StoreResult.STORED
+        # Values are never logged: they are peer data, not ours to print. True means "held
+        # now": stored, or exactly these bytes were held already.
+        result = self.storage.put(key, value, addr[0])
+        return result == StoreResult.STORED or result == StoreResult.DUPLICATE
 
     def _neighbors_within(self, addr: Addr, sender: bytes, key: bytes, budget: int) -> list[Any]:
         exclude = Node(sender, addr[0], addr[1])
@@ -396,15 +420,36 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             return
         if self._proof_failed.get(addr, 0.0) > self._now():
             return
+        if not self.router.would_take(Node(sender, addr[0], addr[1])):
+            # Its bucket is full (or its prefix at its limit): a proof would buy nothing but
+            # a replacement entry, and costs both sides a signature, a verification and two
+            # datagrams. Lookups still prove it if they need it.
+            self.counters["identify_skipped"] += 1
+            return
         if len(self._proving) >= self.config.max_pending_identify:
             self.drops["identify_backlog"] += 1
             return
-        self.spawn(self._prove_and_welcome(addr, sender))
+        # Registered before this datagram handler returns, so a burst from one address
+        # (delivered in one loop iteration) starts one challenge, not one per datagram.
+        future = self._identify_shared(addr, 1)
+        future.add_done_callback(lambda done: self._welcome_proven(addr, sender, done))
 
-    async def _prove_and_welcome(self, addr: Addr, sender: bytes) -> None:
-        proof = await self.prove(addr, expected_node_id=sender)
-        if proof is not None:
+    def _welcome_proven(
+        self, addr: Addr, sender: bytes, done: asyncio.Future[Proof | None]
+    ) -> None:
+        if done.cancelled():
+            return
+        proof = done.result()
+        if proof is None:
+            return
+        if proof.node_id != sender:
+            self.drops["node_id_mismatch"] += 1
+            return
+        try:
             self.welcome_if_new(Contact(sender, addr[0], addr[1], proof.peer_id))
+        except Exception:  # a callback's error would reach the loop's exception handler
+            log.exception("welcoming a proven DHT contact failed")
+            self.drops["internal_error"] += 1
 
     async def prove(
         self,
@@ -424,7 +469,8 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             or (expected_peer is not None and proof.peer_id != expected_peer)
         )
         if proof is None or stale:
-            proof = await self._identify_shared(addr, attempts)
+            # Shielded: a caller that gives up must not cancel a challenge others wait on.
+            proof = await asyncio.shield(self._identify_shared(addr, attempts))
         if proof is None:
             return None
         if expected_node_id is not None and proof.node_id != expected_node_id:
@@ -435,44 +481,52 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             return None
         return proof
 
-    async def _identify_shared(self, addr: Addr, attempts: int) -> Proof | None:
+    def _identify_shared(self, addr: Addr, attempts: int) -> asyncio.Future[Proof | None]:
+        """The challenge of ``addr`` in progress, or a new one (a protocol job)."""
         running = self._proving.get(addr)
         if running is not None:
-            return await asyncio.shield(running)
+            return running
         future: asyncio.Future[Proof | None] = asyncio.get_running_loop().create_future()
         self._proving[addr] = future
+        if not self.spawn(self._identify_into(addr, attempts, future)):
+            del self._proving[addr]
+            future.set_result(None)  # nobody is left to answer it; waiters must not hang
+        return future
+
+    async def _identify_into(
+        self, addr: Addr, attempts: int, future: asyncio.Future[Proof | None]
+    ) -> None:
+        proof: Proof | None = None
         try:
             proof = await self._identify(addr, attempts)
-        except BaseException:
-            future.set_result(None)
-            raise
         finally:
-            self._proving.pop(addr, None)
-        if not future.done():
-            future.set_result(proof)
-        return proof
+            if self._proving.get(addr) is future:
+                del self._proving[addr]
+            if not future.done():
+                future.set_result(proof)
 
     async def _identify(self, addr: Addr, attempts: int) -> Proof | None:
-        for _ in range(max(1, attempts)):
-            nonce = self._randbytes(_NONCE_LEN)
-            args = [self.node_id, nonce]
-            ok, reply = await self._request(addr, "identify", args, _parse_identify)
-            if not ok:
-                continue
+        # One nonce; a lost datagram is retransmitted (same message id), so a late answer to
+        # the first transmission still counts.
+        nonce = self._randbytes(_NONCE_LEN)
+        args = [self.node_id, nonce]
+        ok, reply = await self._request(
+            addr, "identify", args, _parse_identify, retries=max(1, attempts) - 1
+        )
+        if ok:
             public_key, signature = reply
             node_id = node_id_for(public_key)
             peer_id = PeerId.from_public_key(public_key)
-            if not peer_id.verify(signature, IDENTIFY_DOMAIN + nonce + node_id):
-                self.drops["bad_identify_signature"] += 1
-                break
-            proof = Proof(node_id, peer_id, self._now())
-            self._proofs[addr] = proof
-            self._proofs.move_to_end(addr)
-            if len(self._proofs) > _PROOF_CACHE:
-                self._proofs.popitem(last=False)
-            self._proof_failed.pop(addr, None)
-            self.counters["identified"] += 1
-            return proof
+            if peer_id.verify(signature, IDENTIFY_DOMAIN + nonce + node_id):
+                proof = Proof(node_id, peer_id, self._now())
+                self._proofs[addr] = proof
+                self._proofs.move_to_end(addr)
+                if len(self._proofs) > _PROOF_CACHE:
+                    self._proofs.popitem(last=False)
+                self._proof_failed.pop(addr, None)
+                self.counters["identified"] += 1
+                return proof
+            self.drops["bad_identify_signature"] += 1
         self._proof_failed[addr] = self._now() + self.config.identify_negative_ttl
         if len(self._proof_failed) > _PROOF_CACHE:
             self._proof_failed.pop(next(iter(self._proof_failed)))
@@ -490,18 +544,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         pad: bool = False,
         retries: int = 0,
     ) -> Result:
-        """Send a request; resend (new message id) up to ``retries`` times after a timeout."""
-        for _ in range(retries + 1):
-            ok, data = await self._request_once(addr, name, args, parse, pad)
-            if ok:
-                return (True, data)
-            if data is not _TIMED_OUT:
-                break
-        return (False, None)
-
-    async def _request_once(
-        self, addr: Addr, name: str, args: list[Any], parse: Callable[[Any], Any], pad: bool
-    ) -> Result:
+        """Send a request and wait for its answer; after a timeout retransmit the same datagram
+        (same message id) up to ``retries`` times, so an answer that was only late, not lost,
+        still completes the request. False if every wait timed out or the answer was bad."""
         if not self._sendable(addr):
             self.drops["bad_address"] += 1
             return (False, None)
@@ -516,25 +561,42 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             raise DhtError(f"{name} request of {len(data)} bytes does not fit a datagram")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
-        timer = loop.call_later(self.rtt.timeout(addr), self._on_timeout, msg_id)
-        self._outstanding[msg_id] = _Pending(future, timer, addr, loop.time(), parse)
+        rto = self.rtt.timeout(addr)
+        timer = loop.call_later(rto, self._on_timeout, msg_id)
+        pending = _Pending(future, timer, addr, self._now(), parse, data, retries, rto)
+        self._outstanding[msg_id] = pending
         self.counters[f"rpc_out_{name}"] += 1
         self._send(data, addr)
         try:
             return await future
         finally:
-            pending = self._outstanding.pop(msg_id, None)
-            if pending is not None:
+            if self._outstanding.pop(msg_id, None) is not None:
                 pending.timer.cancel()
 
     def _on_timeout(self, msg_id: bytes) -> None:
-        pending = self._outstanding.pop(msg_id, None)
+        pending = self._outstanding.get(msg_id)
         if pending is None:
             return
         self.counters["timeouts"] += 1
         self.rtt.backoff(pending.addr)
+        if pending.retries > 0 and not pending.future.done():
+            pending.retries -= 1
+            self.counters["retransmits"] += 1
+            # Exponential backoff per request (RFC 6298 5.5), also for unknown addresses.
+            pending.rto = min(
+                self.config.max_timeout, max(2 * pending.rto, self.rtt.timeout(pending.addr))
+            )
+            loop = asyncio.get_running_loop()
+            pending.timer = loop.call_later(pending.rto, self._on_timeout, msg_id)
+            self._send(pending.data, pending.addr)
+            return
+        del self._outstanding[msg_id]
+        # An answer may still come: it is not used, but its RTT teaches the estimator.
+        self._expired[msg_id] = (pending.addr, pending.sent_at)
+        if len(self._expired) > _EXPIRED_CACHE:
+            self._expired.pop(next(iter(self._expired)))
         if not pending.future.done():
-            pending.future.set_result((False, _TIMED_OUT))
+            pending.future.set_result((False, None))
 
     def _parse_contacts(self, body: Any) -> list[tuple[bytes, str, int]]:
         if not isinstance(body, list) or len(body) > 2 * self.config.ksize:
@@ -569,10 +631,14 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         if proof is not None:
             result = await self._request(addr, name, args, parse, pad=pad, retries=retries)
         else:
-            proof, result = await asyncio.gather(
-                self.prove(addr, expected_node_id=node.id, attempts=1 + retries),
-                self._request(addr, name, args, parse, pad=pad, retries=retries),
-            )
+            # Challenge it in parallel with the query (no extra round trip); its answer counts
+            # only if the proof names the id it claimed.
+            challenge = self._identify_shared(addr, 1 + retries)
+            result = await self._request(addr, name, args, parse, pad=pad, retries=retries)
+            proof = await asyncio.shield(challenge)
+            if proof is not None and proof.node_id != node.id:
+                self.drops["node_id_mismatch"] += 1
+                proof = None
             if proof is None:
                 result = (False, None)
         contact = node if proof is None else Contact(node.id, node.ip, node.port, proof.peer_id)
@@ -607,8 +673,9 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
         """Add a *proven* contact; hand it the records it should now hold (bounded).
 
         Paper section 2.5: a record goes to the newcomer when it is among the k closest to the
-        key that we know and we are closer to the key than any contact we know. Distances are
-        ranked once per key over the table's cached ids (no per-contact Python calls).
+        key that we know and we are closer to the key than any contact we know. The second
+        test rules out most keys and needs only the minimum distance, so it runs first; both
+        are C-level passes over the table's cached ids (no per-contact Python code).
         """
         if not isinstance(node, Contact):
             return
@@ -617,15 +684,19 @@ class DhtProtocol(KademliaProtocol):  # type: ignore[misc]
             return
         ksize = self.router.ksize
         ours = self.source_node.long_id
+        theirs = node.long_id
+        ids = self.router.contact_ids()
         sent = 0
         for key, value in self.storage:
             if sent >= self.config.max_welcome_stores:
                 break
             keyint = int.from_bytes(key, "big")  # storage keys are already digests
-            ranked = [d for d in self.router.ranked(keyint) if d != 0]
-            new_close = len(ranked) < ksize or (node.long_id ^ keyint) < ranked[ksize - 1]
-            we_closest = not ranked or (ours ^ keyint) < ranked[0]
-            if new_close and we_closest:
+            # Distances of zero (a contact whose id is the key itself) are left out.
+            closest = min(filter(None, map(keyint.__xor__, ids)), default=None)
+            if closest is not None and (ours ^ keyint) >= closest:
+                continue  # another contact is closer: it is the one to hand over
+            near = heapq.nsmallest(ksize, filter(None, map(keyint.__xor__, ids)))
+            if len(near) < ksize or (theirs ^ keyint) < near[-1]:
                 self.spawn(self.call_store(node, key, value))
                 sent += 1
         self.router.add_contact(node)

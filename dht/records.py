@@ -15,7 +15,7 @@ rest of the node acts on.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dht.errors import RecordError
@@ -77,6 +77,33 @@ def _check_fields(
             raise RecordError(f"{name} must be a uint64")
 
 
+_Fields = tuple[PeerId, bytes, bytes, tuple[str, ...], int, int]
+
+
+def _decode_body(body: bytes) -> _Fields:
+    """The fields of a record body (canonical CBOR map), checked; raises RecordError."""
+    try:
+        fields: Any = cbor.decode(body, max_depth=2, max_items=32, max_size=MAX_RECORD_SIZE)
+    except DecodeError as exc:
+        raise RecordError(f"record body is not canonical CBOR: {exc}") from None
+    if not isinstance(fields, dict) or set(fields) != _BODY_KEYS:
+        raise RecordError("record body must be a map with exactly the known fields")
+    addrs = fields["addrs"]
+    if not isinstance(addrs, list):
+        raise RecordError("addrs must be an array")
+    if not isinstance(fields["peer"], bytes) or not isinstance(fields["key"], bytes):
+        raise RecordError("peer and key must be bytes")
+    try:
+        peer_id = PeerId(fields["peer"])
+    except IdentityError as exc:
+        raise RecordError(f"bad peer id: {exc}") from None
+    if fields["key"] != peer_id.public_key_bytes:
+        raise RecordError("identity key does not match the PeerId")
+    args = (peer_id, fields["noise"], fields["env"], tuple(addrs), fields["seq"], fields["exp"])
+    _check_fields(*args)
+    return args
+
+
 @dataclass(frozen=True)
 class PeerRecord:
     """A decoded but *unverified* record. Call :meth:`verify` before acting on it."""
@@ -89,6 +116,9 @@ class PeerRecord:
     expires_at: int
     signature: bytes
     body: bytes
+    # Set only by ``decode`` (the fields were just read from ``body``). Not an init field, so
+    # ``dataclasses.replace`` and direct construction always get False and are checked.
+    _from_body: bool = field(default=False, init=False, compare=False, repr=False)
 
     @property
     def identity_key(self) -> bytes:
@@ -159,33 +189,24 @@ class PeerRecord:
             raise RecordError(f"unsupported record version {version!r:.20}")
         if not isinstance(body, bytes) or not isinstance(signature, bytes) or len(signature) != 64:
             raise RecordError("record body must be bytes and signature 64 bytes")
-        try:
-            fields: Any = cbor.decode(body, max_depth=2, max_items=32, max_size=MAX_RECORD_SIZE)
-        except DecodeError as exc:
-            raise RecordError(f"record body is not canonical CBOR: {exc}") from None
-        if not isinstance(fields, dict) or set(fields) != _BODY_KEYS:
-            raise RecordError("record body must be a map with exactly the known fields")
-        addrs = fields["addrs"]
-        if not isinstance(addrs, list):
-            raise RecordError("addrs must be an array")
-        if not isinstance(fields["peer"], bytes) or not isinstance(fields["key"], bytes):
-            raise RecordError("peer and key must be bytes")
-        try:
-            peer_id = PeerId(fields["peer"])
-        except IdentityError as exc:
-            raise RecordError(f"bad peer id: {exc}") from None
-        if fields["key"] != peer_id.public_key_bytes:
-            raise RecordError("identity key does not match the PeerId")
-        args = (peer_id, fields["noise"], fields["env"], tuple(addrs), fields["seq"], fields["exp"])
-        _check_fields(*args)
-        return cls(*args, signature, body)
+        record = cls(*_decode_body(body), signature, body)
+        object.__setattr__(record, "_from_body", True)
+        return record
 
     def verify(self, now: float) -> VerifiedPeerRecord:
         """Check signature, key binding, freshness and size; raises :class:`RecordError`."""
         if not self.peer_id.verify(self.signature, _SIGN_DOMAIN + self.body):
             raise RecordError("bad record signature")
-        # The body is what was signed; the fields must be exactly what it says.
-        if PeerRecord.decode(self.encode()) != self:
+        # The body is what was signed; the fields must be exactly what it says (a decoded
+        # record was built from it; any other one is checked).
+        if not self._from_body and _decode_body(self.body) != (
+            self.peer_id,
+            self.noise_static_key,
+            self.envelope_key,
+            self.addrs,
+            self.seq,
+            self.expires_at,
+        ):
             raise RecordError("record fields do not match the signed body")
         if self.expires_at <= now:
             raise RecordError("record expired")

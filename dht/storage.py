@@ -45,6 +45,7 @@ class StoreResult:
     INVALID = "invalid"
     WRONG_KEY = "wrong_key"
     REPLAY = "replayed_seq"
+    DUPLICATE = "duplicate"  # the very bytes we hold: not stored again, but held
     QUOTA = "quota"
     SOURCE_QUOTA = "source_quota"
 
@@ -67,19 +68,39 @@ class VerifyCache:
         if not isinstance(data, bytes):
             raise RecordError("record must be bytes")
         ident = (key, hashlib.sha256(data).digest())
-        hit = self._entries.get(ident)
+        hit = self._hit(ident, now)
         if hit is not None:
-            # The only checks whose answer changes with time (see PeerRecord.verify).
-            if hit.expires_at <= now or hit.expires_at > now + MAX_TTL:
-                del self._entries[ident]
-                raise RecordError("record expired")
-            self._entries.move_to_end(ident)
-            self.hits += 1
             return hit
-        self.misses += 1
         record = PeerRecord.decode(data)
         if record.key != key:
             raise RecordError("record stored under another key")
+        return self._verify_new(ident, record, now)
+
+    def verify_decoded(
+        self, key: bytes, data: bytes, record: PeerRecord, now: float
+    ) -> VerifiedPeerRecord:
+        """As :meth:`verify` for a ``record`` the caller decoded from ``data`` (and whose key
+        it checked): no second decode."""
+        ident = (key, hashlib.sha256(data).digest())
+        hit = self._hit(ident, now)
+        return hit if hit is not None else self._verify_new(ident, record, now)
+
+    def _hit(self, ident: tuple[bytes, bytes], now: float) -> VerifiedPeerRecord | None:
+        hit = self._entries.get(ident)
+        if hit is None:
+            return None
+        # The only checks whose answer changes with time (see PeerRecord.verify).
+        if hit.expires_at <= now or hit.expires_at > now + MAX_TTL:
+            del self._entries[ident]
+            raise RecordError("record expired")
+        self._entries.move_to_end(ident)
+        self.hits += 1
+        return hit
+
+    def _verify_new(
+        self, ident: tuple[bytes, bytes], record: PeerRecord, now: float
+    ) -> VerifiedPeerRecord:
+        self.misses += 1
         verified = record.verify(now)
         self._entries[ident] = verified
         if len(self._entries) > self.max_entries:
@@ -128,18 +149,22 @@ class RecordStorage(IStorage):  # type: ignore[misc]
     def _put(self, key: bytes, value: object, source: str | None) -> str:
         if not isinstance(key, bytes) or len(key) != 20 or not isinstance(value, bytes):
             return StoreResult.MALFORMED
+        now = self._clock()
+        old = self._live(key, now)
+        if old is not None and old.data == value:
+            # The same signed bytes again (a second holder's hand-over, a retransmission):
+            # nothing to decode or verify.
+            return StoreResult.DUPLICATE
         try:
             record = PeerRecord.decode(value)
         except RecordError:
             return StoreResult.MALFORMED
         if record.key != key:
             return StoreResult.WRONG_KEY
-        now = self._clock()
         try:
-            self.cache.verify(key, value, now)
+            self.cache.verify_decoded(key, value, record, now)
         except RecordError:
             return StoreResult.INVALID
-        old = self._live(key, now)
         if old is not None and record.seq <= old.record.seq:
             return StoreResult.REPLAY
         extra_bytes = len(value) - (len(old.data) if old else 0)

@@ -1,18 +1,28 @@
-"""rpcudp datagram framing with a strict, bounded msgpack reader (sans-I/O).
+"""rpcudp datagram framing over msgpack's C codec, decoded strictly (sans-I/O).
 
 A datagram is ``0x00`` (request) or ``0x01`` (response), a 20-byte message id, then one msgpack
 value; a request's value is ``[name: str, args: array]``. rpcudp decodes with ``umsgpack`` and
 lets every error escape into a task; here every problem is a :class:`WireError` with a short
-``reason`` the protocol counts. The reader accepts only nil, bool, int, str, bin, array and
-map, bounds nesting depth, and checks every length against the bytes left before allocating.
-The writer (:func:`pack`) produces the same bytes as ``umsgpack.packb`` for those types; both
-are specialised to them because packing and parsing were the DHT's largest CPU cost.
+``reason`` the protocol counts.
+
+Decoding uses PyPI ``msgpack`` (C) with every length bounded by the datagram's own size
+(an element takes at least one byte, so a larger count is a lie and nothing is allocated for
+it), strings decoded as UTF-8 (``raw=False``), map keys limited to str/bytes and unique, and
+no trailing bytes. The decoded value is then checked in one pass over its containers: only
+nil, bool, int, str, bin, array and map, nested at most :data:`MAX_DEPTH` deep, so floats
+and ext types (timestamps included) are refused, as the hand-written reader did.
+
+Encoding (:func:`pack`) is ``msgpack.packb(use_bin_type=True)``: bytes as bin, str as str,
+smallest forms, byte-identical to what ``umsgpack.packb`` (rpcudp, kademlia) writes for the
+types the wire carries (tested), so peers running upstream see no change.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
 
 from dht.errors import DhtError
 
@@ -34,6 +44,7 @@ RESPONSE = 0x01
 MSG_ID_LEN = 20
 _HEADER = 1 + MSG_ID_LEN
 MAX_DEPTH = 6
+_SCALARS = frozenset({bytes, str, int, bool, type(None)})
 
 
 class WireError(DhtError):
@@ -52,200 +63,67 @@ class Datagram:
     size: int
 
 
-def _truncated() -> WireError:
-    return WireError("bad_msgpack", "truncated")
+def _unique_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate map key")
+    return out
 
 
-class _Reader:
-    """Recursive-descent msgpack reader; the hot cases come first and are inlined."""
-
-    __slots__ = ("data", "end", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-        self.end = len(data)
-
-    def length(self, width: int) -> int:
-        """A ``width``-byte big-endian length that must fit in what is left."""
-        pos = self.pos
-        stop = pos + width
-        if stop > self.end:
-            raise _truncated()
-        n = int.from_bytes(self.data[pos:stop], "big")
-        self.pos = stop
-        # Every element takes at least one byte, so a count beyond what is left is a lie.
-        if n > self.end - stop:
-            raise WireError("bad_msgpack", "length exceeds datagram")
-        return n
-
-    def raw(self, n: int) -> bytes:
-        pos = self.pos
-        stop = pos + n
-        if stop > self.end:
-            raise _truncated()
-        self.pos = stop
-        return self.data[pos:stop]
-
-    def value(self, depth: int) -> Any:
-        if depth > MAX_DEPTH:
-            raise WireError("too_deep")
-        pos = self.pos
-        if pos >= self.end:
-            raise _truncated()
-        b = self.data[pos]
-        self.pos = pos + 1
-        if b <= 0x7F:
-            return b
-        if b >= 0xE0:
-            return b - 0x100
-        if b <= 0x8F:
-            return self.map(b & 0x0F, depth)
-        if b <= 0x9F:
-            return self.array(b & 0x0F, depth)
-        if b <= 0xBF:
-            return self.text(b & 0x1F)
-        if b == 0xC4:
-            return self.raw(self.length(1))
-        if b == 0xC0:
-            return None
-        if b == 0xC2:
-            return False
-        if b == 0xC3:
-            return True
-        if b == 0xC5 or b == 0xC6:
-            return self.raw(self.length(2 if b == 0xC5 else 4))
-        if 0xCC <= b <= 0xCF:
-            return int.from_bytes(self.raw(1 << (b - 0xCC)), "big")
-        if 0xD0 <= b <= 0xD3:
-            return int.from_bytes(self.raw(1 << (b - 0xD0)), "big", signed=True)
-        if 0xD9 <= b <= 0xDB:
-            return self.text(self.length(1 << (b - 0xD9)))
-        if b == 0xDC or b == 0xDD:
-            return self.array(self.length(2 if b == 0xDC else 4), depth)
-        if b == 0xDE or b == 0xDF:
-            return self.map(self.length(2 if b == 0xDE else 4), depth)
-        raise WireError("bad_msgpack", f"unsupported type byte {b:#x}")
-
-    def text(self, n: int) -> str:
-        try:
-            return self.raw(n).decode("utf-8")
-        except UnicodeDecodeError:
-            raise WireError("bad_msgpack", "invalid utf-8") from None
-
-    def array(self, n: int, depth: int) -> list[Any]:
-        if n > self.end - self.pos:
-            raise WireError("bad_msgpack", "length exceeds datagram")
-        value = self.value
-        return [value(depth + 1) for _ in range(n)]
-
-    def map(self, n: int, depth: int) -> dict[Any, Any]:
-        if n > self.end - self.pos:
-            raise WireError("bad_msgpack", "length exceeds datagram")
-        out: dict[Any, Any] = {}
-        for _ in range(n):
-            key = self.value(depth + 1)
-            if not isinstance(key, (str, bytes, int)) or key in out:
-                raise WireError("bad_msgpack", "bad or duplicate map key")
-            out[key] = self.value(depth + 1)
-        return out
+def _check(value: Any, depth: int) -> None:
+    """Only the wire's types in this container's items, which sit at ``depth`` (the top value
+    is at 0; nothing may sit deeper than MAX_DEPTH). Only containers recurse."""
+    if depth > MAX_DEPTH and value:
+        raise WireError("too_deep")
+    items = value.values() if type(value) is dict else value
+    for item in items:
+        kind = type(item)
+        if kind is list or kind is dict:
+            _check(item, depth + 1)
+        elif kind not in _SCALARS:
+            raise WireError("bad_msgpack", f"type {kind.__name__} not allowed")
 
 
-def unpack(data: bytes) -> Any:
-    """Decode exactly one msgpack value from ``data`` (no trailing bytes)."""
-    reader = _Reader(data)
-    value = reader.value(0)
-    if reader.pos != len(data):
-        raise WireError("bad_msgpack", "trailing bytes")
+def unpack(data: bytes | memoryview) -> Any:
+    """Decode exactly one msgpack value from ``data`` (no trailing bytes); strict as above."""
+    n = len(data)
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            object_pairs_hook=_unique_pairs,
+            max_str_len=n,
+            max_bin_len=n,
+            max_array_len=n,
+            max_map_len=n // 2,
+            max_ext_len=0,
+        )
+    except msgpack.StackError:
+        raise WireError("too_deep") from None
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        # ExtraData, FormatError, truncation, bad UTF-8, limits and bad keys are all here.
+        raise WireError("bad_msgpack", type(exc).__name__) from None
+    kind = type(value)
+    if kind is list or kind is dict:
+        _check(value, 1)
+    elif kind not in _SCALARS:
+        raise WireError("bad_msgpack", f"type {kind.__name__} not allowed")
     return value
 
 
-def _head(out: bytearray, n: int, small: int, small_max: int, codes: bytes) -> None:
-    """A length header: the fix form below ``small_max``, else the 1/2/4-byte forms."""
-    if n < small_max:
-        out.append(small | n)
-    elif codes[0] and n < 256:
-        out.append(codes[0])
-        out.append(n)
-    elif n < 65536:
-        out.append(codes[1])
-        out += n.to_bytes(2, "big")
-    elif n < 2**32:
-        out.append(codes[2])
-        out += n.to_bytes(4, "big")
-    else:
-        raise DhtError("msgpack value too long")
-
-
-_STR = bytes((0xD9, 0xDA, 0xDB))
-_ARRAY = bytes((0, 0xDC, 0xDD))
-_MAP = bytes((0, 0xDE, 0xDF))
-
-
-def _pack(value: Any, out: bytearray) -> None:
-    kind = type(value)
-    if kind is bytes or kind is bytearray:
-        n = len(value)
-        if n < 256:
-            out.append(0xC4)
-            out.append(n)
-        elif n < 65536:
-            out.append(0xC5)
-            out += n.to_bytes(2, "big")
-        else:
-            out.append(0xC6)
-            out += n.to_bytes(4, "big")
-        out += value
-    elif kind is list or kind is tuple:
-        _head(out, len(value), 0x90, 16, _ARRAY)
-        for item in value:
-            _pack(item, out)
-    elif kind is str:
-        raw = value.encode("utf-8")
-        _head(out, len(raw), 0xA0, 32, _STR)
-        out += raw
-    elif kind is bool:
-        out.append(0xC3 if value else 0xC2)
-    elif kind is int:
-        _pack_int(value, out)
-    elif value is None:
-        out.append(0xC0)
-    elif kind is dict:
-        _head(out, len(value), 0x80, 16, _MAP)
-        for key, item in value.items():
-            _pack(key, out)
-            _pack(item, out)
-    else:
-        raise DhtError(f"cannot encode {kind.__name__} on the DHT wire")
-
-
-def _pack_int(value: int, out: bytearray) -> None:
-    if 0 <= value < 128:
-        out.append(value)
-    elif -32 <= value < 0:
-        out.append(value & 0xFF)
-    elif value > 0:
-        for code, width in ((0xCC, 1), (0xCD, 2), (0xCE, 4), (0xCF, 8)):
-            if value < 1 << (8 * width):
-                out.append(code)
-                out += value.to_bytes(width, "big")
-                return
-        raise DhtError("integer too large for msgpack")
-    else:
-        for code, width in ((0xD0, 1), (0xD1, 2), (0xD2, 4), (0xD3, 8)):
-            if value >= -(1 << (8 * width - 1)):
-                out.append(code)
-                out += value.to_bytes(width, "big", signed=True)
-                return
-        raise DhtError("integer too small for msgpack")
+_packer = msgpack.Packer(use_bin_type=True)
 
 
 def pack(value: Any) -> bytes:
-    """msgpack-encode ``value`` (None, bool, int, str, bytes, list/tuple, dict) exactly as
-    ``umsgpack.packb`` does (smallest forms), without its per-value generic dispatch."""
-    out = bytearray()
-    _pack(value, out)
-    return bytes(out)
+    """msgpack-encode ``value`` (None, bool, int, str, bytes, list/tuple, dict) as
+    ``umsgpack.packb`` does."""
+    try:
+        data: bytes = _packer.pack(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        _packer.reset()
+        raise DhtError(f"cannot encode on the DHT wire: {exc}") from None
+    return data
 
 
 def parse_datagram(data: bytes, max_size: int) -> Datagram:
@@ -255,28 +133,22 @@ def parse_datagram(data: bytes, max_size: int) -> Datagram:
     if len(data) <= _HEADER:
         raise WireError("too_short")
     kind = data[0]
-    if kind not in (REQUEST, RESPONSE):
+    if kind != REQUEST and kind != RESPONSE:
         raise WireError("bad_kind")
-    body = unpack(data[_HEADER:])
+    body = unpack(memoryview(data)[_HEADER:])
     if kind == REQUEST and (
-        not isinstance(body, list)
+        type(body) is not list
         or len(body) != 2
-        or not isinstance(body[0], str)
-        or not isinstance(body[1], list)
+        or type(body[0]) is not str
+        or type(body[1]) is not list
     ):
         raise WireError("bad_arity", "request must be [name, args]")
     return Datagram(kind, data[1:_HEADER], body, len(data))
 
 
 def encode_request(msg_id: bytes, name: str, args: list[Any]) -> bytes:
-    out = bytearray((REQUEST,))
-    out += msg_id
-    _pack([name, args], out)
-    return bytes(out)
+    return b"\x00" + msg_id + pack([name, args])
 
 
 def encode_response(msg_id: bytes, result: Any) -> bytes:
-    out = bytearray((RESPONSE,))
-    out += msg_id
-    _pack(result, out)
-    return bytes(out)
+    return b"\x01" + msg_id + pack(result)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from typing import Any
 
 from dht.config import DhtConfig
 from dht.persistence import MemoryDhtStore
-from dht.service import Bootstrap, DhtService
+from dht.service import Bootstrap, DhtService, EndpointFactory, udp_endpoint
 from node.core.identity import Identity
 
 # Loopback tests put every node on its own 127.0.0.x, so slot limits are per address.
@@ -33,9 +35,14 @@ def make_node(
     identity: Identity | None = None,
     port: int = 0,
     addrs: Callable[[], list[str]] | None = None,
+    *,
+    host: str | None = None,
+    endpoint_factory: EndpointFactory = udp_endpoint,
+    clock: Callable[[], float] = time.time,
 ) -> DhtService:
+    """Node ``i`` on ``host`` (default 127.0.0.i); pass ``MemNet.endpoint`` to run in memory."""
     ident = identity or Identity.generate()
-    host = f"127.0.0.{i}"
+    host = host or f"127.0.0.{i}"
     holder: dict[str, DhtService] = {}
 
     def provider() -> list[str]:
@@ -51,6 +58,8 @@ def make_node(
         addrs_provider=addrs or provider,
         store=store if store is not None else MemoryDhtStore(),
         config=config,
+        clock=clock,
+        endpoint_factory=endpoint_factory,
     )
     holder["svc"] = svc
     return svc
@@ -68,3 +77,23 @@ async def wait_for(pred: Callable[[], bool], timeout: float = 10.0, step: float 
         if loop.time() > end:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(step)
+
+
+class RecordingTransport:
+    """What a protocol driven by direct ``datagram_received`` calls sends, and to whom."""
+
+    def __init__(self, sockname: tuple[str, int]) -> None:
+        self.sockname = sockname
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.sockname if name == "sockname" else default
+
+    def close(self) -> None:
+        pass

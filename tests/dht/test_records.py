@@ -81,6 +81,11 @@ def test_field_tamper_detected() -> None:
     tampered = dataclasses.replace(rec, seq=99)
     with pytest.raises(RecordError):
         tampered.verify(NOW)
+    # A decoded record skips re-reading its body; a copy with changed fields does not.
+    decoded = PeerRecord.decode(rec.encode())
+    assert decoded == rec and decoded.verify(NOW).seq == rec.seq
+    with pytest.raises(RecordError):
+        dataclasses.replace(decoded, seq=99).verify(NOW)
 
 
 def test_expired_and_far_future() -> None:

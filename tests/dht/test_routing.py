@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from kademlia.node import Node
 from kademlia.routing import RoutingTable as UpstreamTable
 
@@ -77,13 +78,46 @@ def test_find_neighbors_k_closest_and_exclude() -> None:
 
 
 def test_subnet_limits() -> None:
+    # Public addresses (documentation ranges stand in for them).
     t = table(subnet_prefix_v4=24, max_per_subnet_table=3, max_per_subnet_bucket=2)
-    added = [t.add_contact(contact(2**150 + i, f"10.9.9.{i}")) for i in range(6)]
-    assert added.count(True) == 2  # one bucket, at most 2 from 10.9.9.0/24
-    far = [t.add_contact(contact(2**159 + i, f"10.9.9.{50 + i}")) for i in range(3)]
+    added = [t.add_contact(contact(2**150 + i, f"203.0.113.{i}")) for i in range(6)]
+    assert added.count(True) == 2  # one bucket, at most 2 from 203.0.113.0/24
+    far = [t.add_contact(contact(2**159 + i, f"203.0.113.{50 + i}")) for i in range(3)]
     assert sum(added) + sum(far) <= 3
     assert t.rejected["subnet_limit"] >= 4
-    assert t.add_contact(contact(2**150 + 99, "10.9.8.1"))  # another /24 is fine
+    assert t.add_contact(contact(2**150 + 99, "198.51.100.1"))  # another /24 is fine
+    v6 = table(subnet_prefix_v6=48, max_per_subnet_table=3, max_per_subnet_bucket=2)
+    six = [v6.add_contact(contact(2**150 + i, f"2001:db8:1:{i}::1")) for i in range(4)]
+    assert six.count(True) == 2  # 2001:db8:1::/48
+
+
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.20.0.5",
+        "192.168.1.9",
+        "100.64.3.1",
+        "169.254.1.1",
+        "::1",
+        "fd12:3456::1",
+        "fe80::1",
+        "::ffff:192.168.1.9",
+    ],
+)
+def test_local_addresses_are_not_slot_limited(ip: str) -> None:
+    # A LAN, a compose or pod network, or one host: every node shares the prefix (eight
+    # nodes on 127.0.0.1 share the address itself), so the internet's limits do not apply.
+    t = table(subnet_prefix_v4=24, max_per_subnet_table=3, max_per_subnet_bucket=2)
+    added = [t.add_contact(contact(2**150 + i, ip, 4000 + i)) for i in range(12)]
+    assert all(added) and t.rejected["subnet_limit"] == 0
+    # Unless asked to (a node on a private network it does not trust).
+    strict = table(
+        subnet_prefix_v4=24, max_per_subnet_table=3, max_per_subnet_bucket=2, limit_local=True
+    )
+    added = [strict.add_contact(contact(2**150 + i, ip, 4000 + i)) for i in range(12)]
+    assert added.count(True) == 2 and strict.rejected["subnet_limit"] == 10
 
 
 def test_failures_evict_only_after_max_and_success_resets() -> None:
@@ -130,3 +164,37 @@ def test_lonely_buckets_use_injected_clock() -> None:
     assert t.lonely_buckets() == []
     now[0] += 3601
     assert len(t.lonely_buckets()) == 1
+
+
+def test_depth_matches_upstream() -> None:
+    import random
+
+    from kademlia.routing import KBucket as UpstreamBucket
+
+    rng = random.Random(7)
+    for size in (1, 2, 5, 20):
+        for prefix in (0, 3, 40, 150):
+            t = table()
+            bucket = t.buckets[0]
+            upstream = UpstreamBucket(0, 2**160, 20)
+            top = rng.getrandbits(prefix) << (160 - prefix) if prefix else 0
+            for _ in range(size):
+                n = contact(top | rng.getrandbits(160 - prefix))
+                bucket.nodes[n.id] = n
+                upstream.nodes[n.id] = n
+            assert bucket.depth() == upstream.depth(), (size, prefix)
+
+
+def test_would_take_agrees_with_add_contact() -> None:
+    import random
+
+    rng = random.Random(11)
+    t = table(subnet_prefix_v4=24, max_per_subnet_table=6, max_per_subnet_bucket=2)
+    t.node = Node((2**160 - 1).to_bytes(20, "big"))
+    nets = ["192.0.2", "198.51.100", "203.0.113", "10.0.0"]  # three public /24s, one LAN
+    for i in range(300):
+        n = contact(rng.getrandbits(160), f"{rng.choice(nets)}.{i % 250}")
+        predicted = t.would_take(n)
+        added = t.add_contact(n)
+        assert predicted == added, i
+    assert t.rejected["subnet_limit"] > 0 and t.protocol.checked  # both refusals were seen

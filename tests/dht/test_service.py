@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import asyncio
 
+from dht.config import DhtConfig
 from dht.persistence import MemoryDhtStore
 from dht.records import record_key
+from dht.service import DhtService
 from node.core.identity import Identity
 from tests.dht.helpers import FAST, boot_of, make_node, wait_for
+from tests.dht.memnet import MemNet, run_virtual, unix_clock
 
 
 async def test_ten_nodes_bootstrap_through_one_and_resolve_everyone() -> None:
@@ -48,6 +51,9 @@ async def test_ten_nodes_bootstrap_through_one_and_resolve_everyone() -> None:
         nodes.append(late)
         await late.start([boot_of(nodes[3])])
         await wait_for(lambda: late.is_ready)
+        # Its own publish (started when it became ready) may still be in flight: publish
+        # explicitly rather than race it.
+        assert await late.publish() >= 1
         for target in nodes[:-1]:
             rec = await late.resolve(target.peer_id)
             assert rec is not None and rec.peer_id == target.peer_id
@@ -123,7 +129,8 @@ async def test_bootstrap_peer_id_is_enforced() -> None:
     try:
         host, port = boot.address
         await joiner.start([(host, port, Identity.generate().peer_id)])
-        await asyncio.sleep(0.4)
+        # A finished join attempt that failed (not a guess at how long one takes).
+        await wait_for(lambda: joiner.counters["bootstrap_failures"] >= 1)
         assert not joiner.is_ready
         assert joiner.protocol.drops["peer_id_mismatch"] >= 1
         # The node at that address may still enter the table under its *own* proven PeerId
@@ -224,3 +231,93 @@ def test_random_id_in_stays_inside_upstreams_open_top_bucket() -> None:
     top = (2**160 - 2, 2**160)  # upstream's first bucket ends at 2**160, one past the max id
     for _ in range(50):
         assert int.from_bytes(svc.protocol.random_id_in(top), "big") >= 2**160 - 2
+
+
+def test_a_publish_that_reached_no_one_is_placed_again_once_contacts_appear() -> None:
+    # A bootstrap node is ready at once and publishes into an empty table: its record is
+    # stored nowhere until it is placed again. That happens on the next maintenance tick
+    # after its table grew, not at the next republish half an hour later.
+    config = DhtConfig(**{**FAST.__dict__, "addr_check_interval": 1.0})
+
+    async def main() -> None:
+        net = MemNet()
+        boot = make_node(2, config, endpoint_factory=net.endpoint, clock=unix_clock)
+        await boot.start()
+        await wait_for(lambda: boot.counters["publishes"] == 1 and not boot.protocol._tasks)
+        assert boot._publish_reach == 0
+        late = make_node(3, config, endpoint_factory=net.endpoint, clock=unix_clock)
+        late._addrs_provider = list  # publishes nothing itself
+        await late.start([boot_of(boot)])
+        await wait_for(lambda: late.is_ready)
+        # Placed again (same record, no new seq) within a maintenance tick or two.
+        await wait_for(lambda: boot._publish_reach == 1, timeout=3 * config.addr_check_interval)
+        assert boot.counters["record_top_ups"] >= 1 and boot.counters["publishes"] == 1
+        assert late.storage.get_verified(record_key(boot.peer_id)) is not None
+        top_ups = boot.counters["record_top_ups"]
+        await asyncio.sleep(5 * config.addr_check_interval)
+        assert boot.counters["record_top_ups"] == top_ups  # the table did not grow: no more
+        await late.stop()
+        await boot.stop()
+
+    run_virtual(main)
+
+
+async def test_nodes_on_one_loopback_address_discover_each_other_with_defaults() -> None:
+    # Eight processes on 127.0.0.1 with one bootstrap address, default settings: each must
+    # end up knowing all seven others. With per-/24 slot limits applied to loopback, a
+    # joining node kept only two (max_per_subnet_bucket) of the six it met in a bucket.
+    nodes = [
+        DhtService(
+            Identity.generate(),
+            noise_static_key=bytes(32),
+            envelope_key=bytes(32),
+            addrs_provider=list,
+        )
+        for _ in range(10)
+    ]
+    boot, rest = nodes[0], nodes[1:]
+    await boot.start()
+    try:
+        for n in rest:
+            await n.start([boot_of(boot)])
+        everyone = {n.peer_id for n in nodes}
+        await wait_for(
+            lambda: all(set(n.known_peers()) == everyone - {n.peer_id} for n in nodes),
+            timeout=30,
+        )
+        assert all(n.address[0] == "127.0.0.1" for n in nodes)
+        assert all(n.statistics()["routing"].get("subnet_limit", 0) == 0 for n in nodes)
+    finally:
+        for n in nodes:
+            await n.stop()
+
+
+def test_a_closer_contact_that_was_not_offered_our_record_calls_for_a_top_up() -> None:
+    from dht.routing import Contact
+
+    svc = make_node(42)
+    router = svc.protocol.router
+    key = record_key(svc.peer_id)
+    keyint = int.from_bytes(key, "big")
+    peer = Identity.generate().peer_id
+
+    def at(distance: int, i: int) -> Contact:
+        return Contact((keyint ^ distance).to_bytes(20, "big"), f"127.0.2.{i}", 4000, peer)
+
+    holders = [at(1000 + i, i) for i in range(FAST.ksize)]
+    for c in holders:
+        assert router.add_contact(c)
+    svc._placed = (key, b"record")
+    svc._stored_at = {c.id for c in holders}
+    svc._offered = set(svc._stored_at)
+    svc._publish_reach = FAST.ksize
+    svc._publish_table = len(router.contacts())
+    assert not svc._underplaced()
+    farther = at(5000, 50)  # farther than every holder: nothing to fix
+    assert router.add_contact(farther)
+    assert not svc._underplaced()
+    closer = at(3, 51)  # closer than the k-th holder and never offered the record
+    assert router.add_contact(closer)
+    assert svc._underplaced()
+    svc._offered.add(closer.id)  # offered (say it refused): not asked again
+    assert not svc._underplaced()

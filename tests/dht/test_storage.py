@@ -53,12 +53,13 @@ def test_store_and_read() -> None:
 def test_highest_seq_wins_and_replay_refused() -> None:
     s = RecordStorage(Clock())
     assert store(s, rec(seq=5)) == StoreResult.STORED
-    assert store(s, rec(seq=5)) == StoreResult.REPLAY
+    assert store(s, rec(seq=5)) == StoreResult.DUPLICATE  # the same signed bytes: held
+    assert store(s, rec(seq=5, addrs=2)) == StoreResult.REPLAY  # same seq, other content
     assert store(s, rec(seq=4)) == StoreResult.REPLAY
     assert store(s, rec(seq=6)) == StoreResult.STORED
     got = s.get_verified(record_key(IDS[0].peer_id))
-    assert got is not None and got.seq == 6
-    assert s.statistics()["drops"] == {"replayed_seq": 2}
+    assert got is not None and got.seq == 6 and got.addrs == ("/ip4/10.0.0.0/tcp/4001",)
+    assert s.statistics()["drops"] == {"duplicate": 1, "replayed_seq": 2}
 
 
 def test_forged_wrong_key_malformed() -> None:

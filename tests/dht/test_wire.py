@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dht.errors import DhtError
-from dht.limits import RateLimiter, RttEstimator, subnet_key, valid_contact_address
+from dht.limits import (
+    RateLimiter,
+    RttEstimator,
+    is_local_address,
+    subnet_key,
+    valid_contact_address,
+)
 from dht.wire import (
     REQUEST,
     RESPONSE,
@@ -67,7 +73,7 @@ def test_pack_length_boundaries_match_umsgpack(value: Any) -> None:
 
 
 def test_pack_refuses_what_the_wire_does_not_carry() -> None:
-    for bad in (1.5, 2**64, -(2**63) - 1, object()):
+    for bad in (2**64, -(2**63) - 1, object(), {1.5}):
         with pytest.raises(DhtError):
             pack(bad)
 
@@ -81,6 +87,17 @@ def test_parse_random_only_typed_error(data: bytes) -> None:
         assert exc.reason
         return
     assert d.kind in (REQUEST, RESPONSE) and len(d.msg_id) == 20
+
+
+def test_depth_limit_is_exact() -> None:
+    ok: Any = None
+    for _ in range(6):
+        ok = [ok]
+    assert unpack(pack(ok)) == ok  # a value at depth 6
+    with pytest.raises(WireError) as info:
+        unpack(pack([ok]))  # depth 7
+    assert info.value.reason == "too_deep"
+    assert unpack(pack([[[[[[[]]]]]]])) == [[[[[[[]]]]]]]  # an empty container at depth 6
 
 
 def test_request_roundtrip() -> None:
@@ -98,6 +115,15 @@ def test_request_roundtrip() -> None:
         (b"\x00" + bytes(20) + b"\xc4\xff", "bad_msgpack"),  # length beyond the datagram
         (b"\x00" + bytes(20) + b"\xdd\xff\xff\xff\xff", "bad_msgpack"),  # 4G-element array
         (b"\x00" + bytes(20) + b"\xcb" + bytes(8), "bad_msgpack"),  # floats are refused
+        (b"\x01" + bytes(20) + b"\x91\xca" + bytes(4), "bad_msgpack"),  # also inside arrays
+        (b"\x01" + bytes(20) + b"\xd4\x05\x00", "bad_msgpack"),  # fixext 1
+        (b"\x01" + bytes(20) + b"\xc7\x00\x05", "bad_msgpack"),  # empty ext 8
+        (b"\x01" + bytes(20) + b"\x91\xd6\xff" + bytes(4), "bad_msgpack"),  # timestamp ext
+        (b"\x01" + bytes(20) + b"\xc1", "bad_msgpack"),  # never-used type byte
+        (b"\x01" + bytes(20) + b"\x81\x01\x02", "bad_msgpack"),  # int map key
+        (b"\x01" + bytes(20) + b"\x81\x90\x02", "bad_msgpack"),  # array map key
+        (b"\x01" + bytes(20) + b"\x91" * 1300 + b"\xc0", "too_deep"),  # beyond msgpack's stack
+        (b"\x01" + bytes(20) + b"\x81\xa1a" + b"\x91" * 7 + b"\xc0", "too_deep"),  # in a map
         (b"\x00" + bytes(20) + b"\x82\xa1a\x01\xa1a\x02", "bad_msgpack"),  # duplicate key
         (b"\x00" + bytes(20) + b"\xa2\xff\xfe", "bad_msgpack"),  # invalid utf-8
         (b"\x00" + bytes(20) + umsgpack.packb(["ping"]), "bad_arity"),
@@ -162,3 +188,14 @@ def test_subnet_key() -> None:
     assert subnet_key("10.1.2.3", 24, 48) == "10.1.2.0/24"
     assert subnet_key("127.0.0.5", 32, 48) == "127.0.0.5/32"
     assert subnet_key("2001:db8::1", 24, 48) == "2001:db8::/48"
+
+
+def test_is_local_address() -> None:
+    local = ["127.0.0.1", "127.9.9.9", "10.0.0.1", "172.16.0.1", "172.31.255.255",
+             "192.168.0.1", "100.64.0.1", "100.127.255.254", "169.254.10.1", "::1",
+             "fc00::1", "fdff::1", "fe80::1", "::ffff:10.1.2.3", "::ffff:127.0.0.1"]
+    public = ["8.8.8.8", "172.32.0.1", "172.15.255.255", "100.128.0.1", "100.63.255.255",
+              "192.0.2.1", "198.51.100.7", "203.0.113.5", "2001:db8::1", "2600::1",
+              "::ffff:8.8.8.8", "fec0::1", "not-an-ip", ""]
+    assert [ip for ip in local if not is_local_address(ip)] == []
+    assert [ip for ip in public if is_local_address(ip)] == []

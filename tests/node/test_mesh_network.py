@@ -44,6 +44,7 @@ async def test_bootstrap_peer_id_is_enforced(start_node: StartNode) -> None:
     # Wait for a whole bootstrap attempt to fail (not for a fixed time): the impostor did not
     # prove the expected PeerId, so the joiner is neither ready nor linked to anyone.
     await wait_for(lambda: joiner.node.dht.counters["bootstrap_failures"] >= 1, timeout=20)
+    assert joiner.node.dht.protocol.drops["peer_id_mismatch"] >= 1
     assert not joiner.node.is_ready()
     assert joiner.peers() == set()
 
