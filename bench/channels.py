@@ -1,4 +1,4 @@
-"""Channel benchmarks: real nodes in worker processes, durable SQLite storage, jitter off.
+"""Channel benchmarks: real nodes in worker processes, durable SQLite storage.
 
 Each worker process runs one or more real :class:`node.daemon.Node` objects (TCP + Noise,
 UDP DHT, the channel service, SQLite with ``synchronous=FULL`` in a temporary data dir) on
@@ -12,6 +12,10 @@ SQLite, transport, open, decrypt, store, acknowledge.
     .venv/bin/python bench/channels.py latency [--seconds 10] [--rate 200]
     .venv/bin/python bench/channels.py fanout [--members 20] [--per-worker 5]
     .venv/bin/python bench/channels.py commit [--members 100] [--per-worker 25]
+    .venv/bin/python bench/channels.py jitter [--seconds 60] [--rate 2]
+
+Jitter is off except in ``jitter``, which measures the delivery delay of each jitter mode
+against the configured distribution.
 
 Latency is measured from the moment ``send`` is called on the sender to the moment the
 receiver's channel service has stored the message durably and published its event (both
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import resource
 import statistics
@@ -48,7 +53,8 @@ def host_for(index: int) -> str:
 # ----------------------------------------------------------------------------------- worker
 
 
-async def _worker(first: int, count: int, bootstrap: str | None, total: int) -> None:
+async def _worker(first: int, count: int, bootstrap: str | None, total: int,
+                  jitter: str = "off") -> None:
     from node.config import NodeConfig
     from node.core.identity import Identity, PeerId
     from node.core.keys import NodeKeys
@@ -74,6 +80,7 @@ async def _worker(first: int, count: int, bootstrap: str | None, total: int) -> 
             # Direct delivery links every member to every other: a 100-member channel needs
             # 99 links per node (relaying through the mesh is what lifts this).
             max_connections=max(64, 2 * total),
+            jitter=jitter,
         )
         node = Node(config, NodeKeys.derive(Identity.generate()), storage,
                     dht_store=storage.dht_store())
@@ -207,9 +214,10 @@ async def _worker(first: int, count: int, bootstrap: str | None, total: int) -> 
 
 
 class Worker:
-    def __init__(self, first: int, count: int, bootstrap: str | None, total: int = 2) -> None:
+    def __init__(self, first: int, count: int, bootstrap: str | None, total: int = 2,
+                 jitter: str = "off") -> None:
         args = [sys.executable, str(Path(__file__).resolve()), "worker", "--first", str(first),
-                "--count", str(count), "--total", str(total)]
+                "--count", str(count), "--total", str(total), "--jitter", jitter]
         if bootstrap:
             args += ["--bootstrap", bootstrap]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -341,6 +349,47 @@ def cmd_latency(args: argparse.Namespace) -> None:
             w.stop()
 
 
+def _exponential_quantile(mean: float, cap: float, q: float) -> float:
+    return min(cap, -mean * math.log(1 - q / 100)) if mean > 0 else 0.0
+
+
+def cmd_jitter(args: argparse.Namespace) -> None:
+    """Delivery delay per jitter mode at a modest rate, next to the configured exponential
+    (capped) quantiles. The base latency (mode off) is in every figure; delays are kept in
+    order (a message never leaves before an earlier one), which lengthens the tail when
+    messages are written faster than the mean delay."""
+    from node.network.jitter import JITTER_MODES
+
+    n = int(args.seconds * args.rate)
+    rows = []
+    for mode in args.modes.split(","):
+        spec = JITTER_MODES[mode]
+        workers = [Worker(0, 1, None, jitter=mode)]
+        workers.append(Worker(1, 1, workers[0].nodes[0]["addr"], jitter=mode))
+        try:
+            for w in workers:
+                w.ask(op="ready")
+            cid = form_channel(workers, 2)
+            sender, receiver = workers
+            sender.ask(op="send", k=0, channel_id=cid, n=n, size=200, rate=args.rate)
+            got = receiver.ask(op="received", ks=[0], n=n)["received"]["0"]
+            stats = [w.ask(op="stats") for w in workers]
+        finally:
+            for w in workers:
+                w.stop()
+        lat = sorted(t - s for s, t in got)
+        cover = stats[0]["channels"][0].get("cover_sent", 0)
+        rows.append([mode, f"{len(got)}", *(ms(percentile(lat, q)) for q in (50, 90, 99)),
+                     ms(statistics.fmean(lat)),
+                     " / ".join(ms(_exponential_quantile(spec.mean_s, spec.max_s, q))
+                                for q in (50, 90, 99)) + f"; mean {ms(spec.mean_s)}",
+                     f"{cover}"])
+    print(machine_line())
+    print(f"{n} messages of 200 B at {args.rate:g}/s per mode; delays in ms")
+    print(table(["mode", "delivered", "p50", "p90", "p99", "mean",
+                 "configured p50 / p90 / p99", "cover sent"], rows))
+
+
 def cmd_fanout(args: argparse.Namespace) -> None:
     t = time.time()
     workers = start_workers(args.members, args.per_worker)
@@ -417,6 +466,7 @@ def main() -> None:
     w.add_argument("--count", type=int, required=True)
     w.add_argument("--bootstrap")
     w.add_argument("--total", type=int, default=2)
+    w.add_argument("--jitter", default="off")
     t = sub.add_parser("throughput")
     t.add_argument("--messages", type=int, default=20000)
     t.add_argument("--size", type=int, default=1024)
@@ -429,6 +479,10 @@ def main() -> None:
     f.add_argument("--members", type=int, default=20)
     f.add_argument("--per-worker", type=int, default=5)
     f.add_argument("--size", type=int, default=256)
+    j = sub.add_parser("jitter")
+    j.add_argument("--seconds", type=float, default=60)
+    j.add_argument("--rate", type=float, default=2, help="messages per second")
+    j.add_argument("--modes", default="off,standard,high")
     c = sub.add_parser("commit")
     c.add_argument("--members", type=int, default=100)
     c.add_argument("--per-worker", type=int, default=25)
@@ -439,16 +493,17 @@ def main() -> None:
             import cProfile
 
             cProfile.runctx("asyncio.run(_worker(args.first, args.count, args.bootstrap, "
-                            "args.total))",
+                            "args.total, args.jitter))",
                             globals(), {"args": args, "asyncio": asyncio},
                             f"{profile}.{args.first}")
         else:
-            asyncio.run(_worker(args.first, args.count, args.bootstrap, args.total))
+            asyncio.run(_worker(args.first, args.count, args.bootstrap, args.total,
+                                args.jitter))
         return
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     {"throughput": cmd_throughput, "latency": cmd_latency, "fanout": cmd_fanout,
-     "commit": cmd_commit}[args.cmd](args)
+     "commit": cmd_commit, "jitter": cmd_jitter}[args.cmd](args)
 
 
 if __name__ == "__main__":

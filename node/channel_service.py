@@ -38,6 +38,7 @@ from node.channels.state import ChannelStatus, EpochNode, SentMessage
 from node.core.errors import SpacePandaError, TransportError
 from node.core.identity import PeerId
 from node.network.delivery import Delivery, DeliverySettings, Dial, Effect, Inbound, Transmit
+from node.network.jitter import Jitter
 from node.network.wire import PROTOCOL, EnvelopeMsg, decode_net, envelope_id
 from node.storage.channelstore import ChannelBatch, ChannelStore, MessageRow, OutboxRow
 from node.transport.connections import LinkDown, LinkEvent, LinkUp
@@ -142,6 +143,7 @@ class ChannelService:
         display_name: str = "",
         auto_accept_invites: bool = False,
         delivery: DeliverySettings | None = None,
+        jitter: str = "off",
         wall: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
     ) -> None:
@@ -158,6 +160,7 @@ class ChannelService:
             auto_accept_invites=auto_accept_invites,
         )
         self.delivery = Delivery(delivery, rand=random.Random(int.from_bytes(rng(8), "big")))
+        self.jitter = Jitter(jitter, random.Random(int.from_bytes(rng(8), "big")))
         # Peer input, timers and dial results go first; API calls fill the rest of a batch,
         # at most _CALLS_PER_BATCH, so a burst of sends never delays acknowledgements.
         self._net: asyncio.Queue[_Job] = asyncio.Queue(_JOB_QUEUE)
@@ -175,6 +178,8 @@ class ChannelService:
         self.ready = asyncio.Event()
         self._pruned_at = 0.0
         self._waiting: set[asyncio.Future[Any]] = set()
+        self._timer_at = 0.0  # when the timer task next wakes up...
+        self._timer_kick = asyncio.Event()  # ...unless this wakes it earlier
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -373,6 +378,8 @@ class ChannelService:
     def _tick(self, batch: _Batch, now: float) -> None:
         self._merge(batch, self.manager.tick(now))
         self._merge(batch, self.manager.checks(now))
+        if self.jitter.cover_due(now):
+            self._merge(batch, self.manager.cover(now))
         if now - self._pruned_at > _PRUNE_EVERY_S:
             self._pruned_at = now
             assert self._tg is not None
@@ -406,6 +413,8 @@ class ChannelService:
             for x in r.messages
         ]
         for e in r.envelopes:
+            if e.cover:
+                continue  # cover traffic is never stored (nor resent)
             body = e.payload if e.keys is not None else e.envelope
             rows.outbox_added.append(OutboxRow(e.inner_id, e.channel_id, body, e.keys,
                                                frozenset(e.recipients), now))
@@ -437,9 +446,15 @@ class ChannelService:
             self._outbox.pop(item_id, None)
         effects = list(batch.effects)
         for e in r.envelopes:
+            if e.cover:
+                self._send_cover(e)
+                continue
             self._outbox[e.inner_id] = e
+            release = self.jitter.release_at(now, urgent=e.urgent)
             effects += self.delivery.add(e.inner_id, e.envelope, e.recipients, now,
-                                         tag=e.channel_id)
+                                         tag=e.channel_id, not_before=release)
+            if release > now:
+                self._kick_timer(release)
         effects += self.delivery.take_acks()
         self._act(effects)
         for peer, payload in r.direct:
@@ -477,6 +492,20 @@ class ChannelService:
             await self.load()
         for link in self._node.connections.links():
             self._links_changed[link.peer_id] = True
+
+    def _send_cover(self, e: Envelope) -> None:
+        """Cover goes once, to members with a link now: members acknowledge and drop it, so
+        on the wire it looks like a message; nobody owes it to anyone."""
+        payload = EnvelopeMsg(e.envelope).encode()
+        for peer in e.recipients:
+            link = self._node.connections.get(peer)
+            if link is None:
+                continue
+            try:
+                link.try_send(PROTOCOL, payload)
+                self.counters["cover_sent"] += 1
+            except TransportError:
+                self.counters["send_queue_full"] += 1
 
     def _act(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -529,10 +558,21 @@ class ChannelService:
     async def _timer(self) -> None:
         while True:
             now = self._wall()
-            due = self.manager.next_deadline(now)
-            delay = _TICK_S if due is None else max(0.01, min(_TICK_S, due - now))
-            await asyncio.sleep(delay)
+            deadlines = (self.manager.next_deadline(now), self.delivery.next_release(),
+                         self.jitter.next_cover(now), now + _TICK_S)
+            due = min(d for d in deadlines if d is not None)
+            self._timer_at = due
+            self._timer_kick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_kick.wait(), max(0.01, due - now))
+            if self._timer_kick.is_set():
+                continue  # something is due earlier than we were waiting for
             await self._put(self._tick)
+
+    def _kick_timer(self, at: float) -> None:
+        if at < self._timer_at:
+            self._timer_at = at
+            self._timer_kick.set()
 
     # -- API calls (each one a job, answered once its batch is durable) ------------------------
 

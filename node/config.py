@@ -55,7 +55,8 @@ class NodeConfig:
     keepalive_interval_s: float = 15.0
     dial_timeout_s: float = 10.0
     send_queue_frames: int = 256
-    jitter_ms: int = 0
+    # Send delays that blur when messages were written (off | standard | high).
+    jitter: str = "off"
     # Routing-table slots are limited per IPv4 subnet of this prefix length (anti-eclipse);
     # 32 limits per address, which local meshes on 127.0.0.x need.
     dht_subnet_prefix: int = 24
@@ -217,7 +218,12 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("keepalive_interval_s", _positive_seconds, 15.0, "ping interval on idle links"),
     _Field("dial_timeout_s", _positive_seconds, 10.0, "TCP connect + handshake deadline"),
     _Field("send_queue_frames", _int_at_least(1), 256, "per-peer send queue bound"),
-    _Field("jitter_ms", _int_at_least(0), 0, "max random delay added to sends (privacy)"),
+    _Field(
+        "jitter",
+        _choice("off", "standard", "high"),
+        "off",
+        "send delays: off; standard (exponential, mean 200 ms); high (mean 1 s, cover traffic)",
+    ),
     _Field(
         "dht_subnet_prefix",
         _int_between(8, 32),

@@ -332,6 +332,7 @@ class Node:
                     self.storage.channel_store(),
                     display_name=await self._display_name(),
                     auto_accept_invites=self.config.auto_accept_invites,
+                    jitter=self.config.jitter,
                     wall=self._wall,
                     rng=self._rng,
                 )

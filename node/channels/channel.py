@@ -59,7 +59,7 @@ from node.channels.state import (
     PendingIntent,
     SentMessage,
 )
-from node.channels.wire import GroupMessage
+from node.channels.wire import COVER_PREFIX, GroupMessage
 from node.core.identity import PeerId
 
 __all__ = [
@@ -92,6 +92,9 @@ RESEND_AGAIN_S = 120.0  # ...then at this interval...
 RESEND_MAX = 5  # ...at most this many times
 SYNC_AFTER_S = 30.0  # a Sync after 30 s +- 50% of quiet, when we received something
 _RETIRED_KEPT = 32
+# A cover payload's size: random, within the envelope size class (2048) of a short text
+# message (MLS framing, signature and the causal bloom filter take it past 512).
+COVER_BYTES = (600, 1800)
 
 
 def inner_id(payload: bytes) -> bytes:
@@ -115,6 +118,7 @@ class Outgoing:
     recipients: tuple[PeerId, ...]
     inner_id: bytes
     replaces: tuple[bytes, ...] = ()  # inner ids this one supersedes (stop sending those)
+    urgent: bool = False  # a commit: never held back by send jitter
 
 
 @dataclass(frozen=True)
@@ -521,6 +525,16 @@ class Channel:
             self._bits.pop(old, None)
         self._resend[message_id] = (sent_at_ms / 1000 + RESEND_FIRST_S, 0)
         return step
+
+    def cover(self) -> Outgoing | None:
+        """A cover envelope's payload for jitter mode "high": sealed like any message of the
+        current epoch, so only members can tell it apart (and drop it)."""
+        if not self.active:
+            return None
+        low, high = COVER_BYTES
+        size = low + int.from_bytes(self._rng(2), "big") % (high - low)
+        payload = COVER_PREFIX + self._rng(size)
+        return Outgoing(self._head, payload, self.others(), inner_id(payload))
 
     def set_display_name(self, name: str) -> Step:
         self.meta.display_name = name
@@ -1062,7 +1076,8 @@ class Channel:
             self._my_slot(), frozenset(remove),
         )
         self.meta.last_commit_at = now
-        return Step(outgoing=[Outgoing(self._head, payload, recipients, iid)], changed=True)
+        return Step(outgoing=[Outgoing(self._head, payload, recipients, iid, urgent=True)],
+                    changed=True)
 
     def _check_key_package(self, key_package: bytes, target: PeerId) -> None:
         try:

@@ -53,6 +53,7 @@ from node.channels.errors import (
 from node.channels.state import ChannelMeta, ChannelStatus, EpochNode, SentMessage
 from node.channels.wire import (
     MAX_NAME_BYTES,
+    Cover,
     GroupMessage,
     InviteAnswer,
     InviteOffer,
@@ -160,6 +161,8 @@ class Envelope:
     hour: int
     keys: tuple[bytes, bytes] | None
     replaces: tuple[bytes, ...] = ()
+    urgent: bool = True  # never delayed by send jitter (commits, Welcomes, invitations)
+    cover: bool = False  # cover traffic: sent once to linked members, never stored
 
 
 @dataclass(frozen=True)
@@ -312,7 +315,7 @@ class ChannelManager:
         sealed = env.seal_channel_envelope(ekey, self._tag(tkey, hour), out.payload,
                                            rng=self._rng)
         return Envelope(out.inner_id, channel.channel_id, out.recipients, out.payload, sealed,
-                        hour, (ekey, tkey), out.replaces)
+                        hour, (ekey, tkey), out.replaces, out.urgent)
 
     def envelope_from_store(
         self,
@@ -341,7 +344,7 @@ class ChannelManager:
         sealed = env.seal_channel_envelope(ekey, env.routing_tag(tkey, hour), item.payload,
                                            rng=self._rng)
         return Envelope(item.inner_id, item.channel_id, item.recipients, item.payload, sealed,
-                        hour, item.keys, item.replaces)
+                        hour, item.keys, item.replaces, item.urgent)
 
     def _seal_to(self, peer: PeerId, peer_key: bytes, payload: bytes,
                  channel_id: bytes | None) -> Envelope:
@@ -553,6 +556,18 @@ class ChannelManager:
                 result.invites_deleted.append(inv.invite_id)
         return result
 
+    def cover(self, now: float) -> Result:
+        """One cover envelope to the members of one active channel (jitter mode "high")."""
+        result = Result()
+        active = sorted(c for c, ch in self.channels.items()
+                        if ch.meta.status == ChannelStatus.ACTIVE and ch.others())
+        if active:
+            channel = self.channels[active[self._rng(1)[0] % len(active)]]
+            out = channel.cover()
+            if out is not None:
+                result.envelopes.append(replace(self._seal(channel, out, now), cover=True))
+        return result
+
     def next_deadline(self, now: float) -> float | None:
         deadlines = [d for c in self.channels.values() if (d := c.next_deadline(now)) is not None]
         return min(deadlines, default=None)
@@ -582,6 +597,8 @@ class ChannelManager:
                 cid, sid, ekey = route
                 self.last_channel = cid
                 payload = decode_payload(env.open_channel_envelope(ekey, envelope))
+                if isinstance(payload, Cover):
+                    return Result(ack=True, channel_id=cid, drop_reason="cover")
                 if not isinstance(payload, GroupMessage):
                     raise PayloadError("a channel envelope carries group messages only")
                 channel = self.channels[cid]

@@ -30,9 +30,11 @@ from node.core import cbor
 from node.core.identity import Identity, PeerId
 
 __all__ = [
+    "COVER_PREFIX",
     "INVITE_ID_LEN",
     "MAX_GROUP_MESSAGE",
     "MAX_NAME_BYTES",
+    "Cover",
     "GroupMessage",
     "InviteAnswer",
     "InviteOffer",
@@ -54,6 +56,8 @@ _ANSWER_DOMAIN = b"spacepanda/v1/invite-answer"
 
 _T_GROUP, _T_OFFER, _T_ANSWER, _T_WELCOME, _T_WITHDRAWAL = 1, 2, 3, 4, 5
 _GROUP_PREFIX = b"\x01"
+# A cover payload (jitter mode "high"): 0x02 and random bytes; members drop it unread.
+COVER_PREFIX = b"\x02"
 _WITHDRAWAL_DOMAIN = b"spacepanda/v1/welcome-withdrawal"
 _MAX_REMOVED = 1024
 
@@ -209,7 +213,17 @@ class Withdrawal:
         return encode_map(self.KIND, {**self._body(), "sig": self.signature})
 
 
-Payload = GroupMessage | InviteOffer | InviteAnswer | WelcomeMessage | Withdrawal
+@dataclass(frozen=True)
+class Cover:
+    """Cover traffic (jitter mode "high"): random bytes that members drop unread."""
+
+    padding: bytes
+
+    def encode(self) -> bytes:
+        return COVER_PREFIX + self.padding
+
+
+Payload = GroupMessage | InviteOffer | InviteAnswer | WelcomeMessage | Withdrawal | Cover
 
 _LAYOUTS = {
     _T_OFFER: frozenset({"invite", "channel", "name", "from", "from_key", "to", "sig"}),
@@ -227,6 +241,10 @@ def decode_payload(data: bytes) -> Payload:
         if not 2 <= len(data) <= MAX_GROUP_MESSAGE + 1:
             raise PayloadError("group message of a bad length")
         return GroupMessage(data[1:])
+    if data[:1] == COVER_PREFIX:
+        if len(data) > MAX_GROUP_MESSAGE + 1:
+            raise PayloadError("cover payload too long")
+        return Cover(data[1:])
     kind, f = decode_map(data, "envelope payload", _LAYOUTS,
                          max_size=MAX_GROUP_MESSAGE + 40 * _MAX_REMOVED + 256,
                          max_items=32 + _MAX_REMOVED, max_depth=2)

@@ -66,6 +66,7 @@ class _Item:
     pending: set[PeerId]
     tag: object  # opaque to delivery (the channel it belongs to)
     envelope_ids: list[bytes] = field(default_factory=list)
+    not_before: float = 0.0  # send jitter: it stays queued until then
 
 
 @dataclass
@@ -98,18 +99,22 @@ class Delivery:
         self._acks: dict[PeerId, list[bytes]] = defaultdict(list)
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._limiter = RateLimiter(self.settings.inbound_rate, self.settings.inbound_burst)
+        # Items held back by send jitter: peer -> {item id: release time}.
+        self._jittered: dict[PeerId, dict[bytes, float]] = defaultdict(dict)
         self.counters: dict[str, int] = defaultdict(int)
 
     # -- outbox ---------------------------------------------------------------------------------
 
     def add(self, item_id: bytes, envelope: bytes, recipients: Iterable[PeerId], now: float,
-            tag: object = None) -> list[Effect]:
-        """A new (already persisted) item; returns what to send or dial now."""
+            tag: object = None, *, not_before: float = 0.0) -> list[Effect]:
+        """A new (already persisted) item; returns what to send or dial now. An item with
+        ``not_before`` in the future (send jitter) waits in the queues until a pump at or
+        after that time; items behind it are not held up."""
         rcpt = set(recipients)
         if item_id in self._items or not rcpt:
             return []
         self._order += 1
-        item = _Item(item_id, self._order, envelope, rcpt, tag)
+        item = _Item(item_id, self._order, envelope, rcpt, tag, not_before=not_before)
         self._items[item_id] = item
         self._track(item, envelope)
         effects: list[Effect] = []
@@ -139,12 +144,15 @@ class Delivery:
         for peer in item.pending:
             self._queue[peer].pop(item_id, None)
             self._flight[peer].pop(item_id, None)
+            if peer in self._jittered:
+                self._jittered[peer].pop(item_id, None)
         return True
 
     def drop_recipient(self, peer: PeerId) -> list[bytes]:
         """Stop owing ``peer`` anything (e.g. it left every channel); returns finished items."""
         done = []
-        for item_id in list(self._queue.pop(peer, {})) + list(self._flight.pop(peer, {})):
+        for item_id in [*self._queue.pop(peer, {}), *self._flight.pop(peer, {}),
+                        *self._jittered.pop(peer, {})]:
             item = self._items.get(item_id)
             if item is not None:
                 item.pending.discard(peer)
@@ -158,7 +166,8 @@ class Delivery:
         return [(i.item_id, i.tag, frozenset(i.pending)) for i in self._items.values()]
 
     def owed(self, peer: PeerId) -> int:
-        return len(self._queue.get(peer, ())) + len(self._flight.get(peer, ()))
+        return (len(self._queue.get(peer, ())) + len(self._flight.get(peer, ()))
+                + len(self._jittered.get(peer, ())))
 
     def _pump(self, peer: PeerId, now: float) -> list[Effect]:
         if not self.owed(peer):
@@ -176,9 +185,36 @@ class Delivery:
             item = self._items.get(item_id)
             if item is None or peer not in item.pending:
                 continue
+            if item.not_before > now:
+                # Send jitter: it waits aside (released by a tick); later items may pass it.
+                self._jittered[peer][item_id] = item.not_before
+                continue
             flight[item_id] = _Flight(now, 1)
             effects.append(Transmit(peer, EnvelopeMsg(item.envelope).encode(), item_id))
         return effects
+
+    def next_release(self) -> float | None:
+        """The earliest time a jitter-held item may leave (None: nothing is held)."""
+        return min((t for held in self._jittered.values() for t in held.values()), default=None)
+
+    def _release(self, now: float) -> None:
+        """Jitter-held items whose time has come go back into their queues, in order."""
+        for peer in list(self._jittered):
+            held = self._jittered[peer]
+            due = [i for i, t in held.items() if t <= now]
+            for item_id in due:
+                del held[item_id]
+            if not held:
+                del self._jittered[peer]
+            if due:
+                self._requeue_in_order(peer, due)
+
+    def _requeue_in_order(self, peer: PeerId, item_ids: Iterable[bytes]) -> None:
+        merged = sorted(
+            {*self._queue[peer], *item_ids},
+            key=lambda i: self._items[i].order if i in self._items else -1,
+        )
+        self._queue[peer] = OrderedDict((i, None) for i in merged if i in self._items)
 
     def _dial_delay(self, peer: PeerId) -> float:
         failures = self._dial_failures.get(peer, 0)
@@ -191,10 +227,7 @@ class Delivery:
         if flight is None or flight.pop(item_id, None) is None:
             return
         # Back in creation order (a refused burst is refused oldest first).
-        queue = self._queue[peer]
-        queue[item_id] = None
-        order = sorted(queue, key=lambda i: self._items[i].order if i in self._items else -1)
-        self._queue[peer] = OrderedDict((i, None) for i in order)
+        self._requeue_in_order(peer, [item_id])
         self.counters["unsent"] += 1
 
     # -- links ------------------------------------------------------------------------------
@@ -214,14 +247,8 @@ class Delivery:
         self._dial_after[peer] = now + self._dial_delay(peer)
 
     def _requeue(self, peer: PeerId, now: float) -> list[Effect]:
-        flight = self._flight.pop(peer, {})
-        queue = self._queue[peer]
         # In creation order: what was in flight is older than anything still queued.
-        merged = sorted(
-            {*flight, *queue},
-            key=lambda i: self._items[i].order if i in self._items else -1,
-        )
-        self._queue[peer] = OrderedDict((i, None) for i in merged if i in self._items)
+        self._requeue_in_order(peer, self._flight.pop(peer, {}))
         return self._pump(peer, now)
 
     # -- acknowledgements ---------------------------------------------------------------------
@@ -283,6 +310,7 @@ class Delivery:
         """Retransmit what waited too long for an acknowledgement; ask for links again."""
         effects: list[Effect] = []
         s = self.settings
+        self._release(now)
         for peer in list(self._flight):
             if peer not in self._linked:
                 continue

@@ -85,3 +85,22 @@ async def test_own_messages_are_events_and_calls_fail_fast_after_stop(
         await svc.send(cid, "after the end")
     with pytest.raises(ChannelsStopped):
         a.node.channels  # noqa: B018 (the property raises)
+
+
+async def test_high_jitter_delivers_in_order_and_sends_cover_that_members_drop(
+    start_node: StartNode,
+) -> None:
+    a, b = await _mesh(start_node, 2, jitter="high")
+    view = await a.node.channels.create("quiet hours")
+    cid = bytes.fromhex(view.channel_id)
+    await a.node.channels.invite(cid, b.node.peer_id)
+    await wait_for(lambda: len(b.node.channels.invites()) == 1, timeout=10)
+    await b.node.channels.accept(bytes.fromhex(b.node.channels.invites()[0]["invite_id"]))
+    await wait_for(lambda: cid in b.node.channels.manager.channels, timeout=15)
+    for i in range(3):
+        await a.node.channels.send(cid, f"m{i}")
+    await wait_for(lambda: len(_texts(b, cid)) == 3, timeout=60)
+    assert _texts(b, cid) == ["m0", "m1", "m2"]  # delayed, never reordered
+    await wait_for(lambda: a.node.channels.counters["cover_sent"] >= 2, timeout=60)
+    await wait_for(lambda: b.node.channels.drops[(cid.hex(), "cover")] >= 1, timeout=30)
+    assert len(_texts(b, cid)) == 3  # cover is never a message

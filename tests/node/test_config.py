@@ -35,7 +35,7 @@ def test_defaults(tmp_path: Path) -> None:
         16,
     )
     assert (c.handshake_timeout_s, c.idle_timeout_s, c.keepalive_interval_s) == (10, 45, 15)
-    assert (c.dial_timeout_s, c.send_queue_frames, c.jitter_ms) == (10, 256, 0)
+    assert (c.dial_timeout_s, c.send_queue_frames, c.jitter) == (10, 256, "off")
 
 
 def test_written_default_file_matches_defaults_when_uncommented(tmp_path: Path) -> None:
@@ -76,9 +76,9 @@ def test_bootstrap_sources(tmp_path: Path) -> None:
 
 
 def test_data_dir_from_env_and_its_config_file(tmp_path: Path) -> None:
-    _write(tmp_path, "jitter_ms = 5\n")
+    _write(tmp_path, 'jitter = "standard"\n')
     c = load_config({}, {"SPACEPANDA_DATA_DIR": str(tmp_path)})
-    assert c.data_dir == tmp_path and c.jitter_ms == 5
+    assert c.data_dir == tmp_path and c.jitter == "standard"
 
 
 def test_port_zero_allowed_for_bind_addresses(tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_unknown_flag_is_programming_error(tmp_path: Path) -> None:
 def test_config_is_frozen(tmp_path: Path) -> None:
     c = load_config({}, {}, data_dir=tmp_path)
     with pytest.raises(AttributeError):
-        c.jitter_ms = 3  # type: ignore[misc]
+        c.jitter = "high"  # type: ignore[misc]
     assert isinstance(c, NodeConfig)
 
 
@@ -167,7 +167,7 @@ _FIELD_NAMES = [
     "keepalive_interval_s",
     "dial_timeout_s",
     "send_queue_frames",
-    "jitter_ms",
+    "jitter",
 ]
 _toml_values = st.recursive(
     st.booleans()

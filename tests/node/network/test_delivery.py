@@ -659,3 +659,46 @@ def test_random_runs_keep_order_window_and_deliver_everything(script: list[Any],
                 do_ack(p, iid)
     assert all(not owed[p] for p in peers) and d.items() == []
     assert len(done) == len(set(done))
+
+
+# -- send jitter ------------------------------------------------------------------------------
+
+
+def test_a_jittered_item_waits_and_later_items_pass_it() -> None:
+    d = make(window=8)
+    d.link_up(P1, 0.0)
+    assert sent(d.add(item(1), env(1), [P1], 0.0, not_before=0.5)) == []
+    assert d.next_release() == 0.5
+    assert sent(d.add(item(2), env(2), [P1], 0.1)) == [item(2)]  # a commit: not held
+    assert d.owed(P1) == 2
+    assert sent(d.tick(0.4)) == []
+    assert sent(d.tick(0.5)) == [item(1)]
+    assert d.next_release() is None
+
+
+def test_jittered_items_leave_in_creation_order() -> None:
+    d = make(window=8)
+    d.link_up(P1, 0.0)
+    d.add(item(1), env(1), [P1], 0.0, not_before=0.3)
+    d.add(item(2), env(2), [P1], 0.0, not_before=0.3)
+    d.add(item(3), env(3), [P1], 0.0, not_before=0.6)
+    assert sent(d.tick(1.0)) == [item(1), item(2), item(3)]
+
+
+def test_a_cancelled_or_dropped_jittered_item_is_forgotten() -> None:
+    d = make(window=8)
+    d.link_up(P1, 0.0)
+    d.link_up(P2, 0.0)
+    d.add(item(1), env(1), [P1], 0.0, not_before=0.5)
+    d.add(item(2), env(2), [P2], 0.0, not_before=0.5)
+    assert d.cancel(item(1))
+    assert d.drop_recipient(P2) == [item(2)]
+    assert d.next_release() is None and d.owed(P1) == d.owed(P2) == 0
+    assert sent(d.tick(1.0)) == []
+
+
+def test_a_jittered_item_for_an_unlinked_peer_dials_now_and_waits_its_time() -> None:
+    d = make(window=8)
+    assert dials(d.add(item(1), env(1), [P1], 0.0, not_before=2.0)) == [P1]
+    assert sent(d.link_up(P1, 1.0)) == []
+    assert sent(d.tick(2.0)) == [item(1)]
