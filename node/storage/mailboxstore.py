@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from node.storage.sqlite import SqliteStorage
 
 __all__ = [
+    "MAX_BATCH",
     "MAX_EXPIRE",
     "MAX_PAGE",
     "MailboxStore",
@@ -38,6 +39,7 @@ __all__ = [
 
 MAX_PAGE = 1000
 MAX_EXPIRE = 10_000
+MAX_BATCH = 1000  # entries per append_many
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,15 @@ class MailboxTotals:
 
 class MailboxStore(Protocol):
     async def append(self, entry: Entry, admit: Admit, now: float) -> Appended:
-        """In one transaction: if the key already holds this envelope (same digest, not
-        expired), DUPLICATE with its seq; else ``admit(usage, size)``: a refusal is returned
-        as it is, OK appends the entry with the key's next seq."""
+        """If the key already holds this envelope (same digest, not expired), DUPLICATE with
+        its seq; else ``admit(usage, size)``: a refusal is returned as it is, OK appends the
+        entry with the key's next seq. One transaction."""
+        ...
+
+    async def append_many(self, entries: Sequence[Entry], admit: Admit,
+                          now: float) -> list[Appended]:
+        """:meth:`append` for each entry in order (each admitted against the counters the
+        earlier ones left), all in ONE transaction: one disk sync for a batch of uploads."""
         ...
 
     async def fetch(self, key: bytes, after: int, limit: int, max_bytes: int,
@@ -93,6 +101,13 @@ def _check_entry(entry: Entry) -> None:
     check_time(entry.expires_at)
 
 
+def _check_batch(entries: Sequence[Entry]) -> None:
+    if not isinstance(entries, list | tuple) or len(entries) > MAX_BATCH:
+        raise StorageError(f"append_many takes a list of at most {MAX_BATCH} entries")
+    for entry in entries:
+        _check_entry(entry)
+
+
 def _check_page(after: int, limit: int, max_bytes: int) -> None:
     if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 1 << 63:
         raise StorageError("cursor must be a non-negative 63-bit integer")
@@ -130,50 +145,71 @@ class SqliteMailboxStore:
         self._s = storage
 
     async def append(self, entry: Entry, admit: Admit, now: float) -> Appended:
-        _check_entry(entry)
+        return (await self.append_many([entry], admit, now))[0]
+
+    async def append_many(self, entries: Sequence[Entry], admit: Admit,
+                          now: float) -> list[Appended]:
+        _check_batch(entries)
         t = check_time(now)
+        if not entries:
+            return []
+        async with self._s._transaction():
+            return [await self._append(entry, admit, t) for entry in entries]
+
+    async def _append(self, entry: Entry, admit: Admit, t: float) -> Appended:
         s = self._s
-        async with s._transaction():
-            # An expired copy still waiting for the sweep does not make this one a duplicate.
-            await s._run(
-                "DELETE FROM mailbox_entries WHERE key = ? AND digest = ? AND expires_at <= ?",
-                (entry.key, entry.digest, t),
-            )
-            rows = await s._run(
-                "SELECT seq FROM mailbox_entries WHERE key = ? AND digest = ?",
-                (entry.key, entry.digest),
-            )
-            if rows:
-                return Appended(Status.DUPLICATE, int(rows[0][0]))
-            status = _status(admit(await self._usage(entry.key, entry.uploader), entry.size))
-            if status != Status.OK:
-                return Appended(status)
-            rows = await s._run(
-                "INSERT INTO mailbox_keys (key, last_seq, envelopes, bytes, expires_at)"
-                " VALUES (?, 1, 0, 0, ?) ON CONFLICT (key) DO UPDATE"
-                " SET last_seq = last_seq + 1 RETURNING last_seq",
-                (entry.key, entry.expires_at),
-            )
-            seq = int(rows[0][0])
-            await s._run(
-                "INSERT INTO mailbox_entries (key, seq, digest, uploader, envelope, size,"
-                " stored_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (entry.key, seq, entry.digest, entry.uploader.binary, entry.envelope,
-                 entry.size, entry.stored_at, entry.expires_at),
-            )
-        return Appended(Status.OK, seq)
+        # One round trip for the duplicate check and the counters (primary-key lookups).
+        rows = await s._run(
+            "SELECT d.seq, d.expires_at, k.envelopes, k.bytes, u.envelopes, u.bytes,"
+            " t.envelopes, t.bytes FROM mailbox_totals t"
+            " LEFT JOIN mailbox_entries d ON d.key = ? AND d.digest = ?"
+            " LEFT JOIN mailbox_keys k ON k.key = ?"
+            " LEFT JOIN mailbox_uploaders u ON u.uploader = ?"
+            " WHERE t.id = 1",
+            (entry.key, entry.digest, entry.key, entry.uploader.binary),
+        )
+        if not rows:
+            raise StorageError("mailbox_totals has no row")
+        seq, expires_at, *counts = rows[0]
+        if seq is not None and float(expires_at) > t:
+            return Appended(Status.DUPLICATE, int(seq))
+        if seq is not None:
+            # An expired copy still waiting for the sweep does not make this a duplicate.
+            await s._run("DELETE FROM mailbox_entries WHERE key = ? AND seq = ?",
+                         (entry.key, seq))
+            usage = await self._usage(entry.key, entry.uploader)
+        else:
+            usage = Usage(*(0 if v is None else int(v) for v in counts))
+        status = _status(admit(usage, entry.size))
+        if status != Status.OK:
+            return Appended(status)
+        rows = await s._run(
+            "INSERT INTO mailbox_keys (key, last_seq, envelopes, bytes, expires_at)"
+            " VALUES (?, 1, 0, 0, ?) ON CONFLICT (key) DO UPDATE"
+            " SET last_seq = last_seq + 1 RETURNING last_seq",
+            (entry.key, entry.expires_at),
+        )
+        new_seq = int(rows[0][0])
+        await s._run(
+            "INSERT INTO mailbox_entries (key, seq, digest, uploader, envelope, size,"
+            " stored_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.key, new_seq, entry.digest, entry.uploader.binary, entry.envelope,
+             entry.size, entry.stored_at, entry.expires_at),
+        )
+        return Appended(Status.OK, new_seq)
 
     async def _usage(self, key: bytes, uploader: PeerId) -> Usage:
-        s = self._s
-        k = await s._run("SELECT envelopes, bytes FROM mailbox_keys WHERE key = ?", (key,))
-        u = await s._run("SELECT envelopes, bytes FROM mailbox_uploaders WHERE uploader = ?",
-                         (uploader.binary,))
-        t = await s._run("SELECT envelopes, bytes FROM mailbox_totals WHERE id = 1")
-        ke, kb = (int(k[0][0]), int(k[0][1])) if k else (0, 0)
-        ue, ub = (int(u[0][0]), int(u[0][1])) if u else (0, 0)
-        if not t:
+        rows = await self._s._run(
+            "SELECT k.envelopes, k.bytes, u.envelopes, u.bytes, t.envelopes, t.bytes"
+            " FROM mailbox_totals t"
+            " LEFT JOIN mailbox_keys k ON k.key = ?"
+            " LEFT JOIN mailbox_uploaders u ON u.uploader = ?"
+            " WHERE t.id = 1",
+            (key, uploader.binary),
+        )
+        if not rows:
             raise StorageError("mailbox_totals has no row")
-        return Usage(ke, kb, ue, ub, int(t[0][0]), int(t[0][1]))
+        return Usage(*(0 if v is None else int(v) for v in rows[0]))
 
     async def usage(self, key: bytes, uploader: PeerId) -> Usage:
         _check_key(key)
@@ -258,7 +294,21 @@ class MemoryMailboxStore:
         return Usage(0 if k is None else k.envelopes, 0 if k is None else k.bytes,
                      u[0], u[1], self._total[0], self._total[1])
 
-    def _remove(self, key: bytes, seq: int) -> None:
+    def _put(self, seq: int, entry: Entry) -> None:
+        """An entry in, with the counters (the INSERT trigger); its key row must exist."""
+        self._entries.setdefault(entry.key, {})[seq] = entry
+        self._digests[(entry.key, entry.digest)] = seq
+        k = self._keys[entry.key]
+        k.envelopes += 1
+        k.bytes += entry.size
+        u = self._uploaders.setdefault(entry.uploader, [0, 0])
+        u[0] += 1
+        u[1] += entry.size
+        self._total[0] += 1
+        self._total[1] += entry.size
+
+    def _remove(self, key: bytes, seq: int) -> Entry:
+        """An entry out, with the counters (the DELETE trigger)."""
         entry = self._entries[key].pop(seq)
         if not self._entries[key]:
             del self._entries[key]
@@ -273,35 +323,56 @@ class MemoryMailboxStore:
             del self._uploaders[entry.uploader]
         self._total[0] -= 1
         self._total[1] -= entry.size
+        return entry
 
     async def append(self, entry: Entry, admit: Admit, now: float) -> Appended:
+        return (await self.append_many([entry], admit, now))[0]
+
+    async def append_many(self, entries: Sequence[Entry], admit: Admit,
+                          now: float) -> list[Appended]:
         self._check_open()
-        _check_entry(entry)
+        _check_batch(entries)
         t = check_time(now)
-        seq = self._digests.get((entry.key, entry.digest))
+        # All or nothing, like the SQLite transaction: if admit raises, undo the batch.
+        undo: list[Callable[[], None]] = []
+        try:
+            return [self._append(entry, admit, t, undo) for entry in entries]
+        except BaseException:
+            for step in reversed(undo):
+                step()
+            raise
+
+    def _append(self, entry: Entry, admit: Admit, t: float,
+                undo: list[Callable[[], None]]) -> Appended:
+        key = entry.key
+        seq = self._digests.get((key, entry.digest))
         if seq is not None:
-            if self._entries[entry.key][seq].expires_at > t:
+            if self._entries[key][seq].expires_at > t:
                 return Appended(Status.DUPLICATE, seq)
-            self._remove(entry.key, seq)
-        status = _status(admit(self._usage(entry.key, entry.uploader), entry.size))
+            old = self._remove(key, seq)
+            undo.append(lambda: self._put(seq, old))
+        status = _status(admit(self._usage(key, entry.uploader), entry.size))
         if status != Status.OK:
             return Appended(status)
-        k = self._keys.get(entry.key)
+        k = self._keys.get(key)
+        before = None if k is None else (k.last_seq, k.expires_at)
         if k is None:
-            k = self._keys[entry.key] = _Key(0, entry.expires_at)
+            k = self._keys[key] = _Key(0, entry.expires_at)
         k.last_seq += 1
-        k.envelopes += 1
-        k.bytes += entry.size
         k.expires_at = max(k.expires_at, entry.expires_at)
-        self._entries.setdefault(entry.key, {})[k.last_seq] = entry
-        self._digests[(entry.key, entry.digest)] = k.last_seq
-        u = self._uploaders.setdefault(entry.uploader, [0, 0])
-        u[0] += 1
-        u[1] += entry.size
-        self._total[0] += 1
-        self._total[1] += entry.size
-        heapq.heappush(self._expiry, (entry.expires_at, entry.key, k.last_seq))
-        return Appended(Status.OK, k.last_seq)
+        new_seq = k.last_seq
+        self._put(new_seq, entry)
+        heapq.heappush(self._expiry, (entry.expires_at, key, new_seq))
+
+        def back() -> None:
+            self._remove(key, new_seq)
+            if before is None:
+                del self._keys[key]
+            else:
+                self._keys[key].last_seq, self._keys[key].expires_at = before
+
+        undo.append(back)
+        return Appended(Status.OK, new_seq)
 
     async def usage(self, key: bytes, uploader: PeerId) -> Usage:
         self._check_open()

@@ -130,6 +130,48 @@ async def test_admit_must_return_a_status(backend: Backend) -> None:
     assert await backend.store.totals() == MailboxTotals(0, 0, 0, 0)
 
 
+async def test_append_many_is_append_in_order_in_one_transaction(backend: Backend) -> None:
+    s = backend.store
+    core = Mailbox(MailboxSettings(key_envelopes=2))
+    results = await s.append_many(
+        [entry(K1, 1), entry(K1, 1, P2), entry(K2, 2), entry(K1, 3), entry(K1, 4)],
+        core.admit, NOW)
+    assert results == [Appended(Status.OK, 1), Appended(Status.DUPLICATE, 1),
+                       Appended(Status.OK, 1), Appended(Status.OK, 2),
+                       Appended(Status.KEY_FULL)]
+    assert await s.append_many([], core.admit, NOW) == []
+    assert await s.totals() == MailboxTotals(3, 1536, 2, 1)
+
+
+async def test_append_many_is_all_or_nothing(backend: Backend) -> None:
+    s = backend.store
+    await s.append(entry(K1, 1, expires_at=NOW + 1), admit_all, NOW)
+    calls = []
+
+    def admit(usage: Usage, size: int) -> Status:
+        calls.append(usage)
+        if len(calls) == 3:
+            raise RuntimeError("bug in admit")
+        return Status.OK
+
+    with pytest.raises(RuntimeError):
+        # The first replaces an expired copy; the second is new; the third fails.
+        await s.append_many([entry(K1, 1), entry(K2, 2), entry(K1, 3)], admit, NOW + 5)
+    assert await s.totals() == MailboxTotals(1, 512, 1, 1)
+    assert await s.fetch(K2, 0, 10, 1 << 20, NOW) == Page((), False)
+    assert await s.append(entry(K1, 3), admit_all, NOW) == Appended(Status.OK, 2)
+    assert await s.append(entry(K2, 2), admit_all, NOW) == Appended(Status.OK, 1)
+
+
+@pytest.mark.parametrize("entries", [lambda: (entry(K1, i) for i in range(2)),
+                                     lambda: [entry(K1, i) for i in range(1001)],
+                                     lambda: [entry(K1, 1), "x"]])
+async def test_bad_batches_are_refused(backend: Backend, entries: Any) -> None:
+    with pytest.raises(StorageError):
+        await backend.store.append_many(entries(), admit_all, NOW)
+    assert await backend.store.totals() == MailboxTotals(0, 0, 0, 0)
+
+
 async def test_fetch_pages_by_cursor_limit_and_bytes(backend: Backend) -> None:
     s = backend.store
     for i in range(1, 6):
@@ -282,7 +324,15 @@ async def _plan(b: Backend, sql: str, params: tuple[Any, ...]) -> str:
         ("SELECT envelopes, bytes FROM mailbox_keys WHERE key = ?", (K1,)),
         ("SELECT envelopes, bytes FROM mailbox_uploaders WHERE uploader = ?", (P1.binary,)),
         ("SELECT envelopes, bytes FROM mailbox_totals WHERE id = 1", ()),
-        ("SELECT seq FROM mailbox_entries WHERE key = ? AND digest = ?", (K1, bytes(32))),
+        ("SELECT k.envelopes, k.bytes, u.envelopes, u.bytes, t.envelopes, t.bytes"
+         " FROM mailbox_totals t LEFT JOIN mailbox_keys k ON k.key = ?"
+         " LEFT JOIN mailbox_uploaders u ON u.uploader = ? WHERE t.id = 1", (K1, P1.binary)),
+        ("SELECT d.seq, d.expires_at, k.envelopes, k.bytes, u.envelopes, u.bytes,"
+         " t.envelopes, t.bytes FROM mailbox_totals t"
+         " LEFT JOIN mailbox_entries d ON d.key = ? AND d.digest = ?"
+         " LEFT JOIN mailbox_keys k ON k.key = ?"
+         " LEFT JOIN mailbox_uploaders u ON u.uploader = ? WHERE t.id = 1",
+         (K1, bytes(32), K1, P1.binary)),
         ("SELECT seq, size FROM mailbox_entries WHERE key = ? AND seq > ? AND expires_at > ?"
          " ORDER BY seq LIMIT ?", (K1, 0, NOW, 10)),
         ("SELECT rowid FROM mailbox_entries WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
