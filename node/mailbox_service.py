@@ -4,8 +4,10 @@ runs, the client members use, and placement at the k closest nodes of the DHT.
 * **Holder.** STORE and FETCH from a peer go through the sans-I/O core
   (``node.network.mailbox.Mailbox``: size, day, rate per uploader) and the mailbox tables
   (quotas per key, uploader and holder are checked in the appending transaction); the reply
-  goes back on the requester's link. A STORE is acknowledged (STORED OK or DUPLICATE) only
-  once the envelope is on disk. Expired envelopes are swept every ``sweep_interval_s``.
+  goes back on the requester's link. STOREs queue (bounded) for one task that appends every
+  waiting one in ONE transaction (one disk sync per batch, not per envelope), and each is
+  acknowledged (STORED OK or DUPLICATE) only once that transaction is on disk. FETCHes are
+  answered at once. Expired envelopes are swept every ``sweep_interval_s``.
 * **Client.** :meth:`MailboxService.store` and :meth:`MailboxService.fetch` send one request
   and wait for the reply with the same request id from the same peer, dialling the holder from
   its signed DHT record (PeerId enforced) when there is no link. Failures are typed:
@@ -32,10 +34,11 @@ from typing import TYPE_CHECKING, TypeVar
 import structlog
 
 from dht.errors import DhtError
-from node.core.errors import SpacePandaError, StorageError, TransportError
+from node.core.errors import ConnectionClosed, SpacePandaError, StorageError, TransportError
 from node.core.identity import PeerId
 from node.network.mailbox import (
     PLACEMENT_K,
+    Append,
     Mailbox,
     MailboxSettings,
     check_batch,
@@ -56,6 +59,7 @@ from node.network.mailbox_wire import (
     decode_mailbox,
 )
 from node.storage.mailboxstore import MailboxStore, MailboxTotals
+from node.transport.connections import ConnectionManager
 from node.transport.link import Link
 
 if TYPE_CHECKING:
@@ -75,6 +79,7 @@ log = structlog.get_logger("node.mailbox")
 
 _QUEUE = 1024  # requests and replies waiting for the handler (the dispatcher's queue)
 _MAX_PENDING = 1024  # our requests waiting for a reply
+_MAX_STORE_BATCH = 256  # STOREs appended in one transaction
 _MAX_DIALS = 4
 _SWEEP_BATCH = 1000
 _SWEEP_ROUNDS = 100  # at most this many batches per sweep; the next sweep does the rest
@@ -141,7 +146,9 @@ class MailboxService:
         self._next_id = int.from_bytes(rng(8), "big")
         self._pending: dict[tuple[PeerId, int], tuple[type, asyncio.Future[Stored | Batch]]] = {}
         self._dials = asyncio.Semaphore(_MAX_DIALS)
-        self._sweeper: asyncio.Task[None] | None = None
+        self._dialing: dict[PeerId, asyncio.Future[Link]] = {}  # one dial per peer at a time
+        self._stores: asyncio.Queue[tuple[PeerId, Store]] = asyncio.Queue(_QUEUE)
+        self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self.counters: Counter[str] = Counter()
 
@@ -150,15 +157,18 @@ class MailboxService:
     def start(self, task_group: asyncio.TaskGroup) -> None:
         """Serve ``sp/mbx/1`` and sweep expired envelopes (in ``task_group``)."""
         self._node.register_protocol(PROTOCOL, self._on_message, queue_size=_QUEUE)
-        self._sweeper = task_group.create_task(self._sweep_loop(), name="mailbox-sweep")
+        self._tasks = [
+            task_group.create_task(self._store_loop(), name="mailbox-store"),
+            task_group.create_task(self._sweep_loop(), name="mailbox-sweep"),
+        ]
         self._running = True
 
     def stop(self) -> None:
         """Refuse new requests; fail those waiting for a reply."""
         self._running = False
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
         for _, fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(MailboxStopped("the node is shutting down"))
@@ -190,18 +200,13 @@ class MailboxService:
 
     async def _on_message(self, peer: PeerId, payload: bytes) -> None:
         message = decode_mailbox(payload)  # MailboxWireError: the dispatcher counts and drops
-        if isinstance(message, Store | Fetch):
-            reply = await self.serve(peer, message)
-            link = self._node.connections.get(peer)
-            if link is None:
-                self.counters["replies_unsent"] += 1
-                return
-            try:
-                link.try_send(PROTOCOL, reply.encode())
-            except TransportError:
-                # The requester's queue is full or its link closed: it times out and asks
-                # again (a repeated STORE is answered DUPLICATE).
-                self.counters["replies_unsent"] += 1
+        if isinstance(message, Store):
+            # Waits while the queue is full: the dispatcher's queue fills, then the links
+            # stop reading (backpressure), rather than anything growing without bound.
+            await self._stores.put((peer, message))
+            return
+        if isinstance(message, Fetch):
+            self._reply(peer, await self.serve(peer, message))
             return
         entry = self._pending.get((peer, message.request_id))
         if entry is None or entry[1].done():
@@ -214,19 +219,60 @@ class MailboxService:
             fut.set_exception(MailboxWireError(f"mailbox: {type(message).__name__} answers a "
                                                f"{'STORE' if kind is Stored else 'FETCH'}"))
 
+    def _reply(self, peer: PeerId, reply: Stored | Batch) -> None:
+        link = self._node.connections.get(peer)
+        try:
+            if link is None:
+                raise TransportError("no link")
+            link.try_send(PROTOCOL, reply.encode())
+        except TransportError:
+            # The requester's queue is full or its link closed: it times out and asks again
+            # (a repeated STORE is answered DUPLICATE).
+            self.counters["replies_unsent"] += 1
+
+    async def _store_loop(self) -> None:
+        while True:
+            batch = [await self._stores.get()]
+            while len(batch) < _MAX_STORE_BATCH and not self._stores.empty():
+                batch.append(self._stores.get_nowait())
+            try:
+                replies = await self.serve_stores(batch)
+            except Exception:  # our bug: say so, answer UNAVAILABLE, keep serving
+                log.exception("mailbox_store_batch_failed", requests=len(batch))
+                self.counters["store_batch_failures"] += 1
+                replies = [self.mailbox.refuse(r, Status.UNAVAILABLE) for _, r in batch]
+            for (peer, _), reply in zip(batch, replies, strict=True):
+                self._reply(peer, reply)
+
+    async def serve_stores(self, requests: list[tuple[PeerId, Store]]) -> list[Stored]:
+        """Answer STOREs (uploader, request), appending the admitted ones in one
+        transaction; the replies in the same order."""
+        now = self._wall()
+        decided = [self.mailbox.on_store(peer, request, now) for peer, request in requests]
+        appends = [d for d in decided if isinstance(d, Append)]
+        results = None
+        try:
+            results = iter(await self._store.append_many([a.entry for a in appends],
+                                                         self.mailbox.admit, now))
+        except StorageError as exc:
+            log.warning("mailbox_store_failed", error=str(exc), requests=len(appends))
+        replies: list[Stored] = []
+        for d in decided:
+            if isinstance(d, Stored):
+                replies.append(d)
+            elif results is None:
+                replies.append(self.mailbox.refuse(d.request, Status.UNAVAILABLE))
+            else:
+                replies.append(self.mailbox.stored(d.request, next(results)))
+        if len(appends) > 1:
+            self.counters["store_batches"] += 1
+        return replies
+
     async def serve(self, peer: PeerId, request: Store | Fetch) -> Stored | Batch:
         """Answer one request from ``peer`` (the uploader or fetcher) from the store."""
-        now = self._wall()
         if isinstance(request, Store):
-            decided = self.mailbox.on_store(peer, request, now)
-            if isinstance(decided, Stored):
-                return decided
-            try:
-                result = await self._store.append(decided.entry, self.mailbox.admit, now)
-            except StorageError as exc:
-                log.warning("mailbox_store_failed", error=str(exc))
-                return self.mailbox.unavailable(request)
-            return self.mailbox.stored(request, result)
+            return (await self.serve_stores([(peer, request)]))[0]
+        now = self._wall()
         read = self.mailbox.on_fetch(peer, request, now)
         if isinstance(read, Batch):
             return read
@@ -356,8 +402,12 @@ class MailboxService:
         self._pending[slot] = (kind, fut)
         try:
             async with asyncio.timeout(self._timeout):
-                link = await self._link(peer)
-                await link.send(PROTOCOL, request.encode())
+                try:
+                    await (await self._link(peer)).send(PROTOCOL, request.encode())
+                except ConnectionClosed:
+                    # The link closed under us (e.g. a duplicate link was dropped): once more
+                    # on whatever link is up now.
+                    await (await self._link(peer)).send(PROTOCOL, request.encode())
                 reply = await fut
         except TimeoutError:
             self.counters["timeouts"] += 1
@@ -371,7 +421,8 @@ class MailboxService:
         return reply
 
     async def _link(self, peer: PeerId) -> Link:
-        """The link to ``peer``, dialled from its signed DHT record if there is none."""
+        """The link to ``peer``, dialled from its signed DHT record if there is none (one
+        dial per peer at a time: concurrent requests wait for the same one)."""
         try:
             conns = self._node.connections
         except SpacePandaError:
@@ -379,27 +430,46 @@ class MailboxService:
         link = conns.get(peer)
         if link is not None:
             return link
-        async with self._dials:
-            link = conns.get(peer)
-            if link is not None:
-                return link
+        waiting = self._dialing.get(peer)
+        if waiting is not None:
+            return await asyncio.shield(waiting)  # a waiter's timeout leaves the dial alone
+        fut: asyncio.Future[Link] = asyncio.get_running_loop().create_future()
+        self._dialing[peer] = fut
+        try:
+            async with self._dials:
+                link = await self._dial(conns, peer)
+        except BaseException as exc:
+            fut.set_exception(exc if isinstance(exc, MailboxError)
+                              else MailboxUnreachable(f"dialling {peer.short()} was aborted"))
+            fut.exception()  # nobody may be waiting: do not log it as unretrieved
+            raise
+        else:
+            fut.set_result(link)
+            return link
+        finally:
+            del self._dialing[peer]
+
+    async def _dial(self, conns: ConnectionManager, peer: PeerId) -> Link:
+        link = conns.get(peer)
+        if link is not None:
+            return link
+        try:
+            record = await self._node.dht.resolve(peer)
+        except DhtError as exc:
+            raise MailboxUnreachable(f"{peer.short()}: {exc}") from None
+        if record is None:
+            raise MailboxUnreachable(f"{peer.short()} has no signed record in the DHT")
+        failure = "no addresses"
+        for addr in record.multiaddrs():
             try:
-                record = await self._node.dht.resolve(peer)
-            except DhtError as exc:
-                raise MailboxUnreachable(f"{peer.short()}: {exc}") from None
-            if record is None:
-                raise MailboxUnreachable(f"{peer.short()} has no signed record in the DHT")
-            failure = "no addresses"
-            for addr in record.multiaddrs():
-                try:
-                    link = await conns.dial(addr.with_peer_id(peer))
-                except TransportError as exc:
-                    failure = str(exc)
-                    continue
-                self.counters["dials"] += 1
-                return link
-            self.counters["dial_failures"] += 1
-            raise MailboxUnreachable(f"{peer.short()} cannot be reached: {failure}")
+                link = await conns.dial(addr.with_peer_id(peer))
+            except TransportError as exc:
+                failure = str(exc)
+                continue
+            self.counters["dials"] += 1
+            return link
+        self.counters["dial_failures"] += 1
+        raise MailboxUnreachable(f"{peer.short()} cannot be reached: {failure}")
 
     # -- visibility ---------------------------------------------------------------------------
 

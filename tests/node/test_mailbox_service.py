@@ -27,6 +27,7 @@ from node.network.mailbox_wire import (
     Fetch,
     MailboxWireError,
     Status,
+    Store,
     Stored,
     decode_mailbox,
 )
@@ -315,3 +316,49 @@ async def test_a_holder_that_breaks_the_protocol_raises_the_wire_error(
     for _ in range(3):
         with pytest.raises(MailboxWireError):
             await client.fetch(evil.node.peer_id, key_of(b"lies"), 5)
+
+
+async def test_the_sweep_deletes_what_expired(start_node: StartNode, host: Host) -> None:
+    (a,) = await network(start_node, 1)
+    clock = [time.time()]
+    svc = await host.attach(a, wall=lambda: clock[0])
+    key = key_of(b"sweep")
+    assert await svc.place(key, envelope()) == [a.node.peer_id]
+    assert await svc.sweep() == 0
+    clock[0] += 15 * 86400  # past the end of day + 14 days
+    assert (await svc.collect(key)).envelopes == ()  # expired: never served again
+    assert await svc.sweep() == 1
+    assert (await svc.usage()).envelopes == 0
+
+
+async def test_concurrent_stores_are_all_acknowledged_once(start_node: StartNode,
+                                                           host: Host) -> None:
+    a, b, c = await network(start_node, 3)
+    holder = await host.attach(a)
+    up1, up2 = await host.attach(b), await host.attach(c)
+    key = key_of(b"busy")
+    sent = [envelope() for _ in range(120)]
+    statuses = await asyncio.gather(
+        *(up.store(a.node.peer_id, key, env) for env in sent for up in (up1, up2)))
+    assert statuses.count(Status.OK) == 120 and statuses.count(Status.DUPLICATE) == 120
+    page = await a.node.storage.mailbox_store().fetch(key, 0, 1000, 1 << 26, time.time())
+    assert [s for s, _ in page.items] == list(range(1, 121))
+    assert sorted(env for _, env in page.items) == sorted(sent)
+    assert holder.statistics()["holder"]["stored"] == 120
+
+
+async def test_serve_stores_answers_in_order_with_one_append(start_node: StartNode,
+                                                             host: Host) -> None:
+    (a,) = await network(start_node, 1)
+    svc = await host.attach(a, settings=MailboxSettings(key_envelopes=2))
+    p1, p2 = Identity.generate().peer_id, Identity.generate().peer_id
+    key = key_of(b"order")
+    e1, e2, e3 = envelope(), envelope(), envelope()
+    replies = await svc.serve_stores([
+        (p1, Store(1, key, TODAY, e1)), (p2, Store(2, key, TODAY, e1)),
+        (p1, Store(3, key, TODAY, b"\x01" * 7)), (p2, Store(4, key, TODAY, e2)),
+        (p1, Store(5, key, TODAY, e3)),
+    ])
+    assert replies == [Stored(1, Status.OK, 1), Stored(2, Status.DUPLICATE, 1),
+                       Stored(3, Status.BAD_SIZE, 0), Stored(4, Status.OK, 2),
+                       Stored(5, Status.KEY_FULL, 0)]
