@@ -220,12 +220,12 @@ class MailboxService:
                                                f"{'STORE' if kind is Stored else 'FETCH'}"))
 
     def _reply(self, peer: PeerId, reply: Stored | Batch) -> None:
-        link = self._node.connections.get(peer)
         try:
+            link = self._node.connections.get(peer)
             if link is None:
                 raise TransportError("no link")
             link.try_send(PROTOCOL, reply.encode())
-        except TransportError:
+        except SpacePandaError:  # TransportError, or the node is not running any more
             # The requester's queue is full or its link closed: it times out and asks again
             # (a repeated STORE is answered DUPLICATE).
             self.counters["replies_unsent"] += 1
