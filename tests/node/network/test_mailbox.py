@@ -53,6 +53,12 @@ def test_mailbox_key_known_answer() -> None:
     assert len(expected) == 20
 
 
+def test_mailbox_key_vector_in_the_docs() -> None:
+    # docs/mailboxes.md section 14.1
+    key = mailbox_key(bytes(range(32)), 20000)
+    assert key.hex() == "f7aadfba5ebba683ded048e6952ac6ea3dd68f76"
+
+
 def test_mailbox_keys_differ_by_day_and_tag_key() -> None:
     a, b = bytes(32), b"\x01" * 32
     keys = {mailbox_key(k, d) for k in (a, b) for d in (1, 2, 3)}
