@@ -448,6 +448,22 @@ class DhtService:
                 seen[proof.peer_id] = None
         return list(seen)
 
+    async def closest_peers(self, key: bytes, k: int) -> list[PeerId]:
+        """The ``k`` verified nodes closest to the 20-byte ``key`` that a lookup finds,
+        nearest first (XOR of node ids). This node is one of them when it is that close, so
+        every node that looks the key up names the same set."""
+        if not isinstance(key, bytes) or len(key) != 20:
+            raise DhtError("a DHT key is 20 bytes")
+        if not 1 <= k <= self.config.ksize:
+            raise DhtError(f"k must be 1..{self.config.ksize}")
+        target = int.from_bytes(key, "big")
+        distance = {self.peer_id: int.from_bytes(self.node_id, "big") ^ target}
+        for node in await self._lookup_nodes(key):
+            proof = self.protocol.proof_for(node)
+            if proof is not None:
+                distance.setdefault(proof.peer_id, node.long_id ^ target)
+        return sorted(distance, key=distance.__getitem__)[:k]
+
     def known_peers(self) -> list[PeerId]:
         """PeerIds of every proven contact in the routing table."""
         return [c.peer_id for c in self.protocol.contacts()]

@@ -18,6 +18,7 @@ from node.core.multiaddr import Multiaddr
 if TYPE_CHECKING:
     from node.storage.channelstore import ChannelStore
     from node.storage.dhtstore import NodeDhtStore
+    from node.storage.mailboxstore import MailboxStore
 
 __all__ = ["MAX_META_KEY", "MAX_META_VALUE", "MAX_PEER_ADDRS", "PeerEntry", "Storage"]
 
@@ -83,6 +84,10 @@ class Storage(Protocol):
 
     def channel_store(self) -> ChannelStore:
         """The channel tables (group states, messages, outbox...) of this database."""
+        ...
+
+    def mailbox_store(self) -> MailboxStore:
+        """The mailbox tables (envelopes held for others) of this database."""
         ...
 
 

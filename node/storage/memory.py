@@ -16,6 +16,7 @@ from node.core.multiaddr import Multiaddr
 from node.storage.base import PeerEntry, check_addrs, check_meta, check_time
 from node.storage.channelstore import MemoryChannelStore
 from node.storage.dhtstore import DhtTables, MemoryStorageDhtStore
+from node.storage.mailboxstore import MemoryMailboxStore
 from node.storage.migrations import LATEST_VERSION
 
 __all__ = ["MemoryStorage"]
@@ -27,6 +28,7 @@ class MemoryStorage:
         self._peers: dict[PeerId, PeerEntry] = {}
         self.dht_tables = DhtTables()
         self._channels = MemoryChannelStore(self._check_open)
+        self._mailboxes = MemoryMailboxStore(self._check_open)
         self._closed = False
 
     def _check_open(self) -> None:
@@ -100,3 +102,6 @@ class MemoryStorage:
 
     def channel_store(self) -> MemoryChannelStore:
         return self._channels
+
+    def mailbox_store(self) -> MemoryMailboxStore:
+        return self._mailboxes

@@ -136,6 +136,71 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        5,
+        "mailboxes: envelopes held for others, per-key, per-uploader and total counters",
+        (
+            # One row per held envelope. seq: the key's log position (the fetch cursor);
+            # digest: SHA-256 of the envelope (stored once per key). A rowid table: envelopes
+            # are up to ~1 MiB, too large for WITHOUT ROWID.
+            """CREATE TABLE mailbox_entries (
+                key        BLOB NOT NULL CHECK (length(key) = 20),
+                seq        INTEGER NOT NULL CHECK (seq >= 1),
+                digest     BLOB NOT NULL CHECK (length(digest) = 32),
+                uploader   BLOB NOT NULL CHECK (length(uploader) = 34),
+                envelope   BLOB NOT NULL,
+                size       INTEGER NOT NULL CHECK (size = length(envelope) AND size >= 1),
+                stored_at  REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                UNIQUE (key, seq),
+                UNIQUE (key, digest)
+            )""",
+            # Fetch pages plan on this index alone (no envelope read until the page is cut).
+            "CREATE INDEX mailbox_entries_page ON mailbox_entries (key, seq, size, expires_at)",
+            "CREATE INDEX mailbox_entries_by_expiry ON mailbox_entries (expires_at)",
+            # Counters kept by the triggers below, so every quota check is a key lookup.
+            # A key's row outlives its entries until expires_at (the latest expiry it held),
+            # so its sequence numbers never restart while a fetcher may hold a cursor.
+            """CREATE TABLE mailbox_keys (
+                key        BLOB PRIMARY KEY NOT NULL CHECK (length(key) = 20),
+                last_seq   INTEGER NOT NULL CHECK (last_seq >= 0),
+                envelopes  INTEGER NOT NULL CHECK (envelopes >= 0),
+                bytes      INTEGER NOT NULL CHECK (bytes >= 0),
+                expires_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX mailbox_keys_by_expiry ON mailbox_keys (expires_at)",
+            """CREATE TABLE mailbox_uploaders (
+                uploader  BLOB PRIMARY KEY NOT NULL,
+                envelopes INTEGER NOT NULL CHECK (envelopes >= 0),
+                bytes     INTEGER NOT NULL CHECK (bytes >= 0)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE mailbox_totals (
+                id        INTEGER PRIMARY KEY CHECK (id = 1),
+                envelopes INTEGER NOT NULL CHECK (envelopes >= 0),
+                bytes     INTEGER NOT NULL CHECK (bytes >= 0)
+            )""",
+            "INSERT INTO mailbox_totals (id, envelopes, bytes) VALUES (1, 0, 0)",
+            """CREATE TRIGGER mailbox_entry_added AFTER INSERT ON mailbox_entries BEGIN
+                UPDATE mailbox_keys SET envelopes = envelopes + 1, bytes = bytes + new.size,
+                    expires_at = max(expires_at, new.expires_at) WHERE key = new.key;
+                INSERT INTO mailbox_uploaders (uploader, envelopes, bytes)
+                    VALUES (new.uploader, 1, new.size)
+                    ON CONFLICT (uploader) DO UPDATE SET envelopes = envelopes + 1,
+                    bytes = bytes + new.size;
+                UPDATE mailbox_totals SET envelopes = envelopes + 1, bytes = bytes + new.size
+                    WHERE id = 1;
+            END""",
+            """CREATE TRIGGER mailbox_entry_removed AFTER DELETE ON mailbox_entries BEGIN
+                UPDATE mailbox_keys SET envelopes = envelopes - 1, bytes = bytes - old.size
+                    WHERE key = old.key;
+                UPDATE mailbox_uploaders SET envelopes = envelopes - 1, bytes = bytes - old.size
+                    WHERE uploader = old.uploader;
+                DELETE FROM mailbox_uploaders WHERE uploader = old.uploader AND envelopes = 0;
+                UPDATE mailbox_totals SET envelopes = envelopes - 1, bytes = bytes - old.size
+                    WHERE id = 1;
+            END""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -35,6 +35,7 @@ from node.core.multiaddr import Multiaddr
 from node.storage.base import PeerEntry, check_addrs, check_meta, check_time
 from node.storage.channelstore import SqliteChannelStore
 from node.storage.dhtstore import SqliteDhtStore
+from node.storage.mailboxstore import SqliteMailboxStore
 from node.storage.migrations import MIGRATIONS, Migration, check_migrations
 
 __all__ = ["SqliteStorage"]
@@ -65,6 +66,7 @@ class SqliteStorage:
         self._lock = asyncio.Lock()
         self._closed = False
         self._channels = SqliteChannelStore(self)
+        self._mailboxes = SqliteMailboxStore(self)
 
     def __repr__(self) -> str:
         return f"SqliteStorage({self._path!r})"
@@ -186,6 +188,10 @@ class SqliteStorage:
     def channel_store(self) -> SqliteChannelStore:
         """The channel tables, on this connection (see ``node.storage.channelstore``)."""
         return self._channels
+
+    def mailbox_store(self) -> SqliteMailboxStore:
+        """The mailbox tables, on this connection (see ``node.storage.mailboxstore``)."""
+        return self._mailboxes
 
     async def close(self) -> None:
         if self._closed:
