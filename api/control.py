@@ -19,7 +19,15 @@ if TYPE_CHECKING:
     from node.channels.manager import Notice
     from node.storage.channelstore import MessageRow
 
-__all__ = ["ChannelControl", "Direction", "NodeControl", "NodeInfo", "PeerInfo", "record_json"]
+__all__ = [
+    "BlockInfo",
+    "ChannelControl",
+    "Direction",
+    "NodeControl",
+    "NodeInfo",
+    "PeerInfo",
+    "record_json",
+]
 
 Direction = Literal["inbound", "outbound"]
 
@@ -52,6 +60,17 @@ class PeerInfo:
     rtt_ms: float | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """One deny-list entry, as ``GET /v1/blocks`` lists it (``blocked_at``: Unix seconds)."""
+
+    peer_id: str
+    blocked_at: float
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,11 +164,21 @@ class NodeControl(Protocol):
 
     async def dial(self, addr: Multiaddr) -> PeerInfo: ...
 
-    async def disconnect(self, peer_id: PeerId) -> bool:
+    async def disconnect(self, peer_id: PeerId, *, block: bool = False) -> bool:
         """Close the connection to ``peer_id`` and forget it from the address book.
 
-        False when it was neither connected nor in the address book (-> 404).
+        False when it was neither connected nor in the address book (-> 404). With ``block``
+        the peer also goes on the persisted deny list (refused inbound, never dialled); always
+        True then.
         """
+        ...
+
+    async def unblock(self, peer_id: PeerId) -> bool:
+        """Take ``peer_id`` off the deny list; False when it was not on it (-> 404)."""
+        ...
+
+    async def blocks(self) -> list[BlockInfo]:
+        """The deny list (``GET /v1/blocks``), ordered by PeerId bytes."""
         ...
 
     def dht_statistics(self) -> dict[str, Any]:

@@ -168,6 +168,23 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "Block": {
+        "type": "object",
+        "required": ["peer_id", "blocked_at"],
+        "additionalProperties": False,
+        "properties": {
+            "peer_id": {"type": "string"},
+            "blocked_at": {"type": "number", "description": "Unix time, seconds"},
+        },
+    },
+    "BlockList": {
+        "type": "object",
+        "required": ["blocks"],
+        "additionalProperties": False,
+        "properties": {
+            "blocks": {"type": "array", "items": {"$ref": "#/components/schemas/Block"}}
+        },
+    },
     "DialRequest": {
         "type": "object",
         "required": ["addr"],
@@ -228,6 +245,7 @@ _PATHS: dict[str, Any] = {
                 "201": _json("PeerInfo", "New connection"),
                 "400": _problem("Body is not JSON, or addr is not a valid multiaddr"),
                 **_UNAUTHORIZED,
+                "409": _problem("The peer is blocked (DELETE /v1/blocks/{peer_id} first)"),
                 "413": _problem("Body too large"),
                 "502": _problem("Dial or handshake failed, or the peer proved another PeerId"),
                 "503": _problem("Connection limit reached"),
@@ -249,15 +267,47 @@ _PATHS: dict[str, Any] = {
         },
         "delete": {
             "operationId": "disconnectPeer",
-            "summary": "Disconnect from a peer and forget it",
+            "summary": "Disconnect from a peer and forget it; block it with block=true",
             "description": "Closes the connection (if any) and removes the peer from the "
             "address book, so the node does not dial it again on its own. It can still be "
-            "rediscovered through the DHT, or dialled again with POST /v1/peers.",
+            "rediscovered through the DHT, or dialled again with POST /v1/peers. With "
+            "block=true the peer also goes on the deny list, kept across restarts: its "
+            "connections are refused after the handshake and nothing dials it (mesh, "
+            "channels, POST /v1/peers) until DELETE /v1/blocks/{peer_id}.",
+            "parameters": [
+                {
+                    "name": "block",
+                    "in": "query",
+                    "required": False,
+                    "description": "also put the peer on the deny list",
+                    "schema": {"type": "boolean", "default": False},
+                }
+            ],
             "responses": {
-                "204": {"description": "Disconnected and/or forgotten"},
+                "204": {"description": "Disconnected and/or forgotten (and blocked)"},
+                "400": _problem("Malformed PeerId or query"),
+                **_UNAUTHORIZED,
+                "404": _problem("Neither connected nor in the address book (without block)"),
+            },
+        },
+    },
+    "/v1/blocks": {
+        "get": {
+            "operationId": "listBlocks",
+            "summary": "The deny list: peers refused inbound and never dialled",
+            "responses": {"200": _json("BlockList", "Blocked peers"), **_UNAUTHORIZED},
+        }
+    },
+    "/v1/blocks/{peer_id}": {
+        "parameters": [_PEER_ID_PARAM],
+        "delete": {
+            "operationId": "unblockPeer",
+            "summary": "Take a peer off the deny list",
+            "responses": {
+                "204": {"description": "Unblocked (it is not dialled until rediscovered)"},
                 "400": _problem("Malformed PeerId"),
                 **_UNAUTHORIZED,
-                "404": _problem("Neither connected nor in the address book"),
+                "404": _problem("Not blocked"),
             },
         },
     },

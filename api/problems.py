@@ -37,6 +37,7 @@ from node.core.errors import (
     IdentityError,
     LimitExceeded,
     MultiaddrError,
+    PeerBlocked,
     PeerIdMismatch,
     StorageError,
     TransportError,
@@ -88,6 +89,7 @@ def _plain(status: int, detail: str = "") -> Problem:
 
 # Most specific class first: DialTimeout is a DialError, PeerIdMismatch a HandshakeError.
 _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
+    (PeerBlocked, 409, "peer-blocked", "Peer is blocked"),
     (DialTimeout, 504, "dial-timeout", "Dial timed out"),
     (PeerIdMismatch, 502, "peer-id-mismatch", "Peer proved a different identity"),
     (HandshakeError, 502, "handshake-failed", "Handshake failed"),

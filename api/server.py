@@ -20,7 +20,7 @@ from api.appkeys import CLOSING, CONTROL, KEEPALIVE, REGISTRY, RESOLVE_TIMEOUT_K
 from api.auth import auth_middleware
 from api.control import NodeControl, PeerInfo
 from api.openapi import build_spec
-from api.parse import peer_id_param, read_json
+from api.parse import bad_request, only_query, peer_id_param, read_json
 from api.problems import RECORD_NOT_FOUND, Problem, problem_for, problem_response
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
@@ -103,10 +103,33 @@ async def connect_peer(request: web.Request) -> web.Response:
     return web.json_response(info.to_json(), status=status, headers=headers)
 
 
+def _query_bool(request: web.Request, name: str) -> bool:
+    values = request.query.getall(name, [])
+    if not values:
+        return False
+    if len(values) > 1 or values[0] not in ("true", "false"):
+        raise bad_request(f"query parameter {name} must be true or false, given once")
+    return values[0] == "true"
+
+
 async def disconnect_peer(request: web.Request) -> web.Response:
+    only_query(request, "block")
+    block = _query_bool(request, "block")
     peer_id = peer_id_param(request)
-    if not await request.app[CONTROL].disconnect(peer_id):
+    if not await request.app[CONTROL].disconnect(peer_id, block=block):
         raise Problem(404, "Not Found", f"not connected to {peer_id} and not in the address book")
+    return web.Response(status=204)
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    blocks = await request.app[CONTROL].blocks()
+    return web.json_response({"blocks": [b.to_json() for b in blocks]})
+
+
+async def unblock_peer(request: web.Request) -> web.Response:
+    peer_id = peer_id_param(request)
+    if not await request.app[CONTROL].unblock(peer_id):
+        raise Problem(404, "Not Found", f"{peer_id} is not blocked")
     return web.Response(status=204)
 
 
@@ -171,6 +194,8 @@ def create_app(
     r.add_post("/v1/peers", connect_peer)
     r.add_get("/v1/peers/{peer_id}", get_peer, allow_head=False)
     r.add_delete("/v1/peers/{peer_id}", disconnect_peer)
+    r.add_get("/v1/blocks", list_blocks, allow_head=False)
+    r.add_delete("/v1/blocks/{peer_id}", unblock_peer)
     r.add_get("/v1/dht", get_dht, allow_head=False)
     r.add_get("/v1/dht/peers/{peer_id}", resolve_peer, allow_head=False)
     channels.routes(r)

@@ -199,11 +199,43 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 
 def cmd_disconnect(args: argparse.Namespace) -> int:
-    _client(args).disconnect(args.peer_id)
+    _client(args).disconnect(args.peer_id, block=args.block)
     if args.json:
-        _json({"peer_id": args.peer_id, "disconnected": True})
+        _json({"peer_id": args.peer_id, "disconnected": True, "blocked": args.block})
+    elif args.block:
+        _out(f"disconnected and blocked {args.peer_id}")
     else:
         _out(f"disconnected {args.peer_id}")
+    return EXIT_OK
+
+
+def cmd_blocks(args: argparse.Namespace) -> int:
+    blocks = _client(args).blocks()
+    if args.json:
+        _json({"blocks": blocks})
+        return EXIT_OK
+    if not blocks:
+        _out("no blocked peers")
+        return EXIT_OK
+    rows = []
+    for b in blocks:
+        at = b.get("blocked_at")
+        when = (
+            datetime.fromtimestamp(float(at), tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            if isinstance(at, int | float) and not isinstance(at, bool)
+            else "?"
+        )
+        rows.append([str(b.get("peer_id", "?")), when])
+    _out(table(["PEER ID", "BLOCKED SINCE"], rows))
+    return EXIT_OK
+
+
+def cmd_unblock(args: argparse.Namespace) -> int:
+    _client(args).unblock(args.peer_id)
+    if args.json:
+        _json({"peer_id": args.peer_id, "blocked": False})
+    else:
+        _out(f"unblocked {args.peer_id}")
     return EXIT_OK
 
 
@@ -376,6 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
         with_json,
     )
     disconnect.add_argument("peer_id", metavar="PEER_ID", type=_peer_id)
+    disconnect.add_argument(
+        "--block",
+        action="store_true",
+        help="also block it: refuse its connections and never dial it, across restarts",
+    )
+    add("blocks", cmd_blocks, "list blocked peers (see disconnect --block)", with_json)
+    unblock = add("unblock", cmd_unblock, "take a peer off the block list", with_json)
+    unblock.add_argument("peer_id", metavar="PEER_ID", type=_peer_id)
     add("dht", cmd_dht, "show the DHT: node id, contacts, buckets, records, lookups", with_json)
     resolve = add("resolve", cmd_resolve, "look up a peer's verified record in the DHT", with_json)
     resolve.add_argument("peer_id", metavar="PEER_ID", type=_peer_id)

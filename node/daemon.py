@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from api.control import NodeInfo, PeerInfo, record_json
+from api.control import BlockInfo, NodeInfo, PeerInfo, record_json
 from dht.config import DhtConfig
 from dht.errors import DhtError
 from dht.persistence import DhtStore
@@ -121,6 +121,9 @@ class Node:
         self._mesh_policy = mesh_policy_from(config)
         self._dialer: MeshDialer | None = None
         self._channels: ChannelService | None = None
+        # The deny list, loaded from storage when the node starts; checked on every dial and
+        # every inbound handshake (ConnectionManager.refuse) and by the mesh dialer.
+        self._blocked: set[PeerId] = set()
 
     # -- identity --------------------------------------------------------------------------
 
@@ -199,15 +202,41 @@ class Node:
         link = await self.connections.dial(addr)
         return self._peer_info(link)
 
-    async def disconnect(self, peer_id: PeerId) -> bool:
-        """Close the link and forget the peer, so the reconnect loop leaves it alone."""
+    async def disconnect(self, peer_id: PeerId, *, block: bool = False) -> bool:
+        """Close the link and forget the peer, so the reconnect loop leaves it alone.
+
+        With ``block`` the peer also goes on the deny list (persisted): refused when it dials
+        us, never dialled again until :meth:`unblock`. Always True then.
+        """
+        if block:
+            self._blocked.add(peer_id)  # before the link closes: no redial can slip in
+            if await self.storage.block_peer(peer_id, self._wall()):
+                log.info("peer_blocked", peer=str(peer_id))
         closed = await self.connections.disconnect(
             peer_id, CloseCode.NORMAL, "disconnected by operator"
         )
         forgotten = await self.storage.remove_peer(peer_id)
         if self._dialer is not None:
             self._dialer.forget(peer_id)
-        return closed or forgotten
+        return closed or forgotten or block
+
+    def is_blocked(self, peer_id: PeerId) -> bool:
+        return peer_id in self._blocked
+
+    async def unblock(self, peer_id: PeerId) -> bool:
+        """Take ``peer_id`` off the deny list; False when it was not on it."""
+        removed = await self.storage.unblock_peer(peer_id)
+        present = peer_id in self._blocked
+        self._blocked.discard(peer_id)
+        if removed or present:
+            log.info("peer_unblocked", peer=str(peer_id))
+        return removed or present
+
+    async def blocks(self) -> list[BlockInfo]:
+        return [
+            BlockInfo(peer_id=str(b.peer_id), blocked_at=b.blocked_at)
+            for b in await self.storage.list_blocked()
+        ]
 
     # -- application protocols -------------------------------------------------------------
 
@@ -255,6 +284,10 @@ class Node:
         return found[:8]
 
     async def _on_connected(self, link: Link) -> None:
+        if self.is_blocked(link.peer_id):
+            # Admitted just before it was blocked: the deny list wins.
+            await link.close(CloseCode.NORMAL, "connection refused")
+            return
         now = self._wall()
         addrs = self._addrs_for(link)
         if addrs:
@@ -299,6 +332,8 @@ class Node:
                 self._conns.announce_addrs = tuple(
                     a.without_peer_id() for a in self.config.announce
                 )
+                self._blocked = {b.peer_id for b in await self.storage.list_blocked()}
+                self._conns.refuse = self.is_blocked
                 self.dispatcher.start(tg)
                 tg.create_task(self._link_events(self._conns), name="link-events")
                 bound = await self._conns.listen(self.config.listen)
@@ -325,6 +360,7 @@ class Node:
                     clock=self._clock,
                     wall=self._wall,
                     rand=self._random,
+                    blocked=self.is_blocked,
                 )
                 self._dialer.start()
                 channels = ChannelService(

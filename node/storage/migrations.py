@@ -136,6 +136,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        5,
+        "deny list: peers refused inbound and never dialled",
+        (
+            """CREATE TABLE blocked_peers (
+                peer_id    BLOB PRIMARY KEY NOT NULL CHECK (length(peer_id) = 34),
+                blocked_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -94,6 +94,8 @@ def test_stale_api_file_is_unreachable(tmp_path: Path, capsys: pytest.CaptureFix
         (["connect", "/ip4/127.0.0.1/udp/1"], "udp"),
         (["connect"], "MULTIADDR"),
         (["disconnect", "not-a-peer"], "PeerId"),
+        (["disconnect", "--block"], "PEER_ID"),
+        (["unblock", "not-a-peer"], "PeerId"),
         (["resolve", "not-a-peer"], "PeerId"),
         (["resolve"], "PEER_ID"),
         (["dht", "extra"], "unrecognized arguments"),
@@ -218,6 +220,31 @@ async def test_connect_peers_disconnect(
     assert await _cli("disconnect", str(peer), "--data-dir", str(d)) == 1
     err = capsys.readouterr().err
     assert "404" in err and "not connected" in err
+
+
+async def test_disconnect_block_blocks_and_unblock(
+    live: tuple[Path, FakeNode], capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, fake = live
+    assert await _cli("blocks", "--data-dir", str(d)) == 0
+    assert capsys.readouterr().out.strip() == "no blocked peers"
+    peer = Identity.generate().peer_id
+    assert await _cli("disconnect", "--block", str(peer), "--data-dir", str(d)) == 0
+    assert capsys.readouterr().out.strip() == f"disconnected and blocked {peer}"
+    assert list(fake.blocked) == [str(peer)]
+    assert await _cli("blocks", "--data-dir", str(d)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["PEER", "ID", "BLOCKED", "SINCE"]
+    assert lines[1] == f"{peer}  2023-11-14 22:13:20Z"
+    assert await _cli("blocks", "--data-dir", str(d), "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "blocks": [{"peer_id": str(peer), "blocked_at": 1_700_000_000.5}]
+    }
+    assert await _cli("unblock", str(peer), "--data-dir", str(d)) == 0
+    assert capsys.readouterr().out.strip() == f"unblocked {peer}"
+    assert fake.blocked == {}
+    assert await _cli("unblock", str(peer), "--data-dir", str(d)) == 1
+    assert "not blocked" in capsys.readouterr().err
 
 
 async def test_failed_dial_reports_reason(
