@@ -26,6 +26,7 @@ __all__ = [
     "NodeControl",
     "NodeInfo",
     "PeerInfo",
+    "Readiness",
     "record_json",
 ]
 
@@ -63,6 +64,24 @@ class PeerInfo:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """``GET /readyz``: ready or not, why, and the DHT join's state (``bootstrap``: see
+    ``node.joinwatch.JoinState``; None before the DHT runs).
+
+    ``state``: "starting", "joining", "ready" or "stopping".
+    """
+
+    ready: bool
+    state: str
+    reason: str
+    bootstrap: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": "ready" if self.ready else "not_ready", "state": self.state,
+                "reason": self.reason, "bootstrap": self.bootstrap}
 
 
 @dataclass(frozen=True)
@@ -161,6 +180,10 @@ class NodeControl(Protocol):
     def peer_list(self) -> list[PeerInfo]: ...
 
     def is_ready(self) -> bool: ...
+
+    def readiness(self) -> Readiness:
+        """``GET /readyz``: :meth:`is_ready` with the reason and the DHT join's state."""
+        ...
 
     async def dial(self, addr: Multiaddr) -> PeerInfo: ...
 

@@ -44,6 +44,58 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["status"],
         "properties": {"status": {"type": "string"}},
     },
+    "JoinState": {
+        "type": "object",
+        "description": "The DHT join: through which addresses, how many attempts, why the "
+        "last one failed and when the next one is due (nominal; +-50 % jitter).",
+        "required": ["state", "addrs", "saved_contacts", "attempts", "failures", "last_error",
+                     "last_error_detail", "next_retry_in_s", "joined_after_s", "rejoins"],
+        "additionalProperties": False,
+        "properties": {
+            "state": {"type": "string", "enum": ["bootstrap_node", "joining", "joined"]},
+            "addrs": {"type": "array", "items": {"type": "string"},
+                      "description": "configured bootstrap multiaddrs"},
+            "saved_contacts": {"type": "integer", "minimum": 0},
+            "attempts": {"type": "integer", "minimum": 0},
+            "failures": {"type": "integer", "minimum": 0},
+            "last_error": {
+                "type": ["string", "null"],
+                "description": "dns, peer_id_mismatch, bad_proof, bad_address, unreachable, "
+                "timeout or no_proof",
+            },
+            "last_error_detail": {"type": ["string", "null"]},
+            "next_retry_in_s": {"type": ["number", "null"]},
+            "joined_after_s": {"type": ["number", "null"]},
+            "rejoins": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Readiness": {
+        "type": "object",
+        "required": ["status", "state", "reason", "bootstrap"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"type": "string", "enum": ["ready"]},
+            "state": {"type": "string", "enum": ["ready"]},
+            "reason": {"type": "string"},
+            "bootstrap": {"oneOf": [{"$ref": "#/components/schemas/JoinState"},
+                                    {"type": "null"}]},
+        },
+    },
+    "NotReady": {
+        "type": "object",
+        "description": "RFC 9457 problem details: detail says why, bootstrap how the DHT join "
+        "is going",
+        "required": ["type", "title", "status", "detail", "state", "bootstrap"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "enum": [503]},
+            "detail": {"type": "string"},
+            "state": {"type": "string", "enum": ["starting", "joining", "stopping"]},
+            "bootstrap": {"oneOf": [{"$ref": "#/components/schemas/JoinState"},
+                                    {"type": "null"}]},
+        },
+    },
     "NodeInfo": {
         "type": "object",
         "required": ["peer_id", "addrs", "version", "uptime_s"],
@@ -125,6 +177,7 @@ _SCHEMAS: dict[str, Any] = {
             "rpc": {"type": "object", "additionalProperties": {"type": "integer"}},
             "routing": {"type": "object", "additionalProperties": {"type": "integer"}},
             "service": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "bootstrap": {"$ref": "#/components/schemas/JoinState"},
             "mesh": {
                 "type": "object",
                 "description": "auto-dial of discovered peers",
@@ -210,11 +263,15 @@ _PATHS: dict[str, Any] = {
     "/readyz": {
         "get": {
             "operationId": "ready",
-            "summary": "Readiness: listening and bootstrapped",
+            "summary": "Readiness: listening and joined to the DHT (with the reason either way)",
             "security": [],
             "responses": {
-                "200": _json("Status", "Ready"),
-                "503": _problem("Not ready yet"),
+                "200": _json("Readiness", "Ready"),
+                "503": {
+                    "description": "Not ready yet: why, and the DHT join's state",
+                    "content": {"application/problem+json": {
+                        "schema": {"$ref": "#/components/schemas/NotReady"}}},
+                },
             },
         }
     },

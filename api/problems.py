@@ -8,7 +8,7 @@ status. Unknown exceptions become an opaque 500 (the caller logs the traceback s
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -63,12 +63,18 @@ class Problem(Exception):
     title: str
     detail: str = ""
     type: str = "about:blank"
+    # RFC 9457 extension members (never "type", "title", "status" or "detail").
+    extensions: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.status} {self.title}: {self.detail}")
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        body: dict[str, Any] = {
+            k: v for k, v in self.extensions.items()
+            if k not in ("type", "title", "status", "detail")
+        }
+        body.update({"type": self.type, "title": self.title, "status": self.status})
         if self.detail:
             body["detail"] = self.detail
         return body

@@ -130,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "bootstrap": args.bootstrap,
         "log_format": args.log_format,
         "log_level": args.log_level,
+        "access_log": "true" if args.access_log else None,
         "auto_accept_invites": "true" if args.auto_accept_invites else None,
     }
     config = load_config(flags, data_dir=d.path)
@@ -283,6 +284,18 @@ def format_dht(stats: dict[str, Any]) -> str:
         ["records", records],
         ["lookups", lookup_text],
     ]
+    boot = stats.get("bootstrap")
+    if isinstance(boot, dict):
+        rows.append(["bootstrap", _bootstrap_text(boot)])
+        addrs = boot.get("addrs")
+        if isinstance(addrs, list):
+            rows.extend(["", f"via {a}"] for a in addrs)
+        saved = boot.get("saved_contacts")
+        if isinstance(saved, int) and saved > 0:
+            rows.append(["", f"via {saved} saved contact(s)"])
+    rpc = stats.get("rpc")
+    if isinstance(rpc, dict) and "timeouts" in rpc:
+        rows.append(["timeouts", f"{_count(rpc.get('timeouts'))} RPCs unanswered"])
     if "publishes" in stats:
         rows.append(
             ["publishes", f"{_count(stats.get('publishes'))} (seq {_count(stats.get('seq'))})"]
@@ -303,6 +316,27 @@ def format_dht(stats: dict[str, Any]) -> str:
         for i, (reason, n) in enumerate(counted):
             rows.append(["drops" if i == 0 else "", f"{reason.ljust(width)}  {n}"])
     return table(["", ""], rows).split("\n", 1)[1]
+
+
+def _bootstrap_text(boot: dict[str, Any]) -> str:
+    state = boot.get("state")
+    attempts, failures = _count(boot.get("attempts")), _count(boot.get("failures"))
+    if state == "bootstrap_node":
+        return "none: this is a bootstrap node"
+    if state == "joined":
+        after = boot.get("joined_after_s")
+        text = f"joined after {attempts} attempt(s)"
+        if isinstance(after, int | float) and not isinstance(after, bool):
+            text += f" in {float(after):.1f} s"
+        return text + (f", {failures} failed" if failures not in ("0", "?") else "")
+    text = f"NOT JOINED: {attempts} attempt(s), {failures} failed"
+    detail = boot.get("last_error_detail")
+    if isinstance(detail, str):
+        text += f"; last: {detail}"
+    retry = boot.get("next_retry_in_s")
+    if isinstance(retry, int | float) and not isinstance(retry, bool):
+        text += f"; next in ~{float(retry):g} s"
+    return text
 
 
 def _expiry(expires_at: Any, now: float) -> str:
@@ -390,7 +424,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--init", action="store_true", help="initialise the data dir if missing")
     run.add_argument("--log-format", choices=("console", "json"))
-    run.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower)
+    run.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        help="debug-all: debug including the libraries' own output (otherwise warning and up)",
+    )
+    run.add_argument(
+        "--access-log", action="store_true", help="log every admin API request (structured)"
+    )
     run.add_argument(
         "--auto-accept-invites",
         action="store_true",

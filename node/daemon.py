@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from api.control import BlockInfo, NodeInfo, PeerInfo, record_json
+from api.control import BlockInfo, NodeInfo, PeerInfo, Readiness, record_json
 from dht.config import DhtConfig
 from dht.errors import DhtError
 from dht.persistence import DhtStore
@@ -27,11 +27,12 @@ from dht.service import Bootstrap, DhtService
 from node import mesh
 from node.channel_service import ChannelService, ChannelsStopped
 from node.config import NodeConfig
-from node.core.errors import MultiaddrError, SpacePandaError, TransportError
+from node.core.errors import ConfigError, MultiaddrError, SpacePandaError, TransportError
 from node.core.identity import PeerId
 from node.core.keys import NodeKeys
 from node.core.multiaddr import Multiaddr
 from node.dialer import MeshDialer
+from node.joinwatch import JoinWatcher
 from node.storage.base import Storage
 from node.transport.connections import (
     ConnectionManager,
@@ -124,6 +125,8 @@ class Node:
         # The deny list, loaded from storage when the node starts; checked on every dial and
         # every inbound handshake (ConnectionManager.refuse) and by the mesh dialer.
         self._blocked: set[PeerId] = set()
+        self._join: JoinWatcher | None = None
+        self._stopping = False
 
     # -- identity --------------------------------------------------------------------------
 
@@ -176,6 +179,17 @@ class Node:
     def is_ready(self) -> bool:
         return self.started.is_set() and self._dht is not None and self._dht.is_ready
 
+    def readiness(self) -> Readiness:
+        bootstrap = None if self._join is None else self._join.state()
+        details = None if bootstrap is None else bootstrap.to_json()
+        if self._stopping:
+            return Readiness(False, "stopping", "node is shutting down", details)
+        if not self.started.is_set() or bootstrap is None:
+            return Readiness(False, "starting", "node is starting", details)
+        if self.is_ready():
+            return Readiness(True, "ready", bootstrap.reason(), details)
+        return Readiness(False, "joining", bootstrap.reason(), details)
+
     @property
     def channels(self) -> ChannelService:
         if self._channels is None or not self._channels.ready.is_set():
@@ -192,6 +206,8 @@ class Node:
         stats = self.dht.statistics()
         if self._dialer is not None:
             stats["mesh"] = self._dialer.statistics()
+        if self._join is not None:
+            stats["bootstrap"] = self._join.state().to_json()
         return stats
 
     async def resolve(self, peer_id: PeerId) -> dict[str, Any] | None:
@@ -319,6 +335,7 @@ class Node:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen, keep links, reconnect; return after ``stop`` is set and links are closed."""
+        self._stopping = False
         try:
             async with asyncio.TaskGroup() as tg:
                 self._conns = ConnectionManager(
@@ -336,7 +353,13 @@ class Node:
                 self._conns.refuse = self.is_blocked
                 self.dispatcher.start(tg)
                 tg.create_task(self._link_events(self._conns), name="link-events")
-                bound = await self._conns.listen(self.config.listen)
+                try:
+                    bound = await self._conns.listen(self.config.listen)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot listen for the transport on TCP {self.config.listen}: "
+                        f"{exc.strerror or exc}"
+                    ) from exc
                 # The DHT speaks UDP on the same port number as the TCP transport.
                 self._dht = DhtService(
                     self.keys.identity,
@@ -349,7 +372,25 @@ class Node:
                     config=self._dht_config,
                     randbytes=self._rng,
                 )
-                await self._dht.start(bootstrap_from(self.config), task_group=tg)
+                saved = 0 if self._dht_store is None else len(
+                    await self._dht_store.load_contacts()
+                )
+                try:
+                    await self._dht.start(bootstrap_from(self.config), task_group=tg)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot bind the DHT's UDP socket on {bound.host}:{bound.port} (the DHT "
+                        f"uses UDP on the transport's port number): {exc.strerror or exc}"
+                    ) from exc
+                self._join = JoinWatcher(
+                    self._dht,
+                    self._dht_config,
+                    addrs=[str(a) for a in self.config.bootstrap],
+                    saved_contacts=saved,
+                    clock=self._clock,
+                )
+                self._join.poll()
+                tg.create_task(self._join.run(), name="dht-join-watch")
                 self._dialer = MeshDialer(
                     local=self.peer_id,
                     connections=self._conns,
@@ -376,6 +417,7 @@ class Node:
                 self._channels = channels
                 self.started.set()
                 await stop.wait()
+                self._stopping = True
                 log.info("shutting_down", peers=len(self._conns.links()))
                 await self._conns.close(CloseCode.SHUTDOWN, "node shutting down")
                 raise _Shutdown
@@ -444,7 +486,7 @@ async def _serve(config: NodeConfig) -> int:
                 runner.result()  # re-raise why the node could not start
                 return 1
             app = create_app(node, datadir.read_token(), node_registry(node))
-            api = ApiServer(app, config.api)
+            api = ApiServer(app, config.api, access_log=config.access_log)
             try:
                 api_addr = await api.start()
                 datadir.write_api_address(api_addr)

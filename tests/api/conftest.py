@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Counter
 
-from api.control import BlockInfo, NodeInfo, PeerInfo, record_json
+from api.control import BlockInfo, NodeInfo, PeerInfo, Readiness, record_json
 from api.server import create_app
 from dht.errors import DhtError
 from dht.records import PeerRecord, VerifiedPeerRecord
@@ -103,6 +103,11 @@ class FakeNode:
 
     def is_ready(self) -> bool:
         return self.ready
+
+    def readiness(self) -> Readiness:
+        if self.ready:
+            return Readiness(True, "ready", "ready: a bootstrap node", {"state": "joined"})
+        return Readiness(False, "starting", "node is starting", None)
 
     async def dial(self, addr: Multiaddr) -> PeerInfo:
         self.dialled.append(addr)
