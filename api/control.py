@@ -41,6 +41,7 @@ class NodeInfo:
     addrs: list[str]
     version: str
     uptime_s: float
+    commit: str = "unknown"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -98,13 +98,19 @@ _SCHEMAS: dict[str, Any] = {
     },
     "NodeInfo": {
         "type": "object",
-        "required": ["peer_id", "addrs", "version", "uptime_s"],
+        "required": ["peer_id", "addrs", "version", "uptime_s", "commit"],
         "additionalProperties": False,
         "properties": {
             "peer_id": {"type": "string"},
-            "addrs": {"type": "array", "items": {"type": "string"}},
+            "addrs": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "where this node can be reached: the announce addresses, or "
+                "the listen address with 0.0.0.0 / :: expanded to the interface addresses",
+            },
             "version": {"type": "string"},
             "uptime_s": {"type": "number"},
+            "commit": {"type": "string", "description": "git commit of this build, or unknown"},
         },
     },
     "PeerInfo": {

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from api.client import ApiClient, ApiError, NodeUnreachable
-from api.openapi import api_version
+from node.buildinfo import build_info, commit, version
 from node.config import load_config
 from node.core.errors import IdentityError, MultiaddrError, SpacePandaError
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
 from node.datadir import DataDir, default_data_dir
 from node.logs import LOG_LEVELS, configure_logging
+from node.netif import expand_listen, interface_addresses
 
 __all__ = ["build_parser", "format_dht", "format_record", "main"]
 
@@ -146,20 +147,68 @@ def _client(args: argparse.Namespace) -> ApiClient:
     return ApiClient.from_data_dir(_data_dir(args))
 
 
+def _offline_addrs(d: DataDir, peer_id: PeerId) -> list[str]:
+    """Where the node will be reachable, from its configuration: announce addresses, else
+    the listen address (0.0.0.0 / :: expanded to this host's interface addresses)."""
+    config = load_config({}, data_dir=d.path)
+    addrs = list(config.announce) or expand_listen([config.listen], interface_addresses())
+    return [str(a.without_peer_id().with_peer_id(peer_id)) for a in addrs]
+
+
 def cmd_id(args: argparse.Namespace) -> int:
-    info = _client(args).node()
+    """Works without a running node (kubo's ``ipfs id`` does): the data dir has the PeerId
+    and the configuration the addresses; a running node's API has the live answer."""
+    d = DataDir(_data_dir(args))
+    peer_id = d.read_peer_id()
+    info: dict[str, Any] | None = None
+    why_offline = "not running"
+    if d.api_path.exists():
+        try:
+            info = _client(args).node()
+        except NodeUnreachable:
+            why_offline = f"not running (stale {d.api_path} file)"
+    if info is not None:
+        info = {**info, "running": True}
+    else:
+        info = {
+            "peer_id": str(peer_id),
+            "addrs": _offline_addrs(d, peer_id),
+            "version": version(),
+            "commit": commit(),
+            "running": False,
+        }
     if args.json:
         _json(info)
         return EXIT_OK
     addrs = [str(a) for a in info.get("addrs", [])] or ["-"]
+    running = info["running"] is True
     rows = [
         ["peer id", str(info.get("peer_id", "?"))],
-        ["version", str(info.get("version", "?"))],
-        ["uptime", duration(float(info.get("uptime_s", 0)))],
-        ["addrs", addrs[0]],
-        *[["", a] for a in addrs[1:]],
+        ["status", "running" if running else f"{why_offline}; addresses from the configuration"],
+        ["version", f"{info.get('version', '?')} (commit {str(info.get('commit', '?'))[:12]})"],
     ]
+    if running:
+        rows.append(["uptime", duration(float(info.get("uptime_s", 0)))])
+    rows += [["addrs", addrs[0]], *[["", a] for a in addrs[1:]]]
     _out(table(["", ""], rows).split("\n", 1)[1])
+    return EXIT_OK
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    info = build_info()
+    if args.json:
+        _json(info)
+    else:
+        _out(f"spacepanda {info['version']}")
+        _out(table(["", ""], [[k, info[k]] for k in ("commit", "python", "platform")])
+             .split("\n", 1)[1])
+    return EXIT_OK
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from node.completion import script
+
+    sys.stdout.write(script(build_parser(), args.shell))
     return EXIT_OK
 
 
@@ -393,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spacepanda", description="SpacePanda peer-to-peer encrypted messenger node"
     )
-    parser.add_argument("--version", action="version", version=f"spacepanda {api_version()}")
+    parser.add_argument(
+        "--version", action="version", version=f"spacepanda {version()} (commit {commit()})"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)
@@ -439,7 +490,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept channel invites without asking (bots, tests)",
     )
 
-    add("id", cmd_id, "show the running node's identity and addresses", with_json)
+    add("id", cmd_id, "show the node's PeerId and addresses (running or not)", with_json)
+    add("version", cmd_version, "show the version, git commit and Python", with_json)
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="print a shell completion script; bash: "
+        "`source <(spacepanda completion bash)`, zsh: "
+        "`source <(spacepanda completion zsh)` (after compinit)",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.set_defaults(func=cmd_completion)
     add("peers", cmd_peers, "list connected peers", with_json)
     connect = add("connect", cmd_connect, "dial a peer and wait for the handshake", with_json)
     connect.add_argument("multiaddr", metavar="MULTIADDR", type=_dial_addr)

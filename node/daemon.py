@@ -25,6 +25,7 @@ from dht.errors import DhtError
 from dht.persistence import DhtStore
 from dht.service import Bootstrap, DhtService
 from node import mesh
+from node.buildinfo import commit, version
 from node.channel_service import ChannelService, ChannelsStopped
 from node.config import NodeConfig
 from node.core.errors import ConfigError, MultiaddrError, SpacePandaError, TransportError
@@ -33,6 +34,7 @@ from node.core.keys import NodeKeys
 from node.core.multiaddr import Multiaddr
 from node.dialer import MeshDialer
 from node.joinwatch import JoinWatcher
+from node.netif import IPAddress, expand_listen, interface_addresses
 from node.storage.base import Storage
 from node.transport.connections import (
     ConnectionManager,
@@ -47,8 +49,9 @@ from node.transport.session import Closed, SessionTimeouts
 
 __all__ = ["VERSION", "Node", "run"]
 
-VERSION = "0.1.0"
+VERSION = version()
 DISPLAY_NAME_KEY = "profile.display_name"
+_INTERFACES_EVERY_S = 60.0
 log = structlog.get_logger("node.daemon")
 
 LinkObserver = Callable[[LinkEvent], None]
@@ -126,6 +129,9 @@ class Node:
         # every inbound handshake (ConnectionManager.refuse) and by the mesh dialer.
         self._blocked: set[PeerId] = set()
         self._join: JoinWatcher | None = None
+        # What this node tells operators it listens on: the configured announce addresses,
+        # or the bound ones with 0.0.0.0 / :: expanded to the interface addresses.
+        self._local_addrs: tuple[Multiaddr, ...] = ()
         self._stopping = False
 
     # -- identity --------------------------------------------------------------------------
@@ -141,9 +147,36 @@ class Node:
         return self._conns
 
     def listen_addrs(self) -> list[Multiaddr]:
+        """Where this node can be reached, each ending in /p2p/<PeerId>: the announce
+        addresses if configured, else the bound ones (0.0.0.0 and :: expanded to this host's
+        interface addresses, loopback included)."""
         if self._conns is None:
             return []
-        return [a.with_peer_id(self.peer_id) for a in self._conns.advertised()]
+        addrs = self._local_addrs or self._conns.advertised()
+        return [a.with_peer_id(self.peer_id) for a in addrs]
+
+    def _expand_addrs(self, bound: Multiaddr, interfaces: list[IPAddress]) -> None:
+        """Announce addresses win; else a wildcard bind is expanded. Peers and the DHT record
+        get the expansion without loopback (unless nothing else is left)."""
+        assert self._conns is not None
+        if self.config.announce:
+            announced = tuple(a.without_peer_id() for a in self.config.announce)
+            self._conns.announce_addrs = announced
+            self._local_addrs = announced
+            return
+        local = tuple(expand_listen([bound], interfaces))
+        remote = tuple(expand_listen([bound], interfaces, loopback=False))
+        if local != self._local_addrs:
+            if self._local_addrs:
+                log.info("listen_addrs_changed", addrs=[str(a) for a in local])
+            self._local_addrs = local
+        self._conns.announce_addrs = () if remote == (bound,) else remote
+
+    async def _watch_interfaces(self, bound: Multiaddr) -> None:
+        """Interfaces come and go (DHCP, VPNs): re-read them now and then."""
+        while True:
+            await asyncio.sleep(_INTERFACES_EVERY_S)
+            self._expand_addrs(bound, list(await asyncio.to_thread(interface_addresses)))
 
     # -- NodeControl -----------------------------------------------------------------------
 
@@ -152,6 +185,7 @@ class Node:
             peer_id=str(self.peer_id),
             addrs=[str(a) for a in self.listen_addrs()],
             version=VERSION,
+            commit=commit(),
             uptime_s=round(self._clock() - self._started_at, 3),
         )
 
@@ -160,6 +194,13 @@ class Node:
         addr = link.dialed_addr or f"{link.remote[0]}:{link.remote[1]}"
         with contextlib.suppress(MultiaddrError):
             addr = str(Multiaddr.from_host_port(link.remote[0], link.remote[1], link.peer_id))
+        if link.direction == "inbound":
+            # The remote port of an inbound link is ephemeral: list the peer at an address it
+            # listens on, preferring one on the host it connected from.
+            known = self._addrs_for(link, quiet=True)
+            same_host = [a for a in known if a.host == link.remote[0]]
+            if same_host or known:
+                addr = str((same_host or known)[0].with_peer_id(link.peer_id))
         return PeerInfo(
             peer_id=str(link.peer_id),
             addr=addr,
@@ -277,7 +318,7 @@ class Node:
 
     # -- address book ----------------------------------------------------------------------
 
-    def _addrs_for(self, link: Link) -> list[Multiaddr]:
+    def _addrs_for(self, link: Link, *, quiet: bool = False) -> list[Multiaddr]:
         """Where to reach this peer again: what we dialled, then what it says it listens on."""
         found: list[Multiaddr] = []
         texts = ([link.dialed_addr] if link.dialed_addr else []) + list(
@@ -287,7 +328,9 @@ class Node:
             try:
                 addr = Multiaddr.parse(text)
             except MultiaddrError:
-                log.info("peer_sent_bad_listen_addr", peer=str(link.peer_id), addr=text[:100])
+                if not quiet:
+                    log.info("peer_sent_bad_listen_addr", peer=str(link.peer_id),
+                             addr=text[:100])
                 continue
             if addr.peer_id not in (None, link.peer_id):
                 continue
@@ -346,9 +389,6 @@ class Node:
                     clock=self._clock,
                     rng=self._rng,
                 )
-                self._conns.announce_addrs = tuple(
-                    a.without_peer_id() for a in self.config.announce
-                )
                 self._blocked = {b.peer_id for b in await self.storage.list_blocked()}
                 self._conns.refuse = self.is_blocked
                 self.dispatcher.start(tg)
@@ -360,6 +400,11 @@ class Node:
                         f"cannot listen for the transport on TCP {self.config.listen}: "
                         f"{exc.strerror or exc}"
                     ) from exc
+                wildcard = bound.host in ("0.0.0.0", "::")
+                interfaces = await asyncio.to_thread(interface_addresses) if wildcard else []
+                self._expand_addrs(bound, list(interfaces))
+                if wildcard and not self.config.announce:
+                    tg.create_task(self._watch_interfaces(bound), name="interfaces")
                 # The DHT speaks UDP on the same port number as the TCP transport.
                 self._dht = DhtService(
                     self.keys.identity,

@@ -60,7 +60,7 @@ _SOME_PEER = str(Identity.generate().peer_id)
 
 @pytest.mark.parametrize(
     "cmd",
-    [["id"], ["peers"], ["connect", "/ip4/127.0.0.1/tcp/4001"], ["dht"], ["resolve", _SOME_PEER]],
+    [["peers"], ["connect", "/ip4/127.0.0.1/tcp/4001"], ["dht"], ["resolve", _SOME_PEER]],
 )
 def test_commands_without_running_node(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], cmd: list[str]
@@ -82,7 +82,7 @@ def test_stale_api_file_is_unreachable(tmp_path: Path, capsys: pytest.CaptureFix
         port = s.getsockname()[1]
     DataDir(tmp_path).write_api_address(f"/ip4/127.0.0.1/tcp/{port}")
     capsys.readouterr()
-    assert main(["id", "--data-dir", str(tmp_path)]) == 1
+    assert main(["peers", "--data-dir", str(tmp_path)]) == 1
     assert "cannot reach the node API" in capsys.readouterr().err
 
 
@@ -188,10 +188,12 @@ async def test_id_human_and_json(
     d, fake = live
     assert await _cli("id", "--data-dir", str(d)) == 0
     out = capsys.readouterr().out
-    assert f"peer id  {fake.identity.peer_id}" in out
+    assert f"peer id  {fake.identity.peer_id}" in out and "status   running\n" in out
     assert "uptime   12s" in out and "addrs    /ip4/127.0.0.1/tcp/4001/p2p/" in out
+    assert "version  0.1.0-test (commit unknown)" in out
     assert await _cli("id", "--data-dir", str(d), "--json") == 0
-    assert json.loads(capsys.readouterr().out)["peer_id"] == str(fake.identity.peer_id)
+    body = json.loads(capsys.readouterr().out)
+    assert body["peer_id"] == str(fake.identity.peer_id) and body["running"] is True
 
 
 async def test_connect_peers_disconnect(
