@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -34,6 +35,7 @@ from node.core.keys import NodeKeys
 from node.core.multiaddr import Multiaddr
 from node.dialer import MeshDialer
 from node.joinwatch import JoinWatcher
+from node.metrics import Telemetry, TimedDhtService
 from node.netif import IPAddress, expand_listen, interface_addresses
 from node.storage.base import Storage
 from node.transport.connections import (
@@ -132,6 +134,9 @@ class Node:
         # What this node tells operators it listens on: the configured announce addresses,
         # or the bound ones with 0.0.0.0 / :: expanded to the interface addresses.
         self._local_addrs: tuple[Multiaddr, ...] = ()
+        # Cumulative counts and latencies for the metrics (node.metrics).
+        self.telemetry = Telemetry()
+        self.observe_links(self.telemetry.links.observe)
         self._stopping = False
 
     # -- identity --------------------------------------------------------------------------
@@ -406,8 +411,9 @@ class Node:
                 if wildcard and not self.config.announce:
                     tg.create_task(self._watch_interfaces(bound), name="interfaces")
                 # The DHT speaks UDP on the same port number as the TCP transport.
-                self._dht = DhtService(
+                self._dht = TimedDhtService(
                     self.keys.identity,
+                    telemetry=self.telemetry,
                     host=bound.host,
                     port=bound.port,
                     noise_static_key=self.keys.noise_public,
@@ -460,6 +466,8 @@ class Node:
                 await channels.load()
                 channels.start(tg)
                 self._channels = channels
+                tg.create_task(self.telemetry.count_messages(channels, self.peer_id),
+                               name="message-metrics")
                 self.started.set()
                 await stop.wait()
                 self._stopping = True
@@ -489,18 +497,33 @@ class Node:
         return self._conns.advertised() if self._conns is not None else ()
 
     def statistics(self) -> dict[str, object]:
+        """A snapshot for the metrics (node.metrics) and diagnostics."""
         mesh_stats = self._dialer.statistics() if self._dialer is not None else {}
         stats: dict[str, object] = {
             "unknown_protocol_frames": self.dispatcher.unknown_protocol,
             "link_event_failures": self.link_event_failures,
             "mesh_dials": mesh_stats.get("dials", 0),
             "mesh_dial_failures": mesh_stats.get("dial_failures", 0),
+            "mesh_backing_off": mesh_stats.get("backing_off", 0),
             "dht_ready": self._dht is not None and self._dht.is_ready,
+            "blocked_peers": len(self._blocked),
+            "handshakes": dict(self.telemetry.links.handshakes),
         }
         if self._conns is not None:
             stats.update(self._conns.statistics())
+            links = self._conns.links()
+            stats["connections_by_direction"] = dict(Counter(link.direction for link in links))
+            stats["traffic"] = self.telemetry.links.totals(links)
+        if self._dht is not None:
+            dht = self._dht.statistics()
+            dht["protocol_drops"] = dict(self._dht.protocol.drops)
+            dht["store"] = self._dht.storage.statistics()
+            stats["dht"] = dht
         if self._channels is not None:
             stats["channels"] = self._channels.statistics()
+            views = self._channels.views()
+            stats["channel_statuses"] = dict(Counter(v.status for v in views))
+            stats["channel_members"] = sum(len(v.members) for v in views if v.status == "active")
         return stats
 
 
