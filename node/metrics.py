@@ -64,7 +64,7 @@ DHT_DROP_REASONS = (
     "amplification", "unexpected_response", "response_wrong_source", "bad_response",
     "bad_contact", "bad_address", "node_id_mismatch", "peer_id_mismatch",
     "bad_identify_signature", "identify_backlog", "too_many_outstanding", "send_error",
-    "send_closed", "internal_error",
+    "send_closed", "internal_error", "bad_value",
 )
 RECORD_REFUSALS = tuple(
     v for k, v in vars(StoreResult).items()
@@ -74,7 +74,7 @@ MESSAGE_DROP_REASONS = (
     "bad_payload", "bad_envelope_key", "bad_welcome", "bad_member", "bad_key_package",
     "duplicate", "not_member", "unexpected_content", "mls_rejected", "commit_not_allowed",
     "too_many_branches", "unknown_welcome", "unknown_invite", "already_member",
-    "held_too_long",
+    "beyond_window", "held_too_long",
 )
 ENVELOPE_VERDICTS = ("processed", "held", "duplicate", "rate_limited")
 CHANNEL_STATUSES = ("active", "leaving", "removed")

@@ -104,6 +104,20 @@ async def test_naming_conventions_and_everything_present_at_start(
     assert value(families, "spacepanda_dht_ready") == 1.0  # a bootstrap node
 
 
+def test_preset_reasons_cover_the_code() -> None:
+    """The reasons the channel layer and the DHT store refuse with are all preset (so an
+    alert on one works before it first happens)."""
+    channel_src = "".join(p.read_text() for p in (REPO / "node" / "channels").glob("*.py"))
+    rejected = set(re.findall(r'Rejected\(\s*"([a-z_]+)"', channel_src))
+    assert rejected and rejected <= set(MESSAGE_DROP_REASONS), rejected - set(MESSAGE_DROP_REASONS)
+    service = (REPO / "node" / "channel_service.py").read_text()
+    held = set(re.findall(r'self\.drops\[\(""\s*,\s*"([a-z_]+)"\)\]', service))
+    assert held <= set(MESSAGE_DROP_REASONS), held
+    dht_src = "".join((REPO / "dht" / f).read_text() for f in ("protocol.py", "wire.py"))
+    drops = set(re.findall(r'(?:drops\[|_Drop\(|WireError\()"([a-z_]+)"', dht_src))
+    assert drops and drops <= set(DHT_DROP_REASONS), drops - set(DHT_DROP_REASONS)
+
+
 @dataclass
 class _Stats:
     bytes_in: int
