@@ -257,7 +257,66 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+
 _PATHS: dict[str, Any] = {
+    "/": {
+        "get": {
+            "operationId": "dashboard",
+            "summary": "The live dashboard (HTML), or its login form",
+            "description": "With the session cookie: the dashboard page. With ?token=<the API "
+            "token>: a 303 to / that sets the cookie (HttpOnly, SameSite=Strict, good for GET "
+            "requests only), so the token leaves the address bar. Otherwise the login form.",
+            "security": [],
+            "parameters": [
+                {
+                    "name": "token",
+                    "in": "query",
+                    "required": False,
+                    "description": "the API token, exchanged for the session cookie",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {
+                "200": {"description": "The dashboard, or the login form", "content": _HTML},
+                "303": {"description": "Token accepted: cookie set, go to /"},
+                "401": {"description": "Wrong token: the login form again", "content": _HTML},
+            },
+        }
+    },
+    "/login": {
+        "post": {
+            "operationId": "login",
+            "summary": "The dashboard's login form: the API token for the session cookie",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["token"],
+                            "properties": {"token": {"type": "string"}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "303": {"description": "Token accepted: cookie set, go to /"},
+                "400": _problem("Not a form"),
+                "401": {"description": "Wrong token: the login form again", "content": _HTML},
+                "413": _problem("Body too large"),
+            },
+        }
+    },
+    "/logout": {
+        "post": {
+            "operationId": "logout",
+            "summary": "Forget the dashboard's session cookie",
+            "security": [],
+            "responses": {"303": {"description": "Cookie cleared, go to /"}},
+        }
+    },
     "/healthz": {
         "get": {
             "operationId": "health",

@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from api import channels, events
+from api import channels, dashboard, events
 from api.appkeys import CLOSING, CONTROL, KEEPALIVE, REGISTRY, RESOLVE_TIMEOUT_KEY, SPEC
 from api.auth import auth_middleware
 from api.control import NodeControl, PeerInfo
@@ -190,6 +190,7 @@ def create_app(
     app[RESOLVE_TIMEOUT_KEY] = float(resolve_timeout)
     app[KEEPALIVE] = float(sse_keepalive)
     app[CLOSING] = asyncio.Event()
+    app[dashboard.TOKEN_KEY] = token
     app.on_shutdown.append(_closing)
     # allow_head=False: serve exactly what openapi.json documents.
     r = app.router
@@ -208,6 +209,7 @@ def create_app(
     r.add_get("/v1/events", events.events, allow_head=False)
     r.add_get("/openapi.json", openapi, allow_head=False)
     r.add_get("/metrics", metrics, allow_head=False)
+    dashboard.routes(r)
     return app
 
 
