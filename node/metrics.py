@@ -74,7 +74,7 @@ MESSAGE_DROP_REASONS = (
     "bad_payload", "bad_envelope_key", "bad_welcome", "bad_member", "bad_key_package",
     "duplicate", "not_member", "unexpected_content", "mls_rejected", "commit_not_allowed",
     "too_many_branches", "unknown_welcome", "unknown_invite", "already_member",
-    "beyond_window", "held_too_long",
+    "beyond_window", "not_admin", "unexpected_readd", "unknown_channel", "held_too_long",
 )
 ENVELOPE_VERDICTS = ("processed", "held", "duplicate", "rate_limited")
 CHANNEL_STATUSES = ("active", "leaving", "removed")
