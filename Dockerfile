@@ -22,9 +22,13 @@ COPY node/ node/
 COPY dht/ dht/
 COPY mls/ mls/
 COPY api/ api/
+# The git commit `spacepanda version` reports (the build context has no .git):
+#   docker build --build-arg SPACEPANDA_COMMIT="$(git rev-parse HEAD)" -t spacepanda:0.1.0 .
+ARG SPACEPANDA_COMMIT=unknown
 # One wheel for the project plus one per dependency, then a pip-less venv holding all of them:
 # the runtime stage copies the venv and nothing else from here.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+RUN printf '%s\n' "${SPACEPANDA_COMMIT}" > node/BUILD_COMMIT \
+ && pip wheel --no-cache-dir --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/spacepanda \
  && pip --python /opt/spacepanda/bin/python install --no-cache-dir --no-index \
         --find-links /wheels /wheels/spacepanda-*.whl

@@ -130,9 +130,18 @@ class ApiClient:
         status, body = self.request("POST", "/v1/peers", {"addr": addr})
         return _object(body), status == 201
 
-    def disconnect(self, peer_id: str) -> None:
-        """Disconnect from ``peer_id`` and forget it from the node's address book."""
-        self.request("DELETE", "/v1/peers/" + urllib.parse.quote(peer_id, safe=""))
+    def disconnect(self, peer_id: str, *, block: bool = False) -> None:
+        """Disconnect from ``peer_id`` and forget it from the node's address book; with
+        ``block``, also put it on the node's deny list."""
+        path = "/v1/peers/" + urllib.parse.quote(peer_id, safe="")
+        self.request("DELETE", path + ("?block=true" if block else ""))
+
+    def blocks(self) -> list[dict[str, Any]]:
+        """The node's deny list."""
+        return _list(self.request("GET", "/v1/blocks")[1], "blocks")
+
+    def unblock(self, peer_id: str) -> None:
+        self.request("DELETE", "/v1/blocks/" + urllib.parse.quote(peer_id, safe=""))
 
     def dht(self) -> dict[str, Any]:
         """``GET /v1/dht``: the node's DHT statistics."""

@@ -19,7 +19,16 @@ if TYPE_CHECKING:
     from node.channels.manager import Notice
     from node.storage.channelstore import MessageRow
 
-__all__ = ["ChannelControl", "Direction", "NodeControl", "NodeInfo", "PeerInfo", "record_json"]
+__all__ = [
+    "BlockInfo",
+    "ChannelControl",
+    "Direction",
+    "NodeControl",
+    "NodeInfo",
+    "PeerInfo",
+    "Readiness",
+    "record_json",
+]
 
 Direction = Literal["inbound", "outbound"]
 
@@ -32,6 +41,7 @@ class NodeInfo:
     addrs: list[str]
     version: str
     uptime_s: float
+    commit: str = "unknown"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +62,35 @@ class PeerInfo:
     rtt_ms: float | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """``GET /readyz``: ready or not, why, and the DHT join's state (``bootstrap``: see
+    ``node.joinwatch.JoinState``; None before the DHT runs).
+
+    ``state``: "starting", "joining", "ready" or "stopping".
+    """
+
+    ready: bool
+    state: str
+    reason: str
+    bootstrap: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": "ready" if self.ready else "not_ready", "state": self.state,
+                "reason": self.reason, "bootstrap": self.bootstrap}
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """One deny-list entry, as ``GET /v1/blocks`` lists it (``blocked_at``: Unix seconds)."""
+
+    peer_id: str
+    blocked_at: float
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,13 +182,27 @@ class NodeControl(Protocol):
 
     def is_ready(self) -> bool: ...
 
+    def readiness(self) -> Readiness:
+        """``GET /readyz``: :meth:`is_ready` with the reason and the DHT join's state."""
+        ...
+
     async def dial(self, addr: Multiaddr) -> PeerInfo: ...
 
-    async def disconnect(self, peer_id: PeerId) -> bool:
+    async def disconnect(self, peer_id: PeerId, *, block: bool = False) -> bool:
         """Close the connection to ``peer_id`` and forget it from the address book.
 
-        False when it was neither connected nor in the address book (-> 404).
+        False when it was neither connected nor in the address book (-> 404). With ``block``
+        the peer also goes on the persisted deny list (refused inbound, never dialled); always
+        True then.
         """
+        ...
+
+    async def unblock(self, peer_id: PeerId) -> bool:
+        """Take ``peer_id`` off the deny list; False when it was not on it (-> 404)."""
+        ...
+
+    async def blocks(self) -> list[BlockInfo]:
+        """The deny list (``GET /v1/blocks``), ordered by PeerId bytes."""
         ...
 
     def dht_statistics(self) -> dict[str, Any]:

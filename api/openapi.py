@@ -44,15 +44,73 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["status"],
         "properties": {"status": {"type": "string"}},
     },
+    "JoinState": {
+        "type": "object",
+        "description": "The DHT join: through which addresses, how many attempts, why the "
+        "last one failed and when the next one is due (nominal; +-50 % jitter).",
+        "required": ["state", "addrs", "saved_contacts", "attempts", "failures", "last_error",
+                     "last_error_detail", "next_retry_in_s", "joined_after_s", "rejoins"],
+        "additionalProperties": False,
+        "properties": {
+            "state": {"type": "string", "enum": ["bootstrap_node", "joining", "joined"]},
+            "addrs": {"type": "array", "items": {"type": "string"},
+                      "description": "configured bootstrap multiaddrs"},
+            "saved_contacts": {"type": "integer", "minimum": 0},
+            "attempts": {"type": "integer", "minimum": 0},
+            "failures": {"type": "integer", "minimum": 0},
+            "last_error": {
+                "type": ["string", "null"],
+                "description": "dns, peer_id_mismatch, bad_proof, bad_address, unreachable, "
+                "timeout or no_proof",
+            },
+            "last_error_detail": {"type": ["string", "null"]},
+            "next_retry_in_s": {"type": ["number", "null"]},
+            "joined_after_s": {"type": ["number", "null"]},
+            "rejoins": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Readiness": {
+        "type": "object",
+        "required": ["status", "state", "reason", "bootstrap"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"type": "string", "enum": ["ready"]},
+            "state": {"type": "string", "enum": ["ready"]},
+            "reason": {"type": "string"},
+            "bootstrap": {"oneOf": [{"$ref": "#/components/schemas/JoinState"},
+                                    {"type": "null"}]},
+        },
+    },
+    "NotReady": {
+        "type": "object",
+        "description": "RFC 9457 problem details: detail says why, bootstrap how the DHT join "
+        "is going",
+        "required": ["type", "title", "status", "detail", "state", "bootstrap"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "enum": [503]},
+            "detail": {"type": "string"},
+            "state": {"type": "string", "enum": ["starting", "joining", "stopping"]},
+            "bootstrap": {"oneOf": [{"$ref": "#/components/schemas/JoinState"},
+                                    {"type": "null"}]},
+        },
+    },
     "NodeInfo": {
         "type": "object",
-        "required": ["peer_id", "addrs", "version", "uptime_s"],
+        "required": ["peer_id", "addrs", "version", "uptime_s", "commit"],
         "additionalProperties": False,
         "properties": {
             "peer_id": {"type": "string"},
-            "addrs": {"type": "array", "items": {"type": "string"}},
+            "addrs": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "where this node can be reached: the announce addresses, or "
+                "the listen address with 0.0.0.0 / :: expanded to the interface addresses",
+            },
             "version": {"type": "string"},
             "uptime_s": {"type": "number"},
+            "commit": {"type": "string", "description": "git commit of this build, or unknown"},
         },
     },
     "PeerInfo": {
@@ -125,6 +183,7 @@ _SCHEMAS: dict[str, Any] = {
             "rpc": {"type": "object", "additionalProperties": {"type": "integer"}},
             "routing": {"type": "object", "additionalProperties": {"type": "integer"}},
             "service": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "bootstrap": {"$ref": "#/components/schemas/JoinState"},
             "mesh": {
                 "type": "object",
                 "description": "auto-dial of discovered peers",
@@ -168,6 +227,23 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "Block": {
+        "type": "object",
+        "required": ["peer_id", "blocked_at"],
+        "additionalProperties": False,
+        "properties": {
+            "peer_id": {"type": "string"},
+            "blocked_at": {"type": "number", "description": "Unix time, seconds"},
+        },
+    },
+    "BlockList": {
+        "type": "object",
+        "required": ["blocks"],
+        "additionalProperties": False,
+        "properties": {
+            "blocks": {"type": "array", "items": {"$ref": "#/components/schemas/Block"}}
+        },
+    },
     "DialRequest": {
         "type": "object",
         "required": ["addr"],
@@ -181,7 +257,66 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+
 _PATHS: dict[str, Any] = {
+    "/": {
+        "get": {
+            "operationId": "dashboard",
+            "summary": "The live dashboard (HTML), or its login form",
+            "description": "With the session cookie: the dashboard page. With ?token=<the API "
+            "token>: a 303 to / that sets the cookie (HttpOnly, SameSite=Strict, good for GET "
+            "requests only), so the token leaves the address bar. Otherwise the login form.",
+            "security": [],
+            "parameters": [
+                {
+                    "name": "token",
+                    "in": "query",
+                    "required": False,
+                    "description": "the API token, exchanged for the session cookie",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {
+                "200": {"description": "The dashboard, or the login form", "content": _HTML},
+                "303": {"description": "Token accepted: cookie set, go to /"},
+                "401": {"description": "Wrong token: the login form again", "content": _HTML},
+            },
+        }
+    },
+    "/login": {
+        "post": {
+            "operationId": "login",
+            "summary": "The dashboard's login form: the API token for the session cookie",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["token"],
+                            "properties": {"token": {"type": "string"}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "303": {"description": "Token accepted: cookie set, go to /"},
+                "400": _problem("Not a form"),
+                "401": {"description": "Wrong token: the login form again", "content": _HTML},
+                "413": _problem("Body too large"),
+            },
+        }
+    },
+    "/logout": {
+        "post": {
+            "operationId": "logout",
+            "summary": "Forget the dashboard's session cookie",
+            "security": [],
+            "responses": {"303": {"description": "Cookie cleared, go to /"}},
+        }
+    },
     "/healthz": {
         "get": {
             "operationId": "health",
@@ -193,11 +328,15 @@ _PATHS: dict[str, Any] = {
     "/readyz": {
         "get": {
             "operationId": "ready",
-            "summary": "Readiness: listening and bootstrapped",
+            "summary": "Readiness: listening and joined to the DHT (with the reason either way)",
             "security": [],
             "responses": {
-                "200": _json("Status", "Ready"),
-                "503": _problem("Not ready yet"),
+                "200": _json("Readiness", "Ready"),
+                "503": {
+                    "description": "Not ready yet: why, and the DHT join's state",
+                    "content": {"application/problem+json": {
+                        "schema": {"$ref": "#/components/schemas/NotReady"}}},
+                },
             },
         }
     },
@@ -228,6 +367,7 @@ _PATHS: dict[str, Any] = {
                 "201": _json("PeerInfo", "New connection"),
                 "400": _problem("Body is not JSON, or addr is not a valid multiaddr"),
                 **_UNAUTHORIZED,
+                "409": _problem("The peer is blocked (DELETE /v1/blocks/{peer_id} first)"),
                 "413": _problem("Body too large"),
                 "502": _problem("Dial or handshake failed, or the peer proved another PeerId"),
                 "503": _problem("Connection limit reached"),
@@ -249,15 +389,47 @@ _PATHS: dict[str, Any] = {
         },
         "delete": {
             "operationId": "disconnectPeer",
-            "summary": "Disconnect from a peer and forget it",
+            "summary": "Disconnect from a peer and forget it; block it with block=true",
             "description": "Closes the connection (if any) and removes the peer from the "
             "address book, so the node does not dial it again on its own. It can still be "
-            "rediscovered through the DHT, or dialled again with POST /v1/peers.",
+            "rediscovered through the DHT, or dialled again with POST /v1/peers. With "
+            "block=true the peer also goes on the deny list, kept across restarts: its "
+            "connections are refused after the handshake and nothing dials it (mesh, "
+            "channels, POST /v1/peers) until DELETE /v1/blocks/{peer_id}.",
+            "parameters": [
+                {
+                    "name": "block",
+                    "in": "query",
+                    "required": False,
+                    "description": "also put the peer on the deny list",
+                    "schema": {"type": "boolean", "default": False},
+                }
+            ],
             "responses": {
-                "204": {"description": "Disconnected and/or forgotten"},
+                "204": {"description": "Disconnected and/or forgotten (and blocked)"},
+                "400": _problem("Malformed PeerId or query"),
+                **_UNAUTHORIZED,
+                "404": _problem("Neither connected nor in the address book (without block)"),
+            },
+        },
+    },
+    "/v1/blocks": {
+        "get": {
+            "operationId": "listBlocks",
+            "summary": "The deny list: peers refused inbound and never dialled",
+            "responses": {"200": _json("BlockList", "Blocked peers"), **_UNAUTHORIZED},
+        }
+    },
+    "/v1/blocks/{peer_id}": {
+        "parameters": [_PEER_ID_PARAM],
+        "delete": {
+            "operationId": "unblockPeer",
+            "summary": "Take a peer off the deny list",
+            "responses": {
+                "204": {"description": "Unblocked (it is not dialled until rediscovered)"},
                 "400": _problem("Malformed PeerId"),
                 **_UNAUTHORIZED,
-                "404": _problem("Neither connected nor in the address book"),
+                "404": _problem("Not blocked"),
             },
         },
     },

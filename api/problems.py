@@ -8,7 +8,7 @@ status. Unknown exceptions become an opaque 500 (the caller logs the traceback s
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -37,6 +37,7 @@ from node.core.errors import (
     IdentityError,
     LimitExceeded,
     MultiaddrError,
+    PeerBlocked,
     PeerIdMismatch,
     StorageError,
     TransportError,
@@ -62,12 +63,18 @@ class Problem(Exception):
     title: str
     detail: str = ""
     type: str = "about:blank"
+    # RFC 9457 extension members (never "type", "title", "status" or "detail").
+    extensions: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.status} {self.title}: {self.detail}")
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        body: dict[str, Any] = {
+            k: v for k, v in self.extensions.items()
+            if k not in ("type", "title", "status", "detail")
+        }
+        body.update({"type": self.type, "title": self.title, "status": self.status})
         if self.detail:
             body["detail"] = self.detail
         return body
@@ -88,6 +95,7 @@ def _plain(status: int, detail: str = "") -> Problem:
 
 # Most specific class first: DialTimeout is a DialError, PeerIdMismatch a HandshakeError.
 _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
+    (PeerBlocked, 409, "peer-blocked", "Peer is blocked"),
     (DialTimeout, 504, "dial-timeout", "Dial timed out"),
     (PeerIdMismatch, 502, "peer-id-mismatch", "Peer proved a different identity"),
     (HandshakeError, 502, "handshake-failed", "Handshake failed"),

@@ -9,23 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from api import channels, events
+from api import channels, dashboard, events
 from api.appkeys import CLOSING, CONTROL, KEEPALIVE, REGISTRY, RESOLVE_TIMEOUT_KEY, SPEC
 from api.auth import auth_middleware
 from api.control import NodeControl, PeerInfo
 from api.openapi import build_spec
-from api.parse import peer_id_param, read_json
+from api.parse import bad_request, only_query, peer_id_param, read_json
 from api.problems import RECORD_NOT_FOUND, Problem, problem_for, problem_response
+from node.core.errors import ConfigError
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
 
-__all__ = ["MAX_BODY_BYTES", "RESOLVE_TIMEOUT", "ApiServer", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "RESOLVE_TIMEOUT", "AccessLog", "ApiServer", "create_app"]
 
 # Request bodies: the largest valid one is a message (see api.channels); every other route
 # takes at most this much (the largest valid {"addr": ...} is well under 1 KiB).
@@ -60,9 +63,12 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    if not request.app[CONTROL].is_ready():
-        raise Problem(503, "Service Unavailable", "node is starting")
-    return web.json_response({"status": "ready"})
+    readiness = request.app[CONTROL].readiness()
+    if not readiness.ready:
+        body = readiness.to_json()
+        raise Problem(503, "Service Unavailable", readiness.reason,
+                      extensions={"state": body["state"], "bootstrap": body["bootstrap"]})
+    return web.json_response(readiness.to_json())
 
 
 async def get_node(request: web.Request) -> web.Response:
@@ -103,10 +109,33 @@ async def connect_peer(request: web.Request) -> web.Response:
     return web.json_response(info.to_json(), status=status, headers=headers)
 
 
+def _query_bool(request: web.Request, name: str) -> bool:
+    values = request.query.getall(name, [])
+    if not values:
+        return False
+    if len(values) > 1 or values[0] not in ("true", "false"):
+        raise bad_request(f"query parameter {name} must be true or false, given once")
+    return values[0] == "true"
+
+
 async def disconnect_peer(request: web.Request) -> web.Response:
+    only_query(request, "block")
+    block = _query_bool(request, "block")
     peer_id = peer_id_param(request)
-    if not await request.app[CONTROL].disconnect(peer_id):
+    if not await request.app[CONTROL].disconnect(peer_id, block=block):
         raise Problem(404, "Not Found", f"not connected to {peer_id} and not in the address book")
+    return web.Response(status=204)
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    blocks = await request.app[CONTROL].blocks()
+    return web.json_response({"blocks": [b.to_json() for b in blocks]})
+
+
+async def unblock_peer(request: web.Request) -> web.Response:
+    peer_id = peer_id_param(request)
+    if not await request.app[CONTROL].unblock(peer_id):
+        raise Problem(404, "Not Found", f"{peer_id} is not blocked")
     return web.Response(status=204)
 
 
@@ -161,6 +190,7 @@ def create_app(
     app[RESOLVE_TIMEOUT_KEY] = float(resolve_timeout)
     app[KEEPALIVE] = float(sse_keepalive)
     app[CLOSING] = asyncio.Event()
+    app[dashboard.TOKEN_KEY] = token
     app.on_shutdown.append(_closing)
     # allow_head=False: serve exactly what openapi.json documents.
     r = app.router
@@ -171,27 +201,58 @@ def create_app(
     r.add_post("/v1/peers", connect_peer)
     r.add_get("/v1/peers/{peer_id}", get_peer, allow_head=False)
     r.add_delete("/v1/peers/{peer_id}", disconnect_peer)
+    r.add_get("/v1/blocks", list_blocks, allow_head=False)
+    r.add_delete("/v1/blocks/{peer_id}", unblock_peer)
     r.add_get("/v1/dht", get_dht, allow_head=False)
     r.add_get("/v1/dht/peers/{peer_id}", resolve_peer, allow_head=False)
     channels.routes(r)
     r.add_get("/v1/events", events.events, allow_head=False)
     r.add_get("/openapi.json", openapi, allow_head=False)
     r.add_get("/metrics", metrics, allow_head=False)
+    dashboard.routes(r)
     return app
+
+
+class AccessLog(AbstractAccessLogger):
+    """One structured line per request (``api.access``): method, path, status, size,
+    duration. The path only: a query string can carry a credential (the dashboard's
+    ``?token=``) and never reaches the log; neither do headers."""
+
+    _log = structlog.get_logger("api.access")
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self._log.info(
+            "http_request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            bytes=response.body_length,
+            duration_ms=round(time * 1000, 3),
+            remote=request.remote,
+        )
 
 
 class ApiServer:
     """Serve an app on a multiaddr; :meth:`start` returns the address actually bound.
 
-    Port 0 picks a free port. The daemon writes the returned address to ``D/api``.
+    Port 0 picks a free port. The daemon writes the returned address to ``D/api``. Access
+    logging is off unless ``access_log`` (then :class:`AccessLog`).
     """
 
-    def __init__(self, app: web.Application, addr: Multiaddr, *, shutdown_timeout: float = 5.0):
+    def __init__(
+        self,
+        app: web.Application,
+        addr: Multiaddr,
+        *,
+        shutdown_timeout: float = 5.0,
+        access_log: bool = False,
+    ):
         if addr.peer_id is not None:
             raise ValueError("API bind address must not contain /p2p")
         self._app = app
         self._addr = addr
         self._shutdown_timeout = shutdown_timeout
+        self._access_log = access_log
         self._runner: web.AppRunner | None = None
         self.address: Multiaddr | None = None
 
@@ -202,12 +263,21 @@ class ApiServer:
         if self._addr.is_ip and not ipaddress.ip_address(host).is_loopback:
             _log.warning("api.non_loopback_bind", addr=str(self._addr))
         runner = web.AppRunner(
-            self._app, handle_signals=False, shutdown_timeout=self._shutdown_timeout
+            self._app,
+            handle_signals=False,
+            shutdown_timeout=self._shutdown_timeout,
+            access_log_class=AccessLog,
+            access_log=logging.getLogger("api.access") if self._access_log else None,
         )
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)
             await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                f"cannot listen for the admin API on TCP {host}:{port}: {exc.strerror or exc}"
+            ) from exc
         except BaseException:
             await runner.cleanup()
             raise

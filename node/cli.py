@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from api.client import ApiClient, ApiError, NodeUnreachable
-from api.openapi import api_version
+from node.buildinfo import build_info, commit, version
 from node.config import load_config
 from node.core.errors import IdentityError, MultiaddrError, SpacePandaError
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
 from node.datadir import DataDir, default_data_dir
 from node.logs import LOG_LEVELS, configure_logging
+from node.netif import expand_listen, interface_addresses
 
 __all__ = ["build_parser", "format_dht", "format_record", "main"]
 
@@ -130,6 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "bootstrap": args.bootstrap,
         "log_format": args.log_format,
         "log_level": args.log_level,
+        "access_log": "true" if args.access_log else None,
         "auto_accept_invites": "true" if args.auto_accept_invites else None,
     }
     config = load_config(flags, data_dir=d.path)
@@ -145,20 +147,68 @@ def _client(args: argparse.Namespace) -> ApiClient:
     return ApiClient.from_data_dir(_data_dir(args))
 
 
+def _offline_addrs(d: DataDir, peer_id: PeerId) -> list[str]:
+    """Where the node will be reachable, from its configuration: announce addresses, else
+    the listen address (0.0.0.0 / :: expanded to this host's interface addresses)."""
+    config = load_config({}, data_dir=d.path)
+    addrs = list(config.announce) or expand_listen([config.listen], interface_addresses())
+    return [str(a.without_peer_id().with_peer_id(peer_id)) for a in addrs]
+
+
 def cmd_id(args: argparse.Namespace) -> int:
-    info = _client(args).node()
+    """Works without a running node (kubo's ``ipfs id`` does): the data dir has the PeerId
+    and the configuration the addresses; a running node's API has the live answer."""
+    d = DataDir(_data_dir(args))
+    peer_id = d.read_peer_id()
+    info: dict[str, Any] | None = None
+    why_offline = "not running"
+    if d.api_path.exists():
+        try:
+            info = _client(args).node()
+        except NodeUnreachable:
+            why_offline = f"not running (stale {d.api_path} file)"
+    if info is not None:
+        info = {**info, "running": True}
+    else:
+        info = {
+            "peer_id": str(peer_id),
+            "addrs": _offline_addrs(d, peer_id),
+            "version": version(),
+            "commit": commit(),
+            "running": False,
+        }
     if args.json:
         _json(info)
         return EXIT_OK
     addrs = [str(a) for a in info.get("addrs", [])] or ["-"]
+    running = info["running"] is True
     rows = [
         ["peer id", str(info.get("peer_id", "?"))],
-        ["version", str(info.get("version", "?"))],
-        ["uptime", duration(float(info.get("uptime_s", 0)))],
-        ["addrs", addrs[0]],
-        *[["", a] for a in addrs[1:]],
+        ["status", "running" if running else f"{why_offline}; addresses from the configuration"],
+        ["version", f"{info.get('version', '?')} (commit {str(info.get('commit', '?'))[:12]})"],
     ]
+    if running:
+        rows.append(["uptime", duration(float(info.get("uptime_s", 0)))])
+    rows += [["addrs", addrs[0]], *[["", a] for a in addrs[1:]]]
     _out(table(["", ""], rows).split("\n", 1)[1])
+    return EXIT_OK
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    info = build_info()
+    if args.json:
+        _json(info)
+    else:
+        _out(f"spacepanda {info['version']}")
+        _out(table(["", ""], [[k, info[k]] for k in ("commit", "python", "platform")])
+             .split("\n", 1)[1])
+    return EXIT_OK
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from node.completion import script
+
+    sys.stdout.write(script(build_parser(), args.shell))
     return EXIT_OK
 
 
@@ -199,11 +249,43 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 
 def cmd_disconnect(args: argparse.Namespace) -> int:
-    _client(args).disconnect(args.peer_id)
+    _client(args).disconnect(args.peer_id, block=args.block)
     if args.json:
-        _json({"peer_id": args.peer_id, "disconnected": True})
+        _json({"peer_id": args.peer_id, "disconnected": True, "blocked": args.block})
+    elif args.block:
+        _out(f"disconnected and blocked {args.peer_id}")
     else:
         _out(f"disconnected {args.peer_id}")
+    return EXIT_OK
+
+
+def cmd_blocks(args: argparse.Namespace) -> int:
+    blocks = _client(args).blocks()
+    if args.json:
+        _json({"blocks": blocks})
+        return EXIT_OK
+    if not blocks:
+        _out("no blocked peers")
+        return EXIT_OK
+    rows = []
+    for b in blocks:
+        at = b.get("blocked_at")
+        when = (
+            datetime.fromtimestamp(float(at), tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            if isinstance(at, int | float) and not isinstance(at, bool)
+            else "?"
+        )
+        rows.append([str(b.get("peer_id", "?")), when])
+    _out(table(["PEER ID", "BLOCKED SINCE"], rows))
+    return EXIT_OK
+
+
+def cmd_unblock(args: argparse.Namespace) -> int:
+    _client(args).unblock(args.peer_id)
+    if args.json:
+        _json({"peer_id": args.peer_id, "blocked": False})
+    else:
+        _out(f"unblocked {args.peer_id}")
     return EXIT_OK
 
 
@@ -251,6 +333,18 @@ def format_dht(stats: dict[str, Any]) -> str:
         ["records", records],
         ["lookups", lookup_text],
     ]
+    boot = stats.get("bootstrap")
+    if isinstance(boot, dict):
+        rows.append(["bootstrap", _bootstrap_text(boot)])
+        addrs = boot.get("addrs")
+        if isinstance(addrs, list):
+            rows.extend(["", f"via {a}"] for a in addrs)
+        saved = boot.get("saved_contacts")
+        if isinstance(saved, int) and saved > 0:
+            rows.append(["", f"via {saved} saved contact(s)"])
+    rpc = stats.get("rpc")
+    if isinstance(rpc, dict) and "timeouts" in rpc:
+        rows.append(["timeouts", f"{_count(rpc.get('timeouts'))} RPCs unanswered"])
     if "publishes" in stats:
         rows.append(
             ["publishes", f"{_count(stats.get('publishes'))} (seq {_count(stats.get('seq'))})"]
@@ -271,6 +365,27 @@ def format_dht(stats: dict[str, Any]) -> str:
         for i, (reason, n) in enumerate(counted):
             rows.append(["drops" if i == 0 else "", f"{reason.ljust(width)}  {n}"])
     return table(["", ""], rows).split("\n", 1)[1]
+
+
+def _bootstrap_text(boot: dict[str, Any]) -> str:
+    state = boot.get("state")
+    attempts, failures = _count(boot.get("attempts")), _count(boot.get("failures"))
+    if state == "bootstrap_node":
+        return "none: this is a bootstrap node"
+    if state == "joined":
+        after = boot.get("joined_after_s")
+        text = f"joined after {attempts} attempt(s)"
+        if isinstance(after, int | float) and not isinstance(after, bool):
+            text += f" in {float(after):.1f} s"
+        return text + (f", {failures} failed" if failures not in ("0", "?") else "")
+    text = f"NOT JOINED: {attempts} attempt(s), {failures} failed"
+    detail = boot.get("last_error_detail")
+    if isinstance(detail, str):
+        text += f"; last: {detail}"
+    retry = boot.get("next_retry_in_s")
+    if isinstance(retry, int | float) and not isinstance(retry, bool):
+        text += f"; next in ~{float(retry):g} s"
+    return text
 
 
 def _expiry(expires_at: Any, now: float) -> str:
@@ -327,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spacepanda", description="SpacePanda peer-to-peer encrypted messenger node"
     )
-    parser.add_argument("--version", action="version", version=f"spacepanda {api_version()}")
+    parser.add_argument(
+        "--version", action="version", version=f"spacepanda {version()} (commit {commit()})"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)
@@ -358,14 +475,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--init", action="store_true", help="initialise the data dir if missing")
     run.add_argument("--log-format", choices=("console", "json"))
-    run.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower)
+    run.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        help="debug-all: debug including the libraries' own output (otherwise warning and up)",
+    )
+    run.add_argument(
+        "--access-log", action="store_true", help="log every admin API request (structured)"
+    )
     run.add_argument(
         "--auto-accept-invites",
         action="store_true",
         help="accept channel invites without asking (bots, tests)",
     )
 
-    add("id", cmd_id, "show the running node's identity and addresses", with_json)
+    add("id", cmd_id, "show the node's PeerId and addresses (running or not)", with_json)
+    add("version", cmd_version, "show the version, git commit and Python", with_json)
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="print a shell completion script; bash: "
+        "`source <(spacepanda completion bash)`, zsh: "
+        "`source <(spacepanda completion zsh)` (after compinit)",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.set_defaults(func=cmd_completion)
     add("peers", cmd_peers, "list connected peers", with_json)
     connect = add("connect", cmd_connect, "dial a peer and wait for the handshake", with_json)
     connect.add_argument("multiaddr", metavar="MULTIADDR", type=_dial_addr)
@@ -376,6 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
         with_json,
     )
     disconnect.add_argument("peer_id", metavar="PEER_ID", type=_peer_id)
+    disconnect.add_argument(
+        "--block",
+        action="store_true",
+        help="also block it: refuse its connections and never dial it, across restarts",
+    )
+    add("blocks", cmd_blocks, "list blocked peers (see disconnect --block)", with_json)
+    unblock = add("unblock", cmd_unblock, "take a peer off the block list", with_json)
+    unblock.add_argument("peer_id", metavar="PEER_ID", type=_peer_id)
     add("dht", cmd_dht, "show the DHT: node id, contacts, buckets, records, lookups", with_json)
     resolve = add("resolve", cmd_resolve, "look up a peer's verified record in the DHT", with_json)
     resolve.add_argument("peer_id", metavar="PEER_ID", type=_peer_id)

@@ -30,7 +30,7 @@ __all__ = [
 
 ENV_PREFIX = "SPACEPANDA_"
 LogFormat = Literal["json", "console"]
-_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_LOG_LEVELS = ("debug-all", "debug", "info", "warning", "error", "critical")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class NodeConfig:
     announce: tuple[Multiaddr, ...] = ()
     log_format: LogFormat = "console"
     log_level: str = "info"
+    # One structured line per admin API request (method, path without the query, status).
+    access_log: bool = False
     max_connections: int = 64  # high watermark: trim above this
     min_connections: int = 8  # low watermark: dial more below this
     target_degree: int = 8
@@ -208,7 +210,13 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("bootstrap", _multiaddr_list, [], "peers to contact on start (/.../p2p/<PeerId>)"),
     _Field("announce", _multiaddr_list, [], "addresses to publish instead of the listen address"),
     _Field("log_format", _choice("console", "json"), "console", '"console" or "json"'),
-    _Field("log_level", _choice(*_LOG_LEVELS), "info", "debug, info, warning, error, critical"),
+    _Field(
+        "log_level",
+        _choice(*_LOG_LEVELS),
+        "info",
+        "debug, info, warning, error, critical; debug-all adds the libraries' debug output",
+    ),
+    _Field("access_log", _bool, False, "log every admin API request (structured)"),
     _Field("max_connections", _int_at_least(1), 64, "high watermark: trim connections above"),
     _Field("min_connections", _int_at_least(0), 8, "low watermark: dial more peers below"),
     _Field("target_degree", _int_at_least(1), 8, "peers each node keeps in a large mesh"),

@@ -13,25 +13,30 @@ import os
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from api.control import NodeInfo, PeerInfo, record_json
+from api.control import BlockInfo, NodeInfo, PeerInfo, Readiness, record_json
 from dht.config import DhtConfig
 from dht.errors import DhtError
 from dht.persistence import DhtStore
 from dht.service import Bootstrap, DhtService
 from node import mesh
+from node.buildinfo import commit, version
 from node.channel_service import ChannelService, ChannelsStopped
 from node.config import NodeConfig
-from node.core.errors import MultiaddrError, SpacePandaError, TransportError
+from node.core.errors import ConfigError, MultiaddrError, SpacePandaError, TransportError
 from node.core.identity import PeerId
 from node.core.keys import NodeKeys
 from node.core.multiaddr import Multiaddr
 from node.dialer import MeshDialer
+from node.joinwatch import JoinWatcher
+from node.metrics import Telemetry, TimedDhtService
+from node.netif import IPAddress, expand_listen, interface_addresses
 from node.storage.base import Storage
 from node.transport.connections import (
     ConnectionManager,
@@ -46,8 +51,9 @@ from node.transport.session import Closed, SessionTimeouts
 
 __all__ = ["VERSION", "Node", "run"]
 
-VERSION = "0.1.0"
+VERSION = version()
 DISPLAY_NAME_KEY = "profile.display_name"
+_INTERFACES_EVERY_S = 60.0
 log = structlog.get_logger("node.daemon")
 
 LinkObserver = Callable[[LinkEvent], None]
@@ -121,6 +127,17 @@ class Node:
         self._mesh_policy = mesh_policy_from(config)
         self._dialer: MeshDialer | None = None
         self._channels: ChannelService | None = None
+        # The deny list, loaded from storage when the node starts; checked on every dial and
+        # every inbound handshake (ConnectionManager.refuse) and by the mesh dialer.
+        self._blocked: set[PeerId] = set()
+        self._join: JoinWatcher | None = None
+        # What this node tells operators it listens on: the configured announce addresses,
+        # or the bound ones with 0.0.0.0 / :: expanded to the interface addresses.
+        self._local_addrs: tuple[Multiaddr, ...] = ()
+        # Cumulative counts and latencies for the metrics (node.metrics).
+        self.telemetry = Telemetry()
+        self.observe_links(self.telemetry.links.observe)
+        self._stopping = False
 
     # -- identity --------------------------------------------------------------------------
 
@@ -135,9 +152,36 @@ class Node:
         return self._conns
 
     def listen_addrs(self) -> list[Multiaddr]:
+        """Where this node can be reached, each ending in /p2p/<PeerId>: the announce
+        addresses if configured, else the bound ones (0.0.0.0 and :: expanded to this host's
+        interface addresses, loopback included)."""
         if self._conns is None:
             return []
-        return [a.with_peer_id(self.peer_id) for a in self._conns.advertised()]
+        addrs = self._local_addrs or self._conns.advertised()
+        return [a.with_peer_id(self.peer_id) for a in addrs]
+
+    def _expand_addrs(self, bound: Multiaddr, interfaces: list[IPAddress]) -> None:
+        """Announce addresses win; else a wildcard bind is expanded. Peers and the DHT record
+        get the expansion without loopback (unless nothing else is left)."""
+        assert self._conns is not None
+        if self.config.announce:
+            announced = tuple(a.without_peer_id() for a in self.config.announce)
+            self._conns.announce_addrs = announced
+            self._local_addrs = announced
+            return
+        local = tuple(expand_listen([bound], interfaces))
+        remote = tuple(expand_listen([bound], interfaces, loopback=False))
+        if local != self._local_addrs:
+            if self._local_addrs:
+                log.info("listen_addrs_changed", addrs=[str(a) for a in local])
+            self._local_addrs = local
+        self._conns.announce_addrs = () if remote == (bound,) else remote
+
+    async def _watch_interfaces(self, bound: Multiaddr) -> None:
+        """Interfaces come and go (DHCP, VPNs): re-read them now and then."""
+        while True:
+            await asyncio.sleep(_INTERFACES_EVERY_S)
+            self._expand_addrs(bound, list(await asyncio.to_thread(interface_addresses)))
 
     # -- NodeControl -----------------------------------------------------------------------
 
@@ -146,6 +190,7 @@ class Node:
             peer_id=str(self.peer_id),
             addrs=[str(a) for a in self.listen_addrs()],
             version=VERSION,
+            commit=commit(),
             uptime_s=round(self._clock() - self._started_at, 3),
         )
 
@@ -154,6 +199,13 @@ class Node:
         addr = link.dialed_addr or f"{link.remote[0]}:{link.remote[1]}"
         with contextlib.suppress(MultiaddrError):
             addr = str(Multiaddr.from_host_port(link.remote[0], link.remote[1], link.peer_id))
+        if link.direction == "inbound":
+            # The remote port of an inbound link is ephemeral: list the peer at an address it
+            # listens on, preferring one on the host it connected from.
+            known = self._addrs_for(link, quiet=True)
+            same_host = [a for a in known if a.host == link.remote[0]]
+            if same_host or known:
+                addr = str((same_host or known)[0].with_peer_id(link.peer_id))
         return PeerInfo(
             peer_id=str(link.peer_id),
             addr=addr,
@@ -173,6 +225,17 @@ class Node:
     def is_ready(self) -> bool:
         return self.started.is_set() and self._dht is not None and self._dht.is_ready
 
+    def readiness(self) -> Readiness:
+        bootstrap = None if self._join is None else self._join.state()
+        details = None if bootstrap is None else bootstrap.to_json()
+        if self._stopping:
+            return Readiness(False, "stopping", "node is shutting down", details)
+        if not self.started.is_set() or bootstrap is None:
+            return Readiness(False, "starting", "node is starting", details)
+        if self.is_ready():
+            return Readiness(True, "ready", bootstrap.reason(), details)
+        return Readiness(False, "joining", bootstrap.reason(), details)
+
     @property
     def channels(self) -> ChannelService:
         if self._channels is None or not self._channels.ready.is_set():
@@ -189,6 +252,8 @@ class Node:
         stats = self.dht.statistics()
         if self._dialer is not None:
             stats["mesh"] = self._dialer.statistics()
+        if self._join is not None:
+            stats["bootstrap"] = self._join.state().to_json()
         return stats
 
     async def resolve(self, peer_id: PeerId) -> dict[str, Any] | None:
@@ -199,15 +264,41 @@ class Node:
         link = await self.connections.dial(addr)
         return self._peer_info(link)
 
-    async def disconnect(self, peer_id: PeerId) -> bool:
-        """Close the link and forget the peer, so the reconnect loop leaves it alone."""
+    async def disconnect(self, peer_id: PeerId, *, block: bool = False) -> bool:
+        """Close the link and forget the peer, so the reconnect loop leaves it alone.
+
+        With ``block`` the peer also goes on the deny list (persisted): refused when it dials
+        us, never dialled again until :meth:`unblock`. Always True then.
+        """
+        if block:
+            self._blocked.add(peer_id)  # before the link closes: no redial can slip in
+            if await self.storage.block_peer(peer_id, self._wall()):
+                log.info("peer_blocked", peer=str(peer_id))
         closed = await self.connections.disconnect(
             peer_id, CloseCode.NORMAL, "disconnected by operator"
         )
         forgotten = await self.storage.remove_peer(peer_id)
         if self._dialer is not None:
             self._dialer.forget(peer_id)
-        return closed or forgotten
+        return closed or forgotten or block
+
+    def is_blocked(self, peer_id: PeerId) -> bool:
+        return peer_id in self._blocked
+
+    async def unblock(self, peer_id: PeerId) -> bool:
+        """Take ``peer_id`` off the deny list; False when it was not on it."""
+        removed = await self.storage.unblock_peer(peer_id)
+        present = peer_id in self._blocked
+        self._blocked.discard(peer_id)
+        if removed or present:
+            log.info("peer_unblocked", peer=str(peer_id))
+        return removed or present
+
+    async def blocks(self) -> list[BlockInfo]:
+        return [
+            BlockInfo(peer_id=str(b.peer_id), blocked_at=b.blocked_at)
+            for b in await self.storage.list_blocked()
+        ]
 
     # -- application protocols -------------------------------------------------------------
 
@@ -232,7 +323,7 @@ class Node:
 
     # -- address book ----------------------------------------------------------------------
 
-    def _addrs_for(self, link: Link) -> list[Multiaddr]:
+    def _addrs_for(self, link: Link, *, quiet: bool = False) -> list[Multiaddr]:
         """Where to reach this peer again: what we dialled, then what it says it listens on."""
         found: list[Multiaddr] = []
         texts = ([link.dialed_addr] if link.dialed_addr else []) + list(
@@ -242,7 +333,9 @@ class Node:
             try:
                 addr = Multiaddr.parse(text)
             except MultiaddrError:
-                log.info("peer_sent_bad_listen_addr", peer=str(link.peer_id), addr=text[:100])
+                if not quiet:
+                    log.info("peer_sent_bad_listen_addr", peer=str(link.peer_id),
+                             addr=text[:100])
                 continue
             if addr.peer_id not in (None, link.peer_id):
                 continue
@@ -255,6 +348,10 @@ class Node:
         return found[:8]
 
     async def _on_connected(self, link: Link) -> None:
+        if self.is_blocked(link.peer_id):
+            # Admitted just before it was blocked: the deny list wins.
+            await link.close(CloseCode.NORMAL, "connection refused")
+            return
         now = self._wall()
         addrs = self._addrs_for(link)
         if addrs:
@@ -286,6 +383,7 @@ class Node:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen, keep links, reconnect; return after ``stop`` is set and links are closed."""
+        self._stopping = False
         try:
             async with asyncio.TaskGroup() as tg:
                 self._conns = ConnectionManager(
@@ -296,15 +394,26 @@ class Node:
                     clock=self._clock,
                     rng=self._rng,
                 )
-                self._conns.announce_addrs = tuple(
-                    a.without_peer_id() for a in self.config.announce
-                )
+                self._blocked = {b.peer_id for b in await self.storage.list_blocked()}
+                self._conns.refuse = self.is_blocked
                 self.dispatcher.start(tg)
                 tg.create_task(self._link_events(self._conns), name="link-events")
-                bound = await self._conns.listen(self.config.listen)
+                try:
+                    bound = await self._conns.listen(self.config.listen)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot listen for the transport on TCP {self.config.listen}: "
+                        f"{exc.strerror or exc}"
+                    ) from exc
+                wildcard = bound.host in ("0.0.0.0", "::")
+                interfaces = await asyncio.to_thread(interface_addresses) if wildcard else []
+                self._expand_addrs(bound, list(interfaces))
+                if wildcard and not self.config.announce:
+                    tg.create_task(self._watch_interfaces(bound), name="interfaces")
                 # The DHT speaks UDP on the same port number as the TCP transport.
-                self._dht = DhtService(
+                self._dht = TimedDhtService(
                     self.keys.identity,
+                    telemetry=self.telemetry,
                     host=bound.host,
                     port=bound.port,
                     noise_static_key=self.keys.noise_public,
@@ -314,7 +423,25 @@ class Node:
                     config=self._dht_config,
                     randbytes=self._rng,
                 )
-                await self._dht.start(bootstrap_from(self.config), task_group=tg)
+                saved = 0 if self._dht_store is None else len(
+                    await self._dht_store.load_contacts()
+                )
+                try:
+                    await self._dht.start(bootstrap_from(self.config), task_group=tg)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot bind the DHT's UDP socket on {bound.host}:{bound.port} (the DHT "
+                        f"uses UDP on the transport's port number): {exc.strerror or exc}"
+                    ) from exc
+                self._join = JoinWatcher(
+                    self._dht,
+                    self._dht_config,
+                    addrs=[str(a) for a in self.config.bootstrap],
+                    saved_contacts=saved,
+                    clock=self._clock,
+                )
+                self._join.poll()
+                tg.create_task(self._join.run(), name="dht-join-watch")
                 self._dialer = MeshDialer(
                     local=self.peer_id,
                     connections=self._conns,
@@ -325,6 +452,7 @@ class Node:
                     clock=self._clock,
                     wall=self._wall,
                     rand=self._random,
+                    blocked=self.is_blocked,
                 )
                 self._dialer.start()
                 channels = ChannelService(
@@ -339,8 +467,11 @@ class Node:
                 await channels.load()
                 channels.start(tg)
                 self._channels = channels
+                tg.create_task(self.telemetry.count_messages(channels, self.peer_id),
+                               name="message-metrics")
                 self.started.set()
                 await stop.wait()
+                self._stopping = True
                 log.info("shutting_down", peers=len(self._conns.links()))
                 await self._conns.close(CloseCode.SHUTDOWN, "node shutting down")
                 raise _Shutdown
@@ -367,18 +498,33 @@ class Node:
         return self._conns.advertised() if self._conns is not None else ()
 
     def statistics(self) -> dict[str, object]:
+        """A snapshot for the metrics (node.metrics) and diagnostics."""
         mesh_stats = self._dialer.statistics() if self._dialer is not None else {}
         stats: dict[str, object] = {
             "unknown_protocol_frames": self.dispatcher.unknown_protocol,
             "link_event_failures": self.link_event_failures,
             "mesh_dials": mesh_stats.get("dials", 0),
             "mesh_dial_failures": mesh_stats.get("dial_failures", 0),
+            "mesh_backing_off": mesh_stats.get("backing_off", 0),
             "dht_ready": self._dht is not None and self._dht.is_ready,
+            "blocked_peers": len(self._blocked),
+            "handshakes": dict(self.telemetry.links.handshakes),
         }
         if self._conns is not None:
             stats.update(self._conns.statistics())
+            links = self._conns.links()
+            stats["connections_by_direction"] = dict(Counter(link.direction for link in links))
+            stats["traffic"] = self.telemetry.links.totals(links)
+        if self._dht is not None:
+            dht = self._dht.statistics()
+            dht["protocol_drops"] = dict(self._dht.protocol.drops)
+            dht["store"] = self._dht.storage.statistics()
+            stats["dht"] = dht
         if self._channels is not None:
             stats["channels"] = self._channels.statistics()
+            views = self._channels.views()
+            stats["channel_statuses"] = dict(Counter(v.status for v in views))
+            stats["channel_members"] = sum(len(v.members) for v in views if v.status == "active")
         return stats
 
 
@@ -409,7 +555,7 @@ async def _serve(config: NodeConfig) -> int:
                 runner.result()  # re-raise why the node could not start
                 return 1
             app = create_app(node, datadir.read_token(), node_registry(node))
-            api = ApiServer(app, config.api)
+            api = ApiServer(app, config.api, access_log=config.access_log)
             try:
                 api_addr = await api.start()
                 datadir.write_api_address(api_addr)

@@ -233,6 +233,23 @@ class DataDir:
         except IdentityError as exc:
             raise IdentityError(f"{self.identity_path}: {exc}") from None
 
+    def read_peer_id(self) -> PeerId:
+        """This directory's PeerId without taking the lock: the ``peer_id`` file, else the
+        key's (for ``spacepanda id`` while the node runs, or with no node at all)."""
+        if not self.identity_path.exists():
+            raise ConfigError(
+                f"data dir {self.path} is not initialised (no identity.key); "
+                f"run `spacepanda init --data-dir {self.path}`"
+            )
+        try:
+            text = _read_small(self.peer_id_path, "peer_id file").decode("ascii", "replace")
+        except FileNotFoundError:
+            return self.load_identity().peer_id
+        try:
+            return PeerId.from_string(text.strip())
+        except IdentityError as exc:
+            raise IdentityError(f"{self.peer_id_path} is corrupt: {exc}") from None
+
     def _check_peer_id(self, actual: PeerId) -> None:
         try:
             text = _read_small(self.peer_id_path, "peer_id file").decode("ascii", "replace")

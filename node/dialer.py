@@ -46,8 +46,10 @@ class MeshDialer:
         clock: Callable[[], float],
         wall: Callable[[], float],
         rand: random.Random,
+        blocked: Callable[[PeerId], bool] = lambda peer: False,
     ) -> None:
         self._local = local
+        self._blocked = blocked
         self._conns = connections
         self._dht = dht
         self.storage = storage
@@ -117,6 +119,8 @@ class MeshDialer:
             peer = entry.peer_id
             if conns.get(peer) is not None or peer in self._dialing or not entry.addrs:
                 continue
+            if self._blocked(peer):
+                continue
             if self._next_attempt.get(peer, 0.0) > now:
                 continue
             self._dialing.add(peer)
@@ -162,6 +166,7 @@ class MeshDialer:
             self._last_walk = now
             candidates.update(await dht.random_walk())
         backing_off = {p for p, (_, until) in self._mesh_backoff.items() if until > now}
+        backing_off.update(p for p in candidates if self._blocked(p))
         decision = mesh.plan(
             self._local,
             connected=connected,

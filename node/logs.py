@@ -16,11 +16,23 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
-__all__ = ["LOG_LEVELS", "REDACTED", "configure_logging", "redact_secrets"]
+__all__ = [
+    "LIBRARY_LOGGERS",
+    "LOG_LEVELS",
+    "REDACTED",
+    "configure_logging",
+    "redact_secrets",
+    "structured_foreign",
+]
 
 LogFormat = Literal["json", "console"]
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# "debug-all" is "debug" with the libraries' own debug output too (aiosqlite alone writes a
+# line per statement); every other level keeps the libraries at warning or above.
+LOG_LEVELS = ("debug-all", "debug", "info", "warning", "error", "critical")
 REDACTED = "[redacted]"
+# Third-party loggers: quiet (warning) unless the level is "debug-all". The API's access log
+# is not among them: it is off unless asked for (``access_log``) and then ours (api.access).
+LIBRARY_LOGGERS = ("aiosqlite", "kademlia", "rpcudp", "aiohttp", "asyncio", "urllib3")
 
 # A key is secret when one of its words (split on "_", "-" or ".") is one of these. Word
 # matching, not substring, so "keepalive" or "monkey" stay visible while "api_token",
@@ -54,6 +66,36 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     return value
 
 
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
+
+
+def structured_foreign(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor for records from stdlib loggers (libraries, ``dht``): the message
+    template stays the ``event`` and its arguments become a list field, so no data hides in a
+    preformatted string. If the formatted text carries a bearer credential, every argument is
+    redacted (the template alone does not show which one it was)."""
+    record = event_dict.get("_record")
+    args = event_dict.pop("positional_args", None)  # ProcessorFormatter(pass_foreign_args)
+    if not isinstance(record, logging.LogRecord) or event_dict.get("_from_structlog"):
+        return event_dict
+    if isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], Mapping):
+        args = args[0]  # logging's %(name)s form
+    if not args:
+        return event_dict
+    secret = bool(_BEARER.search(str(event_dict.get("event", ""))))
+    event_dict["event"] = str(record.msg)
+    if isinstance(args, Mapping):
+        event_dict["args"] = {
+            str(k): REDACTED if secret else _plain(v) for k, v in args.items()
+        }
+    else:
+        event_dict["args"] = [REDACTED if secret else _plain(v) for v in args]
+    return event_dict
+
+
 def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: replace values of secret-looking keys, recursively."""
     out: MutableMapping[str, Any] = event_dict
@@ -76,6 +118,8 @@ def _level_number(level: str | int) -> int:
     name = level.strip().lower()
     if name not in LOG_LEVELS:
         raise ValueError(f"unknown log level {level!r} (expected one of {', '.join(LOG_LEVELS)})")
+    if name == "debug-all":
+        return logging.DEBUG
     return int(getattr(logging, name.upper()))
 
 
@@ -87,11 +131,14 @@ def configure_logging(
 ) -> None:
     """Route structlog and stdlib logging to ``stream`` (stderr) as JSON lines or console text.
 
+    JSON: one object per line, tracebacks as structured fields. Libraries' loggers
+    (:data:`LIBRARY_LOGGERS`) stay at warning unless ``level`` is ``"debug-all"``.
     Safe to call more than once (tests do): it replaces the root handler it installed before.
     """
     if format not in ("json", "console"):
         raise ValueError(f"unknown log format {format!r} (expected 'json' or 'console')")
     lvl = _level_number(level)
+    everything = isinstance(level, str) and level.strip().lower() == "debug-all"
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
@@ -100,6 +147,7 @@ def configure_logging(
         structlog.processors.StackInfoRenderer(),
         redact_secrets,
     ]
+    foreign: list[Processor] = [structured_foreign, *shared]
     renderer: Processor
     if format == "json":
         renderer = structlog.processors.JSONRenderer()
@@ -121,7 +169,8 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=foreign,
+        pass_foreign_args=True,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
     handler: logging.StreamHandler[TextIO] = (
@@ -136,5 +185,6 @@ def configure_logging(
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(lvl)
-    # aiohttp's access log is noisy at info on a busy API; keep it, at the chosen level.
-    logging.getLogger("aiohttp.access").setLevel(max(lvl, logging.INFO))
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(lvl if everything else max(lvl, logging.WARNING))
+    logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)  # as "aiohttp" (older setup)

@@ -77,6 +77,12 @@ class DialTimeout(DialError):
     """A dial did not complete in time."""
 
 
+class PeerBlocked(DialError):
+    """The peer is on this node's deny list: never dialled, refused when it dials us."""
+
+    remote = False
+
+
 class LimitExceeded(TransportError):
     """A connection or queue limit was hit."""
 

@@ -5,7 +5,7 @@ to ``Storage`` and both backends, and extend ``tests/node/test_storage.py`` (whi
 against both).
 """
 
-from node.storage.base import PeerEntry, Storage
+from node.storage.base import BlockEntry, PeerEntry, Storage
 from node.storage.dhtstore import NodeDhtStore
 from node.storage.memory import MemoryStorage
 from node.storage.migrations import LATEST_VERSION, MIGRATIONS, Migration
@@ -14,6 +14,7 @@ from node.storage.sqlite import SqliteStorage
 __all__ = [
     "LATEST_VERSION",
     "MIGRATIONS",
+    "BlockEntry",
     "MemoryStorage",
     "Migration",
     "NodeDhtStore",

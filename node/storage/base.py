@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from node.storage.dhtstore import NodeDhtStore
     from node.storage.mailboxstore import MailboxStore
 
-__all__ = ["MAX_META_KEY", "MAX_META_VALUE", "MAX_PEER_ADDRS", "PeerEntry", "Storage"]
+__all__ = [
+    "MAX_META_KEY",
+    "MAX_META_VALUE",
+    "MAX_PEER_ADDRS",
+    "BlockEntry",
+    "PeerEntry",
+    "Storage",
+]
 
 MAX_PEER_ADDRS = 16  # a signed peer record fits one UDP datagram; so does what we keep of it
 MAX_META_KEY = 128
@@ -37,6 +44,14 @@ class PeerEntry:
     failures: int
     last_failure: float | None
     added: float
+
+
+@dataclass(frozen=True)
+class BlockEntry:
+    """One deny-list row: a peer this node refuses and never dials."""
+
+    peer_id: PeerId
+    blocked_at: float
 
 
 class Storage(Protocol):
@@ -72,6 +87,19 @@ class Storage(Protocol):
 
     async def remove_peer(self, peer_id: PeerId) -> bool:
         """Forget a peer; False when it was not there."""
+        ...
+
+    async def block_peer(self, peer_id: PeerId, now: float) -> bool:
+        """Put a peer on the deny list (``blocked_at = now``) and forget it from the address
+        book, in one transaction. False when it was already blocked (its time is kept)."""
+        ...
+
+    async def unblock_peer(self, peer_id: PeerId) -> bool:
+        """Take a peer off the deny list; False when it was not on it."""
+        ...
+
+    async def list_blocked(self) -> list[BlockEntry]:
+        """The deny list, ordered by PeerId bytes."""
         ...
 
     def dht_store(self, clock: Callable[[], float] | None = None) -> NodeDhtStore:
@@ -120,3 +148,9 @@ def check_meta(key: str, value: bytes | None = None) -> None:
         raise StorageError(f"meta key must be a 1..{MAX_META_KEY} character string")
     if value is not None and (not isinstance(value, bytes) or len(value) > MAX_META_VALUE):
         raise StorageError(f"meta value must be bytes of at most {MAX_META_VALUE}")
+
+
+def check_peer_id(peer_id: PeerId) -> PeerId:
+    if not isinstance(peer_id, PeerId):
+        raise StorageError(f"expected a PeerId, got {type(peer_id).__name__}")
+    return peer_id

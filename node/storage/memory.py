@@ -13,7 +13,14 @@ from dataclasses import replace
 from node.core.errors import StorageError
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
-from node.storage.base import PeerEntry, check_addrs, check_meta, check_time
+from node.storage.base import (
+    BlockEntry,
+    PeerEntry,
+    check_addrs,
+    check_meta,
+    check_peer_id,
+    check_time,
+)
 from node.storage.channelstore import MemoryChannelStore
 from node.storage.dhtstore import DhtTables, MemoryStorageDhtStore
 from node.storage.mailboxstore import MemoryMailboxStore
@@ -26,6 +33,7 @@ class MemoryStorage:
     def __init__(self) -> None:
         self._meta: dict[str, bytes] = {}
         self._peers: dict[PeerId, PeerEntry] = {}
+        self._blocked: dict[PeerId, BlockEntry] = {}
         self.dht_tables = DhtTables()
         self._channels = MemoryChannelStore(self._check_open)
         self._mailboxes = MemoryMailboxStore(self._check_open)
@@ -96,6 +104,24 @@ class MemoryStorage:
     async def remove_peer(self, peer_id: PeerId) -> bool:
         self._check_open()
         return self._peers.pop(peer_id, None) is not None
+
+    async def block_peer(self, peer_id: PeerId, now: float) -> bool:
+        self._check_open()
+        t = check_time(now)
+        check_peer_id(peer_id)
+        self._peers.pop(peer_id, None)
+        if peer_id in self._blocked:
+            return False
+        self._blocked[peer_id] = BlockEntry(peer_id, t)
+        return True
+
+    async def unblock_peer(self, peer_id: PeerId) -> bool:
+        self._check_open()
+        return self._blocked.pop(peer_id, None) is not None
+
+    async def list_blocked(self) -> list[BlockEntry]:
+        self._check_open()
+        return [self._blocked[p] for p in sorted(self._blocked, key=lambda p: p.binary)]
 
     def dht_store(self, clock: Callable[[], float] | None = None) -> MemoryStorageDhtStore:
         return MemoryStorageDhtStore(self.dht_tables, self._check_open, clock or time.time)

@@ -138,6 +138,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
+        "deny list: peers refused inbound and never dialled",
+        (
+            """CREATE TABLE blocked_peers (
+                peer_id    BLOB PRIMARY KEY NOT NULL CHECK (length(peer_id) = 34),
+                blocked_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
+    Migration(
+        6,
         "mailboxes: envelopes held for others, per-key, per-uploader and total counters",
         (
             # One row per held envelope. seq: the key's log position (the fetch cursor);

@@ -32,7 +32,14 @@ import aiosqlite
 from node.core.errors import IdentityError, MultiaddrError, StorageError
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
-from node.storage.base import PeerEntry, check_addrs, check_meta, check_time
+from node.storage.base import (
+    BlockEntry,
+    PeerEntry,
+    check_addrs,
+    check_meta,
+    check_peer_id,
+    check_time,
+)
 from node.storage.channelstore import SqliteChannelStore
 from node.storage.dhtstore import SqliteDhtStore
 from node.storage.mailboxstore import SqliteMailboxStore
@@ -288,6 +295,41 @@ class SqliteStorage:
             await self._run("DELETE FROM peers WHERE peer_id = ?", (peer_id.binary,))
             rows = await self._run("SELECT changes()")
         return bool(rows[0][0])
+
+    # ---- deny list ---------------------------------------------------------------------
+    async def block_peer(self, peer_id: PeerId, now: float) -> bool:
+        t = check_time(now)
+        check_peer_id(peer_id)
+        async with self._transaction():
+            await self._run("DELETE FROM peers WHERE peer_id = ?", (peer_id.binary,))
+            await self._run(
+                "INSERT INTO blocked_peers (peer_id, blocked_at) VALUES (?, ?)"
+                " ON CONFLICT(peer_id) DO NOTHING",
+                (peer_id.binary, t),
+            )
+            rows = await self._run("SELECT changes()")
+        return bool(rows[0][0])
+
+    async def unblock_peer(self, peer_id: PeerId) -> bool:
+        check_peer_id(peer_id)
+        async with self._transaction():
+            await self._run("DELETE FROM blocked_peers WHERE peer_id = ?", (peer_id.binary,))
+            rows = await self._run("SELECT changes()")
+        return bool(rows[0][0])
+
+    async def list_blocked(self) -> list[BlockEntry]:
+        async with self._transaction():
+            rows = await self._run(
+                "SELECT peer_id, blocked_at FROM blocked_peers ORDER BY peer_id"
+            )
+        out = []
+        for pid, at in rows:
+            try:
+                peer_id = PeerId.from_bytes(pid)
+            except (IdentityError, TypeError) as exc:
+                raise StorageError(f"database {self._path}: corrupt deny-list row: {exc}") from None
+            out.append(BlockEntry(peer_id, float(at)))
+        return out
 
     async def _load_peer(self, peer_id: PeerId) -> PeerEntry | None:
         rows = await self._run(

@@ -23,6 +23,7 @@ from node.core.errors import (
     DialTimeout,
     LimitExceeded,
     MultiaddrError,
+    PeerBlocked,
     TransportError,
 )
 from node.core.identity import PeerId
@@ -36,6 +37,9 @@ __all__ = ["ConnectionManager", "LinkDown", "LinkEvent", "LinkUp", "TransportSet
 
 log = structlog.get_logger("node.transport.connections")
 
+
+def _refuse_none(peer: PeerId) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,9 @@ class ConnectionManager:
         self.announce_addrs: tuple[Multiaddr, ...] = ()
         self.refused: Counter[str] = Counter()
         self.handshake_failures: Counter[str] = Counter()
+        # The deny list: consulted after the handshake for inbound links, before dialling
+        # (and after the handshake, for a dial without /p2p) for outbound ones.
+        self.refuse: Callable[[PeerId], bool] = _refuse_none
 
     @property
     def local_peer_id(self) -> PeerId:
@@ -171,6 +178,11 @@ class ConnectionManager:
             self._pending_by_ip[remote[0]] -= 1
             if self._pending_by_ip[remote[0]] <= 0:
                 del self._pending_by_ip[remote[0]]
+        if self.refuse(link.peer_id):
+            self.refused["blocked"] += 1
+            log.info("inbound_refused", peer=str(link.peer_id), remote=remote[0], reason="blocked")
+            await link.close(CloseCode.NORMAL, "connection refused")
+            return
         if len(self._links) >= self._settings.max_connections and link.peer_id not in self._links:
             self.refused["max_connections"] += 1
             await link.close(CloseCode.LIMIT_REACHED, "connection limit reached")
@@ -183,6 +195,8 @@ class ConnectionManager:
         """Connect and authenticate; enforces the PeerId in ``addr`` when present."""
         if addr.peer_id == self.local_peer_id:
             raise DialError("refusing to dial ourselves")
+        if addr.peer_id is not None and self.refuse(addr.peer_id):
+            raise PeerBlocked(f"{addr.peer_id} is blocked (spacepanda blocks)")
         if addr.peer_id is not None:
             existing = self._links.get(addr.peer_id)
             if existing is not None and not existing.closed.is_set():
@@ -212,6 +226,9 @@ class ConnectionManager:
                 raise
         finally:
             self._pending -= 1
+        if self.refuse(link.peer_id):
+            await link.close(CloseCode.NORMAL, "connection refused")
+            raise PeerBlocked(f"{addr} is {link.peer_id}, which is blocked (spacepanda blocks)")
         return await self._admit(link)
 
     def _new_link(

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Counter
 
-from api.control import NodeInfo, PeerInfo, record_json
+from api.control import BlockInfo, NodeInfo, PeerInfo, Readiness, record_json
 from api.server import create_app
 from dht.errors import DhtError
 from dht.records import PeerRecord, VerifiedPeerRecord
@@ -92,6 +92,7 @@ class FakeNode:
     dht_error: DhtError | None = None
     resolve_delay: float = 0.0
     resolved: list[PeerId] = field(default_factory=list)
+    blocked: dict[str, float] = field(default_factory=dict)
 
     def node_info(self) -> NodeInfo:
         addr = f"/ip4/127.0.0.1/tcp/4001/p2p/{self.identity.peer_id}"
@@ -102,6 +103,11 @@ class FakeNode:
 
     def is_ready(self) -> bool:
         return self.ready
+
+    def readiness(self) -> Readiness:
+        if self.ready:
+            return Readiness(True, "ready", "ready: a bootstrap node", {"state": "joined"})
+        return Readiness(False, "starting", "node is starting", None)
 
     async def dial(self, addr: Multiaddr) -> PeerInfo:
         self.dialled.append(addr)
@@ -121,8 +127,16 @@ class FakeNode:
         self.peers.setdefault(info.peer_id, info)
         return self.peers[info.peer_id]
 
-    async def disconnect(self, peer_id: PeerId) -> bool:
-        return self.peers.pop(str(peer_id), None) is not None
+    async def disconnect(self, peer_id: PeerId, *, block: bool = False) -> bool:
+        if block:
+            self.blocked.setdefault(str(peer_id), 1_700_000_000.5)
+        return self.peers.pop(str(peer_id), None) is not None or block
+
+    async def unblock(self, peer_id: PeerId) -> bool:
+        return self.blocked.pop(str(peer_id), None) is not None
+
+    async def blocks(self) -> list[BlockInfo]:
+        return [BlockInfo(p, at) for p, at in sorted(self.blocked.items())]
 
     def dht_statistics(self) -> dict[str, Any]:
         if self.dht_error is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from api.auth import DASHBOARD_PATHS, PUBLIC_PATHS
 from api.channels import message_json
 from api.control import NodeInfo, PeerInfo, record_json
 from api.openapi import RECORD_NOT_FOUND, build_spec
@@ -80,7 +81,8 @@ def test_public_routes_are_exactly_the_unauthenticated_ones() -> None:
         for m, op in item.items()
         if m in _METHODS and op.get("security") == []
     }
-    assert public == {"/healthz", "/readyz"}
+    assert public == set(PUBLIC_PATHS) | set(DASHBOARD_PATHS)
+    assert public == {"/healthz", "/readyz", "/", "/login", "/logout"}
 
 
 def test_schemas_match_dataclasses() -> None:

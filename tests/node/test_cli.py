@@ -60,7 +60,7 @@ _SOME_PEER = str(Identity.generate().peer_id)
 
 @pytest.mark.parametrize(
     "cmd",
-    [["id"], ["peers"], ["connect", "/ip4/127.0.0.1/tcp/4001"], ["dht"], ["resolve", _SOME_PEER]],
+    [["peers"], ["connect", "/ip4/127.0.0.1/tcp/4001"], ["dht"], ["resolve", _SOME_PEER]],
 )
 def test_commands_without_running_node(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], cmd: list[str]
@@ -82,7 +82,7 @@ def test_stale_api_file_is_unreachable(tmp_path: Path, capsys: pytest.CaptureFix
         port = s.getsockname()[1]
     DataDir(tmp_path).write_api_address(f"/ip4/127.0.0.1/tcp/{port}")
     capsys.readouterr()
-    assert main(["id", "--data-dir", str(tmp_path)]) == 1
+    assert main(["peers", "--data-dir", str(tmp_path)]) == 1
     assert "cannot reach the node API" in capsys.readouterr().err
 
 
@@ -94,6 +94,8 @@ def test_stale_api_file_is_unreachable(tmp_path: Path, capsys: pytest.CaptureFix
         (["connect", "/ip4/127.0.0.1/udp/1"], "udp"),
         (["connect"], "MULTIADDR"),
         (["disconnect", "not-a-peer"], "PeerId"),
+        (["disconnect", "--block"], "PEER_ID"),
+        (["unblock", "not-a-peer"], "PeerId"),
         (["resolve", "not-a-peer"], "PeerId"),
         (["resolve"], "PEER_ID"),
         (["dht", "extra"], "unrecognized arguments"),
@@ -186,10 +188,12 @@ async def test_id_human_and_json(
     d, fake = live
     assert await _cli("id", "--data-dir", str(d)) == 0
     out = capsys.readouterr().out
-    assert f"peer id  {fake.identity.peer_id}" in out
+    assert f"peer id  {fake.identity.peer_id}" in out and "status   running\n" in out
     assert "uptime   12s" in out and "addrs    /ip4/127.0.0.1/tcp/4001/p2p/" in out
+    assert "version  0.1.0-test (commit unknown)" in out
     assert await _cli("id", "--data-dir", str(d), "--json") == 0
-    assert json.loads(capsys.readouterr().out)["peer_id"] == str(fake.identity.peer_id)
+    body = json.loads(capsys.readouterr().out)
+    assert body["peer_id"] == str(fake.identity.peer_id) and body["running"] is True
 
 
 async def test_connect_peers_disconnect(
@@ -218,6 +222,31 @@ async def test_connect_peers_disconnect(
     assert await _cli("disconnect", str(peer), "--data-dir", str(d)) == 1
     err = capsys.readouterr().err
     assert "404" in err and "not connected" in err
+
+
+async def test_disconnect_block_blocks_and_unblock(
+    live: tuple[Path, FakeNode], capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, fake = live
+    assert await _cli("blocks", "--data-dir", str(d)) == 0
+    assert capsys.readouterr().out.strip() == "no blocked peers"
+    peer = Identity.generate().peer_id
+    assert await _cli("disconnect", "--block", str(peer), "--data-dir", str(d)) == 0
+    assert capsys.readouterr().out.strip() == f"disconnected and blocked {peer}"
+    assert list(fake.blocked) == [str(peer)]
+    assert await _cli("blocks", "--data-dir", str(d)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["PEER", "ID", "BLOCKED", "SINCE"]
+    assert lines[1] == f"{peer}  2023-11-14 22:13:20Z"
+    assert await _cli("blocks", "--data-dir", str(d), "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "blocks": [{"peer_id": str(peer), "blocked_at": 1_700_000_000.5}]
+    }
+    assert await _cli("unblock", str(peer), "--data-dir", str(d)) == 0
+    assert capsys.readouterr().out.strip() == f"unblocked {peer}"
+    assert fake.blocked == {}
+    assert await _cli("unblock", str(peer), "--data-dir", str(d)) == 1
+    assert "not blocked" in capsys.readouterr().err
 
 
 async def test_failed_dial_reports_reason(
@@ -404,7 +433,10 @@ def test_json_logs_redact_secrets_structlog_and_stdlib(log_stream: io.StringIO) 
     assert first["keepalive_interval"] == 5
     assert first["headers"] == {"Authorization": REDACTED, "Accept": "json"}
     assert "s3cr3t" not in json.dumps(first)
-    assert second["event"] == f"lib saw Bearer {REDACTED}"
+    # A library's message stays its template; its arguments are a field, redacted when
+    # the formatted text carried a credential.
+    assert second["event"] == "lib saw Bearer %s" and second["args"] == [REDACTED]
+    assert "abc123xyz" not in json.dumps(second)
     assert second["logger"] == "aiohttp.server" and second["level"] == "warning"
     assert "timestamp" in second
 

@@ -126,6 +126,46 @@ async def test_list_is_sorted_and_remove_works(store: Storage) -> None:
     assert {e.peer_id for e in await store.list_peers()} == set(peers) - {peers[2]}
 
 
+async def test_block_forgets_the_peer_and_lists_sorted(store: Storage) -> None:
+    peers = [_pid() for _ in range(4)]
+    for p in peers:
+        await store.upsert_peer(p, [_addr(3000)], now=1.0)
+    assert await store.list_blocked() == []
+    assert await store.block_peer(peers[1], now=10.0) is True
+    assert await store.block_peer(peers[3], now=11.0) is True
+    # Blocking forgets the address book entry; the others stay.
+    assert await store.get_peer(peers[1]) is None and await store.get_peer(peers[3]) is None
+    assert {e.peer_id for e in await store.list_peers()} == {peers[0], peers[2]}
+    blocked = await store.list_blocked()
+    assert [b.peer_id for b in blocked] == sorted([peers[1], peers[3]], key=lambda p: p.binary)
+    assert {b.peer_id: b.blocked_at for b in blocked} == {peers[1]: 10.0, peers[3]: 11.0}
+
+
+async def test_block_twice_keeps_the_first_time_and_unblock(store: Storage) -> None:
+    p, never = _pid(), _pid()
+    assert await store.block_peer(p, now=5.0) is True  # never in the address book: fine
+    assert await store.block_peer(p, now=9.0) is False
+    assert [(b.peer_id, b.blocked_at) for b in await store.list_blocked()] == [(p, 5.0)]
+    assert await store.unblock_peer(never) is False
+    assert await store.unblock_peer(p) is True
+    assert await store.unblock_peer(p) is False
+    assert await store.list_blocked() == []
+    # Unblocking does not bring the address book entry back.
+    assert await store.get_peer(p) is None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), True, "1"])
+async def test_block_rejects_bad_times(store: Storage, bad: object) -> None:
+    with pytest.raises(StorageError):
+        await store.block_peer(_pid(), now=bad)  # type: ignore[arg-type]
+    assert await store.list_blocked() == []
+
+
+async def test_block_rejects_what_is_not_a_peer_id(store: Storage) -> None:
+    with pytest.raises(StorageError):
+        await store.block_peer(b"\x00" * 34, now=1.0)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), True, "1"])
 async def test_bad_times_rejected(store: Storage, bad: object) -> None:
     with pytest.raises(StorageError):
@@ -136,6 +176,10 @@ async def test_closed_storage_refuses(store: Storage) -> None:
     await store.close()
     with pytest.raises(StorageError):
         await store.get_meta("x")
+    with pytest.raises(StorageError):
+        await store.block_peer(_pid(), now=1.0)
+    with pytest.raises(StorageError):
+        await store.list_blocked()
 
 
 # ---- SQLite only: persistence and migrations -------------------------------------------
@@ -253,3 +297,29 @@ async def test_v2_database_gains_dht_tables_and_keeps_peers(tmp_path: Path) -> N
     with sqlite3.connect(db) as raw:
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"dht_contacts", "dht_records"} <= tables
+
+
+async def test_v4_database_gains_the_deny_list_and_it_persists(tmp_path: Path) -> None:
+    db = tmp_path / "node.db"
+    p, q = _pid(), _pid()
+    s = await SqliteStorage.open(db, migrations=MIGRATIONS[:4])
+    await s.upsert_peer(p, [_addr(7)], now=1.0)
+    await s.upsert_peer(q, [_addr(8)], now=1.0)
+    await s.close()
+    with sqlite3.connect(db) as raw:
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "blocked_peers" not in tables
+    s = await SqliteStorage.open(db)
+    try:
+        assert await s.schema_version() == LATEST_VERSION >= 5
+        assert await s.block_peer(p, now=2.0) is True
+    finally:
+        await s.close()
+    s = await SqliteStorage.open(db)  # across a restart
+    try:
+        assert [(b.peer_id, b.blocked_at) for b in await s.list_blocked()] == [(p, 2.0)]
+        assert await s.get_peer(p) is None and await s.get_peer(q) is not None
+    finally:
+        await s.close()
+    with sqlite3.connect(db) as raw, pytest.raises(sqlite3.IntegrityError):
+        raw.execute("INSERT INTO blocked_peers VALUES (x'00', 1.0)")  # not a PeerId
