@@ -81,7 +81,8 @@ def message_json(row: MessageRow, me: str | None = None) -> dict[str, Any]:
         "status": None,
     }
     if me is not None and str(row.sender) == me:
-        body["status"] = {"state": "seen" if row.seen_by else "sent", "seen_by": row.seen_by}
+        state = "seen" if row.seen_by else "stored" if row.stored else "sent"
+        body["status"] = {"state": state, "seen_by": row.seen_by, "stored": row.stored}
     return body
 
 

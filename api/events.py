@@ -26,7 +26,8 @@ KEEPALIVE_S = 15.0
 WRITE_TIMEOUT_S = 30.0  # a client that takes no bytes for this long is gone
 # Notice kinds whose SSE event name differs; every other kind is its own name.
 _RENAMED = {"declined": "invite_declined"}
-EVENT_NAMES = ("message", "invite", "invite_declined", "member_added", "member_removed", "epoch")
+EVENT_NAMES = ("message", "invite", "invite_declined", "member_added", "member_removed", "epoch",
+               "repair", "mailbox_gap")
 _log = structlog.get_logger("api")
 
 

@@ -107,9 +107,14 @@ CHANNEL_SCHEMAS: dict[str, Any] = {
         "received_at": {"type": "number", "description": "Unix time, seconds (this node)"},
         "status": {
             "oneOf": [{"type": "null"}, _object({
-                "state": {"type": "string", "enum": ["sent", "seen"],
-                          "description": "sent: durably in the outbox; seen: at least one "
-                          "other member is known to have it"},
+                "state": {"type": "string", "enum": ["sent", "stored", "seen"],
+                          "description": "sent: durably in the outbox; stored: every "
+                          "member's node, or 2 of the 3 mailbox holders, acknowledged it (it "
+                          "no longer needs this node online); seen: at least one other "
+                          "member is known to have it"},
+                "stored": {"type": "boolean",
+                           "description": "acknowledged by every member or by 2 of 3 "
+                           "mailbox holders"},
                 "seen_by": {"type": "integer", "minimum": 0,
                             "description": "other members known to have it (from the Bloom "
                             "filters their own messages carry; no receipts are sent)"},
@@ -401,7 +406,9 @@ CHANNEL_PATHS: dict[str, Any] = {
             "operationId": "events",
             "summary": "Channel events as server-sent events (text/event-stream)",
             "description": "Event names: message, invite, invite_declined, member_added, "
-            "member_removed, epoch; each data: line is one JSON object (schema Event). A "
+            "member_removed, epoch, repair (an admin re-added a member left on a fork), "
+            "mailbox_gap (this node was away longer than mailboxes keep envelopes); each "
+            "data: line is one JSON object (schema Event). A "
             "comment line comes every 15 s. A client that reads too slowly is disconnected "
             "(the node never waits for it): reconnect and catch up with GET "
             ".../messages?after=. The stream ends cleanly when the node shuts down.",

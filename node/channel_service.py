@@ -21,7 +21,7 @@ import contextlib
 import os
 import random
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,13 +38,17 @@ from node.channels.state import ChannelStatus, EpochNode, SentMessage
 from node.core.errors import SpacePandaError, TransportError
 from node.core.identity import PeerId
 from node.network.delivery import Delivery, DeliverySettings, Dial, Effect, Inbound, Transmit
+from node.network.fallback import Fallback, FallbackSettings, Place, Relay, Straggler
 from node.network.jitter import Jitter
+from node.network.mailbox import DAY_S, RETENTION_DAYS, day_of, fetch_days, mailbox_key
 from node.network.wire import PROTOCOL, EnvelopeMsg, decode_net, envelope_id
 from node.storage.channelstore import ChannelBatch, ChannelStore, MessageRow, OutboxRow
 from node.transport.connections import LinkDown, LinkEvent, LinkUp
 
 if TYPE_CHECKING:
     from node.daemon import Node
+    from node.mailbox_service import MailboxService
+    from node.relay_service import RelayService
 
 __all__ = ["ChannelService", "ChannelView", "ChannelsStopped", "MemberView"]
 
@@ -63,6 +67,12 @@ _SEEN_RETENTION_S = 14 * 86400.0
 _PRUNE_EVERY_S = 3600.0
 _MAX_DIALS = 8
 _EVENT_QUEUE = 1024
+_UNROUTED_MAX = 1024  # relayed envelopes no key opens yet (perhaps a future epoch of ours)
+_UNROUTED_TTL_S = 120.0
+_CATCH_UP_EVERY_S = 600.0  # mailboxes are read again this often while running...
+_CATCH_UP_ROUNDS = 8  # ...following new epochs found on the way, at most this many times
+_SYNCED_META = "mailbox_synced_at"  # up to when this node has read its mailboxes
+_MAX_PLACING = 16  # mailbox placements under way at once
 
 
 class ChannelsStopped(SpacePandaError):
@@ -108,7 +118,7 @@ class _Held:
     """An envelope that cannot be processed yet (see ``Hold``): retried when what it waits
     for may have come (a sender's previous message, or new epoch states)."""
 
-    peer: PeerId
+    peer: PeerId | None  # None: it came through a relay or a mailbox (nobody to acknowledge)
     envelope: bytes
     eid: bytes
     since: float
@@ -121,6 +131,7 @@ class _Batch:
     result: Result = field(default_factory=Result)
     acked: list[tuple[bytes, PeerId]] = field(default_factory=list)
     finished: list[bytes] = field(default_factory=list)  # outbox items nobody is owed
+    stored: list[bytes] = field(default_factory=list)  # items enough mailbox holders have
     seen: list[bytes] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
     done: list[tuple[asyncio.Future[Any], Any]] = field(default_factory=list)
@@ -144,6 +155,9 @@ class ChannelService:
         auto_accept_invites: bool = False,
         delivery: DeliverySettings | None = None,
         jitter: str = "off",
+        relay: RelayService | None = None,
+        mailboxes: MailboxService | None = None,
+        fallback: FallbackSettings | None = None,
         wall: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
     ) -> None:
@@ -161,6 +175,12 @@ class ChannelService:
         )
         self.delivery = Delivery(delivery, rand=random.Random(int.from_bytes(rng(8), "big")))
         self.jitter = Jitter(jitter, random.Random(int.from_bytes(rng(8), "big")))
+        self.relay = relay
+        self.mailboxes = mailboxes
+        self.fallback = Fallback(fallback)
+        self._unrouted: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+        self._placing = asyncio.Semaphore(_MAX_PLACING)
+        self._cursors: dict[bytes, dict[PeerId, int]] = {}  # mailbox key -> holder cursors
         # Peer input, timers and dial results go first; API calls fill the rest of a batch,
         # at most _CALLS_PER_BATCH, so a burst of sends never delays acknowledgements.
         self._net: asyncio.Queue[_Job] = asyncio.Queue(_JOB_QUEUE)
@@ -221,6 +241,10 @@ class ChannelService:
             self._links_changed[link.peer_id] = True
         task_group.create_task(self._actor(), name="channels")
         task_group.create_task(self._timer(), name="channels-timer")
+        if self.relay is not None:
+            task_group.create_task(self._relayed(self.relay), name="channels-relayed")
+        if self.mailboxes is not None:
+            task_group.create_task(self._catch_up_loop(self.mailboxes), name="channels-catch-up")
         self._wake.set()
         self.ready.set()
 
@@ -268,6 +292,8 @@ class ChannelService:
                 job(batch, now)
             if (batch.changed_channels or batch.epochs_changed) and self._held:
                 self._retry_held(batch, now)
+            if batch.epochs_changed and self._unrouted:
+                self._retry_unrouted(batch, now)
             await self._commit(batch, now)
 
     async def _next_jobs(self) -> list[_Job]:
@@ -311,16 +337,32 @@ class ChannelService:
         if result.nodes_added or result.nodes_removed:
             batch.epochs_changed = True
 
-    def _envelope(self, batch: _Batch, peer: PeerId, env_bytes: bytes, now: float,
+    def _envelope(self, batch: _Batch, peer: PeerId | None, env_bytes: bytes, now: float,
                   *, allow_gap: bool = False) -> None:
-        verdict = self.delivery.on_envelope(peer, env_bytes, now)
-        if verdict != Inbound.PROCESS:
-            self.counters[f"envelopes_{verdict}"] += 1
-            return
+        """One envelope: from ``peer`` over a link, or (``peer`` None) from a relay or a
+        mailbox, which nobody acknowledges and which may well not be for us."""
         eid = envelope_id(env_bytes)
+        if peer is not None:
+            verdict = self.delivery.on_envelope(peer, env_bytes, now)
+            if verdict != Inbound.PROCESS:
+                self.counters[f"envelopes_{verdict}"] += 1
+                return
+        elif self.delivery.is_seen(eid):
+            self.counters["envelopes_duplicate_indirect"] += 1
+            return
         try:
-            result = self.manager.receive(env_bytes, peer, now, allow_gap=allow_gap)
+            result = self.manager.receive(env_bytes, peer or self.manager.me, now,
+                                          allow_gap=allow_gap)
         except Hold as hold:
+            if peer is None and self.manager.last_channel is None:
+                # No key of ours opens it: most relayed traffic is for other channels. Kept a
+                # little while in case it is from an epoch of ours we have not reached yet.
+                if eid not in self._unrouted:
+                    self._unrouted[eid] = (env_bytes, now)
+                    while len(self._unrouted) > _UNROUTED_MAX:
+                        self._unrouted.popitem(last=False)
+                self.counters["envelopes_not_ours"] += 1
+                return
             old = self._held.get(eid)
             if old is None and len(self._held) < _HELD_MAX:
                 self._held[eid] = _Held(peer, env_bytes, eid, now, self.manager.last_channel,
@@ -333,13 +375,26 @@ class ChannelService:
         if result.drop_reason is not None:
             cid = "" if result.channel_id is None else result.channel_id.hex()
             self.drops[(cid, result.drop_reason)] += 1
-            log.debug("envelope_dropped", peer=str(peer), reason=result.drop_reason)
+            log.debug("envelope_dropped", peer=str(peer or "indirect"),
+                      reason=result.drop_reason)
         self.counters["envelopes_processed"] += 1
         self._merge(batch, result)
         if result.ack:
             self.delivery.remember(eid)
-            self.delivery.acknowledge(peer, eid)
+            if peer is not None:
+                self.delivery.acknowledge(peer, eid)
+            else:
+                self.counters["envelopes_indirect"] += 1
             batch.seen.append(eid)
+
+    def _retry_unrouted(self, batch: _Batch, now: float) -> None:
+        """New epoch states: relayed envelopes no key opened may be for one of them."""
+        waiting, self._unrouted = self._unrouted, OrderedDict()
+        for eid, (envelope, since) in waiting.items():
+            if now - since <= _UNROUTED_TTL_S:
+                self._envelope(batch, None, envelope, now)
+                if eid in self._unrouted:
+                    self._unrouted[eid] = (envelope, since)  # still not ours: keep its age
 
     def _retry_held(self, batch: _Batch, now: float, *, timers: bool = False) -> None:
         """Offer held envelopes again, but only those whose wait may be over: retrying one
@@ -390,6 +445,7 @@ class ChannelService:
                 self._outbox[item_id] = fresh
                 self.delivery.reseal(item_id, fresh.envelope)
         batch.effects += self.delivery.tick(now)
+        self._fall_back(now)
         if self._held:
             self._retry_held(batch, now, timers=True)
 
@@ -418,7 +474,8 @@ class ChannelService:
             body = e.payload if e.keys is not None else e.envelope
             rows.outbox_added.append(OutboxRow(e.inner_id, e.channel_id, body, e.keys,
                                                frozenset(e.recipients), now))
-        rows.outbox_removed = list(r.cancelled)
+        rows.outbox_removed = [*r.cancelled, *batch.stored]
+        rows.stored = self._stored_messages(batch)
         rows.outbox_acked = list(batch.acked)
         rows.seen = [(eid, now) for eid in batch.seen]
         rows.invites_saved = [(i.invite_id, i.encode(), i.created_at) for i in r.invites_saved]
@@ -444,6 +501,13 @@ class ChannelService:
             self._outbox.pop(iid, None)
         for item_id in batch.finished:
             self._outbox.pop(item_id, None)
+            self.fallback.forget(item_id)
+        for item_id in batch.stored:
+            self.delivery.cancel(item_id)
+            self._outbox.pop(item_id, None)
+            self.fallback.forget(item_id)
+        for iid in r.cancelled:
+            self.fallback.forget(iid)
         effects = list(batch.effects)
         for e in r.envelopes:
             if e.cover:
@@ -492,6 +556,120 @@ class ChannelService:
             await self.load()
         for link in self._node.connections.links():
             self._links_changed[link.peer_id] = True
+
+    def _stored_messages(self, batch: _Batch) -> list[tuple[bytes, bytes]]:
+        """Our text messages whose outbox items no longer need this node: every member
+        acknowledged them, or enough mailbox holders did."""
+        marks = []
+        for item_id in [*batch.finished, *batch.stored]:
+            item = self._outbox.get(item_id)
+            if item is None or item.channel_id is None:
+                continue
+            mid = self.manager.message_of(item.channel_id, item_id)
+            if mid is not None:
+                marks.append((item.channel_id, mid))
+        return marks
+
+    # -- beyond direct links: relay and mailboxes ----------------------------------------------
+
+    def _fall_back(self, now: float) -> None:
+        """Relay and place what direct delivery has not brought to every member yet."""
+        if self.relay is None and self.mailboxes is None:
+            return
+        grace = self.fallback.settings.grace_s
+        stragglers = []
+        for item_id in self.delivery.stragglers(now, grace):
+            item = self._outbox.get(item_id)
+            if item is not None:
+                stragglers.append(Straggler(item_id, item.envelope, item.urgent,
+                                            placeable=item.keys is not None))
+        for effect in self.fallback.due(stragglers, now):
+            if isinstance(effect, Relay):
+                if self.relay is not None:
+                    self.relay.publish(effect.envelope, stem=effect.stem)
+            elif isinstance(effect, Place):
+                item = self._outbox.get(effect.item_id)
+                if self.mailboxes is None or item is None or item.keys is None:
+                    self.fallback.placed(effect.item_id, 0)
+                    continue
+                key = mailbox_key(item.keys[1], day_of(now))
+                assert self._tg is not None
+                self._tg.create_task(self._place(self.mailboxes, effect.item_id, key,
+                                                 effect.envelope), name="mailbox-place")
+
+    async def _place(self, mailboxes: MailboxService, item_id: bytes, key: bytes,
+                     envelope: bytes) -> None:
+        holders: list[PeerId] = []
+        try:
+            async with self._placing:
+                holders = await mailboxes.place(key, envelope)
+        except SpacePandaError as exc:
+            log.debug("mailbox_place_failed", error=str(exc))
+        self.counters["mailbox_placements"] += 1
+        self.counters["mailbox_copies"] += len(holders)
+        await self._put(lambda batch, now: self._placed(batch, item_id, len(holders)))
+
+    def _placed(self, batch: _Batch, item_id: bytes, holders: int) -> None:
+        if self.fallback.placed(item_id, holders) and item_id in self._outbox:
+            batch.stored.append(item_id)
+            self.counters["outbox_items_stored"] += 1
+
+    async def _relayed(self, relay: RelayService) -> None:
+        """Envelopes the relay delivered: each one tried like any other (most are not ours)."""
+        while True:
+            envelope = await relay.delivered.get()
+            await self._put(self._indirect(envelope))
+
+    def _indirect(self, envelope: bytes) -> _Job:
+        return lambda batch, now: self._envelope(batch, None, envelope, now)
+
+    async def _catch_up_loop(self, mailboxes: MailboxService) -> None:
+        """Read the mailboxes of every day this node may have missed: once the DHT is
+        ready after a start, then every ``_CATCH_UP_EVERY_S`` (what a relay lost)."""
+        while not self._node.is_ready():
+            await asyncio.sleep(0.5)
+        while True:
+            try:
+                await self._catch_up(mailboxes)
+            except SpacePandaError as exc:
+                log.info("mailbox_catch_up_failed", error=str(exc))
+            await asyncio.sleep(_CATCH_UP_EVERY_S)
+
+    async def _catch_up(self, mailboxes: MailboxService) -> None:
+        started = self._wall()
+        raw = await self._node.storage.get_meta(_SYNCED_META)
+        since = started if raw is None else float(raw.decode())
+        days = fetch_days(min(since, started), started)
+        if since < started - RETENTION_DAYS * DAY_S:
+            for cid in self.manager.channels:
+                self._publish(Notice("mailbox_gap", cid, {
+                    "away_since": since,
+                    "detail": "away longer than mailboxes keep envelopes (14 days): what was "
+                              "sent before then is lost unless a member still has it; an "
+                              "admin re-adds this node if the channel moved on without it",
+                }))
+        complete, read, found = True, set[bytes](), 0
+        for _ in range(_CATCH_UP_ROUNDS):
+            keys = [mailbox_key(t, d) for t in self.manager.tag_keys() for d in days]
+            keys = [k for k in keys if k not in read]
+            if not keys:
+                break
+            for key in keys:
+                read.add(key)
+                got = await mailboxes.collect(key, cursors=self._cursors.get(key))
+                self._cursors[key] = {**self._cursors.get(key, {}), **got.cursors}
+                complete = complete and got.complete and not got.failed
+                for envelope in got.envelopes:
+                    found += 1
+                    await self._put(self._indirect(envelope))
+            await self.call(lambda now: None)  # what was found is processed (new epochs?)
+        if len(self._cursors) > 4 * _CATCH_UP_ROUNDS * 1024:
+            self._cursors.clear()
+        if complete:
+            await self._node.storage.set_meta(_SYNCED_META, repr(started).encode())
+        self.counters["mailbox_catch_ups"] += 1
+        log.info("mailbox_catch_up", days=len(days), keys=len(read), envelopes=found,
+                 complete=complete)
 
     def _send_cover(self, e: Envelope) -> None:
         """Cover goes once, to members with a link now: members acknowledge and drop it, so

@@ -59,6 +59,8 @@ class NodeConfig:
     send_queue_frames: int = 256
     # Send delays that blur when messages were written (off | standard | high).
     jitter: str = "off"
+    # Relay shards (gossip topics); every node relays all of them (docs/PROTOCOL.md 14.1).
+    relay_shards: int = 1
     # Routing-table slots are limited per IPv4 subnet of this prefix length (anti-eclipse);
     # 32 limits per address, which local meshes on 127.0.0.x need.
     dht_subnet_prefix: int = 24
@@ -232,6 +234,8 @@ _FIELDS: tuple[_Field, ...] = (
         "off",
         "send delays: off; standard (exponential, mean 200 ms); high (mean 1 s, cover traffic)",
     ),
+    _Field("relay_shards", _int_between(1, 64), 1,
+           "relay shards (gossip topics) envelopes are spread over by routing tag"),
     _Field(
         "dht_subnet_prefix",
         _int_between(8, 32),

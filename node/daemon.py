@@ -35,8 +35,10 @@ from node.core.keys import NodeKeys
 from node.core.multiaddr import Multiaddr
 from node.dialer import MeshDialer
 from node.joinwatch import JoinWatcher
+from node.mailbox_service import MailboxService
 from node.metrics import Telemetry, TimedDhtService
 from node.netif import IPAddress, expand_listen, interface_addresses
+from node.relay_service import RelayService
 from node.storage.base import Storage
 from node.transport.connections import (
     ConnectionManager,
@@ -127,6 +129,8 @@ class Node:
         self._mesh_policy = mesh_policy_from(config)
         self._dialer: MeshDialer | None = None
         self._channels: ChannelService | None = None
+        self._relay: RelayService | None = None
+        self._mailboxes: MailboxService | None = None
         # The deny list, loaded from storage when the node starts; checked on every dial and
         # every inbound handshake (ConnectionManager.refuse) and by the mesh dialer.
         self._blocked: set[PeerId] = set()
@@ -243,6 +247,16 @@ class Node:
         return self._channels
 
     @property
+    def mailboxes(self) -> MailboxService | None:
+        """The mailbox holder and client (None before the node runs)."""
+        return self._mailboxes
+
+    @property
+    def relay(self) -> RelayService | None:
+        """The relay (gossip) router's adapter (None before the node runs)."""
+        return self._relay
+
+    @property
     def dht(self) -> DhtService:
         if self._dht is None:
             raise DhtError("the DHT is not running")
@@ -307,6 +321,10 @@ class Node:
     ) -> None:
         """Data for ``name`` goes to ``handler`` through a bounded queue (see Dispatcher)."""
         self.dispatcher.register(name, handler, queue_size=queue_size)
+
+    def unregister_protocol(self, name: str) -> None:
+        """Data for ``name`` is no longer handed to anyone (its service stopped)."""
+        self.dispatcher.unregister(name)
 
     def observe_links(self, observer: LinkObserver) -> None:
         """``observer`` sees every LinkUp/LinkDown; it must not block (enqueue, return)."""
@@ -455,9 +473,18 @@ class Node:
                     blocked=self.is_blocked,
                 )
                 self._dialer.start()
+                self._relay = RelayService(self, shards=self.config.relay_shards,
+                                           rand=random.Random(self._random.getrandbits(64)),
+                                           wall=self._wall)
+                self._relay.start(tg)
+                self._mailboxes = MailboxService(self, self.storage.mailbox_store(),
+                                                 wall=self._wall, rng=self._rng)
+                self._mailboxes.start(tg)
                 channels = ChannelService(
                     self,
                     self.storage.channel_store(),
+                    relay=self._relay,
+                    mailboxes=self._mailboxes,
                     display_name=await self._display_name(),
                     auto_accept_invites=self.config.auto_accept_invites,
                     jitter=self.config.jitter,
@@ -482,6 +509,8 @@ class Node:
             self.dispatcher.stop()
             if self._channels is not None:
                 self._channels.stop()
+            if self._mailboxes is not None:
+                self._mailboxes.stop()
             if self._dht is not None:
                 await self._dht.stop()
 

@@ -37,6 +37,7 @@ from dht.errors import DhtError
 from node.core.errors import ConnectionClosed, SpacePandaError, StorageError, TransportError
 from node.core.identity import PeerId
 from node.network.mailbox import (
+    COLLECT_K,
     PLACEMENT_K,
     Append,
     Mailbox,
@@ -83,6 +84,8 @@ _MAX_STORE_BATCH = 256  # STOREs appended in one transaction
 _MAX_DIALS = 4
 _SWEEP_BATCH = 1000
 _SWEEP_ROUNDS = 100  # at most this many batches per sweep; the next sweep does the rest
+_CLOSEST_TTL_S = 300.0
+_CLOSEST_CACHED = 4096
 _MAX_COLLECT = 3 * 4096  # envelopes one collect() returns (k holders x the key quota)
 
 R = TypeVar("R", Stored, Batch)
@@ -151,6 +154,7 @@ class MailboxService:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self.counters: Counter[str] = Counter()
+        self._closest_cache: dict[bytes, tuple[float, list[PeerId]]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -165,6 +169,8 @@ class MailboxService:
 
     def stop(self) -> None:
         """Refuse new requests; fail those waiting for a reply."""
+        if self._running:
+            self._node.unregister_protocol(PROTOCOL)
         self._running = False
         for task in self._tasks:
             task.cancel()
@@ -330,7 +336,7 @@ class MailboxService:
         self.counters["placed_copies"] += len(placed)
         return placed
 
-    async def collect(self, key: bytes, k: int = PLACEMENT_K, *,
+    async def collect(self, key: bytes, k: int = COLLECT_K, *,
                       cursors: Mapping[PeerId, int] | None = None,
                       max_envelopes: int = _MAX_COLLECT) -> Collection:
         """Fetch everything under ``key`` from its ``k`` holders, each from its cursor (0, or
@@ -379,10 +385,23 @@ class MailboxService:
                           all(done.get(p, False) for p in answered))
 
     async def _closest(self, key: bytes, k: int) -> list[PeerId]:
+        """The ``k`` nodes closest to ``key`` other than this one: a sender holding its own
+        envelope is no help to a member that returns while the sender is away, so placement
+        skips itself, and collection (asked for one more) still covers every holder a sender
+        could have chosen. Cached for a while: a key's holders change only with churn."""
+        now = self._wall()
+        cached = self._closest_cache.get(key)
+        if cached is not None and cached[0] > now and len(cached[1]) >= k:
+            return cached[1][:k]
         try:
-            return await self._node.dht.closest_peers(key, k)
+            found = await self._node.dht.closest_peers(key, k + 1)
         except DhtError as exc:
             raise MailboxUnreachable(f"no holders for the key: {exc}") from None
+        others = [p for p in found if p != self._node.peer_id][:k]
+        if len(self._closest_cache) >= _CLOSEST_CACHED:
+            self._closest_cache.clear()
+        self._closest_cache[key] = (now + _CLOSEST_TTL_S, others)
+        return others
 
     def _new_id(self) -> int:
         self._next_id = (self._next_id + 1) & MAX_REQUEST_ID

@@ -257,6 +257,9 @@ class ChannelManager:
         self._reports: dict[tuple[bytes, PeerId], tuple[int, bytes, float]] = {}
         self._readd_offered: dict[tuple[bytes, PeerId], float] = {}
         self._sealing_tags: dict[tuple[bytes, int], bytes] = {}
+        # Welcomes we sent, by (channel, joiner): settled once the joiner speaks in the
+        # channel (it may have got the Welcome through a relay, acknowledging nothing).
+        self._welcome_items: dict[tuple[bytes, PeerId], bytes] = {}
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -299,6 +302,29 @@ class ChannelManager:
         return self._tags.get(tag)
 
     # -- sealing ------------------------------------------------------------------------------
+
+    def tag_keys(self) -> list[bytes]:
+        """The routing-tag keys of every epoch state we can open (the current ones and those
+        retired within the window): what mailbox keys are derived from."""
+        keys: list[bytes] = []
+        for channel in self.channels.values():
+            if channel.meta.status == ChannelStatus.REMOVED:
+                continue
+            for _, tkey in [*channel.retired.values(), *channel.state_keys().values()]:
+                if tkey not in keys:
+                    keys.append(tkey)
+        return keys
+
+    def message_of(self, channel_id: bytes, inner_id: bytes) -> bytes | None:
+        """Which of our text messages an outbox item carried (None: not a text of ours, or
+        no longer tracked)."""
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            return None
+        for mid, sent in channel.sent.items():
+            if sent.inner_id == inner_id and sent.is_text:
+                return mid
+        return None
 
     def _tag(self, tag_key: bytes, hour: int) -> bytes:
         key = (tag_key, hour)
@@ -375,9 +401,12 @@ class ChannelManager:
                                  w.origin.commit_hash, w.origin.slot,
                                  tuple(sorted(w.origin.removed)))
             try:
-                result.envelopes.append(self._seal_to(w.peer, w.envelope_key, msg.encode(), cid))
+                sealed = self._seal_to(w.peer, w.envelope_key, msg.encode(), cid)
             except Rejected:
                 continue  # a bad key from the invitee's record: the invite cannot complete
+            result.envelopes.append(sealed)
+            if len(self._welcome_items) < 4096:
+                self._welcome_items[(cid, w.peer)] = sealed.inner_id
         for u in step.unwelcomes:
             notice = Withdrawal(u.invite_id, cid, u.commit_hash, self.me, u.peer).signed(
                 self.identity)
@@ -399,6 +428,9 @@ class ChannelManager:
                                    now, ev.seq)
             result.messages.append(stored)
             result.notices.append(_message_notice(stored))
+            welcome = self._welcome_items.pop((cid, ev.sender), None)
+            if welcome is not None:
+                result.cancelled.append(welcome)
         elif isinstance(ev, MembersChanged):
             for peer in ev.added:
                 result.notices.append(Notice("member_added", cid, {"peer_id": str(peer)}))
@@ -651,6 +683,11 @@ class ChannelManager:
         if invite is None or invite.state != InviteState.OFFERED or invite.peer != answer.invitee:
             raise Rejected("unknown_invite", "answer to no invite of ours")
         result = Result(ack=True, channel_id=invite.channel_id, invite_id=invite.invite_id)
+        # An answer means the offer arrived (perhaps through a relay): stop sending it. The
+        # offer's bytes are those invite() sealed (Ed25519 signatures are deterministic).
+        offer = InviteOffer(invite.invite_id, invite.channel_id, invite.name, self.me,
+                            self.envelope_public, invite.peer).signed(self.identity)
+        result.cancelled.append(inner_id(offer.encode()))
         if not answer.accepted:
             del self.invites[invite.invite_id]
             result.invites_deleted.append(invite.invite_id)

@@ -67,6 +67,7 @@ class _Item:
     tag: object  # opaque to delivery (the channel it belongs to)
     envelope_ids: list[bytes] = field(default_factory=list)
     not_before: float = 0.0  # send jitter: it stays queued until then
+    added_at: float = 0.0
 
 
 @dataclass
@@ -114,7 +115,8 @@ class Delivery:
         if item_id in self._items or not rcpt:
             return []
         self._order += 1
-        item = _Item(item_id, self._order, envelope, rcpt, tag, not_before=not_before)
+        item = _Item(item_id, self._order, envelope, rcpt, tag, not_before=not_before,
+                     added_at=now)
         self._items[item_id] = item
         self._track(item, envelope)
         effects: list[Effect] = []
@@ -161,6 +163,16 @@ class Delivery:
                     done.append(item_id)
         self._dial_after.pop(peer, None)
         return done
+
+    def stragglers(self, now: float, grace_s: float) -> list[bytes]:
+        """Items (released by jitter) still owed to a recipient that has no link, or owed
+        for longer than ``grace_s``: what direct delivery alone may not bring soon."""
+        return [
+            item.item_id for item in self._items.values()
+            if item.not_before <= now
+            and (now - item.added_at >= grace_s or any(p not in self._linked
+                                                       for p in item.pending))
+        ]
 
     def items(self) -> list[tuple[bytes, object, frozenset[PeerId]]]:
         return [(i.item_id, i.tag, frozenset(i.pending)) for i in self._items.values()]
@@ -285,6 +297,9 @@ class Delivery:
             self.acknowledge(peer, eid)
             return Inbound.DUPLICATE
         return Inbound.PROCESS
+
+    def is_seen(self, eid: bytes) -> bool:
+        return eid in self._seen
 
     def remember(self, eid: bytes) -> None:
         """``eid`` was processed (or refused for good): later copies are duplicates."""

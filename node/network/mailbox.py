@@ -50,6 +50,7 @@ from node.network.mailbox_wire import (
 )
 
 __all__ = [
+    "COLLECT_K",
     "DAY_S",
     "PLACEMENT_K",
     "RETENTION_DAYS",
@@ -72,6 +73,9 @@ __all__ = [
 DAY_S = 86400
 RETENTION_DAYS = 14
 PLACEMENT_K = 3
+# A returning member asks one holder more than a sender stores at: senders skip themselves
+# (see MailboxService._closest), so any sender's three are among the fetcher's four.
+COLLECT_K = PLACEMENT_K + 1
 MiB = 1 << 20
 _DAY_LABEL = b"spacepanda/v1/mailbox-day"
 _KEY_PREFIX = b"sp/mbx"

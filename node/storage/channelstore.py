@@ -59,6 +59,7 @@ class MessageRow:
     seq: int
     cursor: int = 0  # assigned by the store (insertion order)
     seen_by: int = 0  # our own messages: how many other members are known to have it
+    stored: bool = False  # our own messages: every member, or 2 of 3 mailbox holders, has it
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class ChannelBatch:
     sent_deleted: list[tuple[bytes, bytes]] = field(default_factory=list)
     messages: list[MessageRow] = field(default_factory=list)
     seen_by: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # cid, mid, count
+    stored: list[tuple[bytes, bytes]] = field(default_factory=list)  # cid, mid
     outbox_added: list[OutboxRow] = field(default_factory=list)
     outbox_acked: list[tuple[bytes, PeerId]] = field(default_factory=list)
     outbox_removed: list[bytes] = field(default_factory=list)
@@ -193,6 +195,12 @@ class SqliteChannelStore:
                     "UPDATE channel_messages SET seen_by = max(seen_by, ?)"
                     " WHERE channel_id = ? AND message_id = ?",
                     [(n, cid, mid) for cid, mid, n in batch.seen_by],
+                )
+            if batch.stored:
+                await s._run_many(
+                    "UPDATE channel_messages SET stored = 1"
+                    " WHERE channel_id = ? AND message_id = ?",
+                    batch.stored,
                 )
             if batch.outbox_added:
                 # An item already stored keeps its recipients (re-adding changes nothing).
@@ -325,14 +333,15 @@ class SqliteChannelStore:
         async with self._s._transaction():
             rows = await self._s._run(
                 "SELECT cursor, message_id, sender, sender_name, text, sent_at_ms, received_at,"
-                " seq, seen_by FROM channel_messages WHERE channel_id = ? AND cursor > ?"
+                " seq, seen_by, stored FROM channel_messages WHERE channel_id = ? AND cursor > ?"
                 " ORDER BY cursor LIMIT ?",
                 (channel_id, after, limit),
             )
         return [
             MessageRow(channel_id, bytes(mid), _peer(sender), str(name), str(text),
-                       int(sent_at), float(received_at), int(seq), int(cursor), int(seen))
-            for cursor, mid, sender, name, text, sent_at, received_at, seq, seen in rows
+                       int(sent_at), float(received_at), int(seq), int(cursor), int(seen),
+                       bool(stored))
+            for cursor, mid, sender, name, text, sent_at, received_at, seq, seen, stored in rows
         ]
 
     async def message_count(self, channel_id: bytes) -> int:
@@ -401,6 +410,10 @@ class MemoryChannelStore:
             i = self._message_index.get((cid, mid))
             if i is not None and n > self._messages[i].seen_by:
                 self._messages[i] = replace(self._messages[i], seen_by=n)
+        for key in batch.stored:
+            i = self._message_index.get(key)
+            if i is not None:
+                self._messages[i] = replace(self._messages[i], stored=True)
         for row in batch.outbox_added:
             if row.item_id not in self.outbox:
                 self._position += 1

@@ -211,6 +211,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             END""",
         ),
     ),
+    Migration(
+        7,
+        "channel messages: stored (held by every member or by 2 of 3 mailbox holders)",
+        ("ALTER TABLE channel_messages ADD COLUMN stored INTEGER NOT NULL DEFAULT 0",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -37,6 +37,7 @@ class _Route:
     handler: ProtocolHandler
     queue: asyncio.Queue[tuple[PeerId, bytes]]
     running: bool = False
+    consumer: asyncio.Task[None] | None = None
 
 
 class Dispatcher:
@@ -62,6 +63,13 @@ class Dispatcher:
         if self._tg is not None:
             self._spawn(protocol, route)
 
+    def unregister(self, protocol: str) -> None:
+        """Stop handing ``protocol`` to its handler (a stopped service); Data for it is then
+        counted as an unknown protocol. Queued items are dropped."""
+        route = self._routes.pop(protocol, None)
+        if route is not None and route.consumer is not None:
+            route.consumer.cancel()
+
     def start(self, task_group: asyncio.TaskGroup) -> None:
         """Start one consumer per protocol (and for protocols registered later)."""
         self._tg = task_group
@@ -78,7 +86,8 @@ class Dispatcher:
         assert self._tg is not None
         if not route.running:
             route.running = True
-            self._tg.create_task(self._consume(protocol, route), name=f"proto-{protocol}")
+            route.consumer = self._tg.create_task(self._consume(protocol, route),
+                                                  name=f"proto-{protocol}")
 
     def deliver(self, peer: PeerId, protocol: str, payload: bytes) -> Awaitable[None] | None:
         """Enqueue; returns an awaitable only when the protocol's queue is full."""

@@ -168,6 +168,7 @@ _FIELD_NAMES = [
     "dial_timeout_s",
     "send_queue_frames",
     "jitter",
+    "relay_shards",
 ]
 _toml_values = st.recursive(
     st.booleans()

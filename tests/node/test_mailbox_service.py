@@ -53,6 +53,10 @@ class Host:
         self._running: dict[int, tuple[asyncio.Event, asyncio.Task[None]]] = {}
 
     async def attach(self, r: Running, **kw: Any) -> MailboxService:
+        # The node runs its own service; this one, with the test's settings, replaces it.
+        own = r.node.mailboxes
+        if own is not None:
+            own.stop()
         svc = MailboxService(r.node, r.node.storage.mailbox_store(), **kw)
         up, down = asyncio.Event(), asyncio.Event()
 
@@ -99,9 +103,13 @@ async def network(start_node: StartNode, n: int, **overrides: Any) -> list[Runni
     return nodes
 
 
-def closest(nodes: list[Running], key: bytes, k: int = 3) -> list[PeerId]:
+def closest(nodes: list[Running], key: bytes, k: int = 3, *,
+            asked_by: Running | None = None) -> list[PeerId]:
+    """The ``k`` nodes closest to ``key``, leaving out the node that asks (it never places
+    at or fetches from itself)."""
     target = int.from_bytes(key, "big")
-    ranked = sorted(nodes, key=lambda r: int.from_bytes(r.node.dht.node_id, "big") ^ target)
+    ranked = sorted((r for r in nodes if r is not asked_by),
+                    key=lambda r: int.from_bytes(r.node.dht.node_id, "big") ^ target)
     return [r.node.peer_id for r in ranked[:k]]
 
 
@@ -117,7 +125,7 @@ async def test_place_at_the_three_closest_then_fetch_with_a_cursor_elsewhere(
     services = [await host.attach(r) for r in nodes]
     by_peer = {r.node.peer_id: r for r in nodes}
     key = key_of(b"channel epoch 1")
-    expected = closest(nodes, key)
+    expected = closest(nodes, key, asked_by=nodes[1])
     sender, fetcher = services[1], services[4]
 
     sent = [envelope(512), envelope(2048), envelope(512), envelope(8192), envelope(512)]
@@ -150,7 +158,9 @@ async def test_place_at_the_three_closest_then_fetch_with_a_cursor_elsewhere(
     # collect(): every holder from its cursor, each envelope once.
     c = await services[5].collect(key)
     assert list(c.envelopes) == [*sent, late] and c.complete and not c.failed
-    assert c.cursors == dict.fromkeys(expected, 6)
+    asked = closest(nodes, key, 4, asked_by=nodes[5])
+    assert set(expected) - {nodes[5].node.peer_id} <= set(asked)
+    assert c.cursors == {p: 6 if p in expected else 0 for p in asked}
     again = await services[5].collect(key, cursors=c.cursors)
     assert again.envelopes == () and again.complete
     # Another day's key is another mailbox.
@@ -223,8 +233,11 @@ async def test_a_holder_without_a_link_is_dialled_from_its_record(
     with pytest.raises(MailboxUnreachable):
         await client.store(Identity.generate().peer_id, key, env)
     quiet = await host.attach(other, request_timeout_s=0.5)
+    assert boot.node.mailboxes is not None
+    boot.node.mailboxes.stop()  # boot runs no mailbox now: sp/mbx/1 goes unanswered
     with pytest.raises(MailboxTimeout):
-        await quiet.store(boot.node.peer_id, key, env)  # boot runs no MailboxService
+        await quiet.store(boot.node.peer_id, key, env)
+    assert boot.node.dispatcher.unknown_protocol >= 1
 
 
 async def test_a_holder_keeps_its_envelopes_across_a_restart(
@@ -286,9 +299,12 @@ async def test_calls_fail_fast_after_stop(start_node: StartNode, host: Host) -> 
     svc = await host.attach(a)
     key = key_of(b"self")
     env = envelope()
-    # A node alone is its own closest holder: it stores locally.
-    assert await svc.place(key, env) == [a.node.peer_id]
-    assert (await svc.collect(key)).envelopes == (env,)
+    # A node alone has no holder but itself, and never places at itself...
+    assert await svc.place(key, env) == []
+    assert (await svc.collect(key)).envelopes == ()
+    # ...though a request to itself is served locally.
+    assert await svc.store(a.node.peer_id, key, env) == Status.OK
+    assert [e for _, e in (await svc.fetch(a.node.peer_id, key)).items] == [env]
     await host.detach(svc)
     with pytest.raises(MailboxStopped):
         await svc.store(a.node.peer_id, key, env)
@@ -312,6 +328,8 @@ async def test_a_holder_that_breaks_the_protocol_raises_the_wire_error(
         assert isinstance(request, Fetch)
         await evil.node.send(peer, PROTOCOL, next(replies)(request).encode())
 
+    assert evil.node.mailboxes is not None
+    evil.node.mailboxes.stop()
     evil.node.register_protocol(PROTOCOL, lie)
     for _ in range(3):
         with pytest.raises(MailboxWireError):
@@ -323,10 +341,10 @@ async def test_the_sweep_deletes_what_expired(start_node: StartNode, host: Host)
     clock = [time.time()]
     svc = await host.attach(a, wall=lambda: clock[0])
     key = key_of(b"sweep")
-    assert await svc.place(key, envelope()) == [a.node.peer_id]
+    assert await svc.store(a.node.peer_id, key, envelope()) == Status.OK
     assert await svc.sweep() == 0
     clock[0] += 15 * 86400  # past the end of day + 14 days
-    assert (await svc.collect(key)).envelopes == ()  # expired: never served again
+    assert (await svc.fetch(a.node.peer_id, key)).items == ()  # expired: never served again
     assert await svc.sweep() == 1
     assert (await svc.usage()).envelopes == 0
 

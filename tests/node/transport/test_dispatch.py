@@ -95,6 +95,26 @@ def test_a_protocol_has_one_handler() -> None:
         d.register("p", lambda peer, payload: None)
 
 
+async def test_unregister_stops_the_consumer_and_frees_the_name() -> None:
+    d = Dispatcher()
+    old: list[bytes] = []
+    new: list[bytes] = []
+    d.register("p", lambda peer, payload: old.append(payload))
+
+    async def body(tg: asyncio.TaskGroup) -> None:
+        d.deliver(PEER, "p", b"1")
+        await wait_for(lambda: old == [b"1"])
+        d.unregister("p")
+        assert d.deliver(PEER, "p", b"2") is None and d.unknown_protocol == 1
+        d.register("p", lambda peer, payload: new.append(payload))
+        d.deliver(PEER, "p", b"3")
+        await wait_for(lambda: new == [b"3"])
+
+    await _run(d, body)
+    assert old == [b"1"]
+    d.unregister("never registered")  # nothing to do
+
+
 async def test_a_failing_handler_does_not_close_the_link(start_node: StartNode) -> None:
     a = await start_node()
     b = await start_node()
