@@ -24,6 +24,7 @@ from node.core.errors import (
     ConnectionClosed,
     DecodeError,
     HandshakeError,
+    IdentityError,
     LimitExceeded,
     MultiaddrError,
     PeerIdMismatch,
@@ -498,7 +499,10 @@ class HandshakePayload:
             signed = _signed_data(noise_static_pub)
         except ValueError as exc:
             raise HandshakeError(str(exc)) from None
-        peer = self.peer_id
+        try:
+            peer = self.peer_id
+        except IdentityError as exc:  # a weak or non-canonical key (PROTOCOL.md 2.3)
+            raise HandshakeError(f"identity key refused: {exc}") from None
         if not peer.verify(self.signature, signed):
             raise HandshakeError("identity signature over the Noise static key does not verify")
         return peer
