@@ -138,6 +138,9 @@ class Node:
         self.telemetry = Telemetry()
         self.observe_links(self.telemetry.links.observe)
         self._stopping = False
+        self._protectors: list[Callable[[PeerId], bool]] = []
+        self._routing_peers: frozenset[PeerId] = frozenset()
+        self._routing_peers_at = float("-inf")
 
     # -- identity --------------------------------------------------------------------------
 
@@ -308,6 +311,22 @@ class Node:
         """Data for ``name`` goes to ``handler`` through a bounded queue (see Dispatcher)."""
         self.dispatcher.register(name, handler, queue_size=queue_size)
 
+    def protect(self, is_protected: Callable[[PeerId], bool]) -> None:
+        """Links to peers for which ``is_protected`` is true are never trimmed to make room
+        (e.g. channel co-members). It is called often: it must be cheap and not block."""
+        self._protectors.append(is_protected)
+
+    def is_protected(self, peer: PeerId) -> bool:
+        """Routing-table peers and whatever :meth:`protect` registered."""
+        now = self._clock()
+        if self._dht is not None and now - self._routing_peers_at >= 1.0:
+            # A snapshot a second old is fine for choosing whom to trim.
+            self._routing_peers = frozenset(self._dht.known_peers())
+            self._routing_peers_at = now
+        if peer in self._routing_peers:
+            return True
+        return any(check(peer) for check in self._protectors)
+
     def observe_links(self, observer: LinkObserver) -> None:
         """``observer`` sees every LinkUp/LinkDown; it must not block (enqueue, return)."""
         self._link_observers.append(observer)
@@ -393,6 +412,7 @@ class Node:
                     deliver=self._deliver,
                     clock=self._clock,
                     rng=self._rng,
+                    protected=self.is_protected,
                 )
                 self._blocked = {b.peer_id for b in await self.storage.list_blocked()}
                 self._conns.refuse = self.is_blocked
