@@ -37,7 +37,7 @@ from node.dialer import MeshDialer
 from node.joinwatch import JoinWatcher
 from node.metrics import Telemetry, TimedDhtService
 from node.netif import IPAddress, expand_listen, interface_addresses
-from node.storage.base import Storage
+from node.storage.base import MAX_PEER_ADDRS, Storage
 from node.transport.connections import (
     ConnectionManager,
     LinkEvent,
@@ -343,7 +343,8 @@ class Node:
     # -- address book ----------------------------------------------------------------------
 
     def _addrs_for(self, link: Link, *, quiet: bool = False) -> list[Multiaddr]:
-        """Where to reach this peer again: what we dialled, then what it says it listens on."""
+        """Where this peer says it can be reached (for display only, never stored: see
+        :meth:`_worked_addrs`): what we dialled, then its usable ``listen_addrs``."""
         found: list[Multiaddr] = []
         texts = ([link.dialed_addr] if link.dialed_addr else []) + list(
             link.session.peer_listen_addrs
@@ -366,15 +367,33 @@ class Node:
                 found.append(addr)
         return found[:8]
 
+    def _worked_addrs(self, link: Link) -> list[Multiaddr]:
+        """Where to reach this peer again: only an address that worked.
+
+        That is the address we dialled, now that the peer proved the PeerId we expected.
+        What a peer claims in its handshake (``listen_addrs``) is never stored or redialled
+        (PROTOCOL.md 5.3): anyone can claim anything there, and its signed DHT record says
+        where it listens.
+        """
+        if link.direction != "outbound" or not link.dialed_addr:
+            return []
+        try:
+            addr = Multiaddr.parse(link.dialed_addr)
+        except MultiaddrError:
+            return []
+        return [addr.without_peer_id()]
+
     async def _on_connected(self, link: Link) -> None:
         if self.is_blocked(link.peer_id):
             # Admitted just before it was blocked: the deny list wins.
             await link.close(CloseCode.NORMAL, "connection refused")
             return
         now = self._wall()
-        addrs = self._addrs_for(link)
+        addrs = self._worked_addrs(link)
         if addrs:
-            await self.storage.upsert_peer(link.peer_id, addrs, now)
+            known = await self.storage.get_peer(link.peer_id)
+            old = [a for a in (known.addrs if known is not None else ()) if a not in addrs]
+            await self.storage.upsert_peer(link.peer_id, (addrs + old)[:MAX_PEER_ADDRS], now)
         await self.storage.mark_seen(link.peer_id, now)
         if self._dialer is not None:
             self._dialer.connected(link.peer_id)

@@ -2,6 +2,8 @@
 
 The decisions (how many links, which peers) are :mod:`node.mesh`'s; this adapter runs them on
 a timer, resolves records, dials with the expected PeerId, and backs off per peer with jitter.
+Each reconnect pass also keeps the address book within its bounds
+(:mod:`node.storage.addrbook`): by age, per source network and in total.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from node.core.backoff import backoff_delay
 from node.core.errors import SpacePandaError, TransportError
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
-from node.storage.base import Storage
+from node.storage.addrbook import AddressBookLimits, to_forget
+from node.storage.base import PeerEntry, Storage
 from node.transport.connections import ConnectionManager
 from node.transport.messages import CloseCode
 
@@ -47,9 +50,11 @@ class MeshDialer:
         wall: Callable[[], float],
         rand: random.Random,
         blocked: Callable[[PeerId], bool] = lambda peer: False,
+        limits: AddressBookLimits | None = None,
     ) -> None:
         self._local = local
         self._blocked = blocked
+        self.limits = limits or AddressBookLimits()
         self._conns = connections
         self._dht = dht
         self.storage = storage
@@ -64,6 +69,9 @@ class MeshDialer:
         self._last_walk = -_RANDOM_WALK_EVERY_S
         self.mesh_dials = 0
         self.mesh_dial_failures = 0
+        self.reconnect_passes = 0
+        self.redials = 0
+        self.forgotten = 0
 
     @property
     def connections(self) -> ConnectionManager:
@@ -90,6 +98,9 @@ class MeshDialer:
             "dials": self.mesh_dials,
             "dial_failures": self.mesh_dial_failures,
             "backing_off": len(self._mesh_backoff),
+            "reconnect_passes": self.reconnect_passes,
+            "redials": self.redials,
+            "address_book_forgotten": self.forgotten,
         }
 
     async def _reconnect_loop(self) -> None:
@@ -107,9 +118,28 @@ class MeshDialer:
         return len(known) + 1
 
     async def _reconnect_once(self) -> None:
+        try:
+            await self._reconnect_pass()
+        finally:
+            self.reconnect_passes += 1
+
+    async def _prune(self, entries: list[PeerEntry]) -> list[PeerEntry]:
+        """Forget what the address book's bounds leave out; returns the rest."""
+        linked = frozenset(self.connections.connected_peers())
+        victims = set(to_forget(entries, self._wall(), self.limits, keep=linked))
+        if not victims:
+            return entries
+        for peer in victims:
+            await self.storage.remove_peer(peer)
+            self.forget(peer)
+        self.forgotten += len(victims)
+        log.info("address_book_pruned", forgotten=len(victims), kept=len(entries) - len(victims))
+        return [e for e in entries if e.peer_id not in victims]
+
+    async def _reconnect_pass(self) -> None:
         conns = self.connections
         now = self._clock()
-        entries = await self.storage.list_peers()
+        entries = await self._prune(await self.storage.list_peers())
         # Address-book peers count towards the network size too: after a restart the DHT
         # may not know anyone yet, and the address book is how we rejoin.
         wanted = self._policy.wanted_links(max(self.network_size(), len(entries) + 1))
@@ -130,6 +160,7 @@ class MeshDialer:
         try:
             for addr in addrs:
                 try:
+                    self.redials += 1
                     await self.connections.dial(addr.with_peer_id(peer))
                     log.info("reconnected", peer=str(peer), addr=str(addr))
                     return

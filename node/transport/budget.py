@@ -14,7 +14,6 @@ most crowded prefix first; then the link idle the longest.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import time
 from collections import Counter
@@ -23,23 +22,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from node.core.identity import PeerId
+from node.core.prefix import source_prefix
 
 __all__ = ["PendingBudget", "PendingSlot", "TrimCandidate", "choose_victim", "source_prefix"]
-
-
-def source_prefix(ip: str, v4: int = 24, v6: int = 64) -> str:
-    """The network an address belongs to for budgets (``10.1.2.0/24``, ``2001:db8::/64``).
-
-    IPv4-mapped IPv6 addresses count as IPv4. Anything unparsable is its own prefix.
-    """
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return ip
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    bits = v4 if addr.version == 4 else v6
-    return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
 
 
 @dataclass(eq=False)

@@ -90,8 +90,9 @@ class Sybil:
     """A fresh identity that completes the real handshake, then sits: it answers Pings (the
     session does) and sends nothing else. ``closed`` is set when the node drops it."""
 
-    def __init__(self) -> None:
+    def __init__(self, listen_addrs: tuple[str, ...] = ()) -> None:
         self.keys = NodeKeys.derive(Identity.generate())
+        self.listen_addrs = listen_addrs
         self.admitted = asyncio.Event()
         self.closed = asyncio.Event()
         self.close_code: int | None = None
@@ -104,7 +105,8 @@ class Sybil:
 
     async def run(self, host: str, port: int, source: str) -> None:
         loop = asyncio.get_running_loop()
-        session = Session(self.keys, initiator=True, now=loop.time())
+        session = Session(self.keys, initiator=True, now=loop.time(),
+                          listen_addrs=self.listen_addrs)
         try:
             reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
         except OSError:
