@@ -35,6 +35,7 @@ from node.core.keys import NodeKeys
 from node.core.multiaddr import Multiaddr
 from node.dialer import MeshDialer
 from node.joinwatch import JoinWatcher
+from node.loopguard import install_loop_guard
 from node.metrics import Telemetry, TimedDhtService
 from node.netif import IPAddress, expand_listen, interface_addresses
 from node.storage.base import MAX_PEER_ADDRS, Storage
@@ -573,6 +574,7 @@ async def _serve(config: NodeConfig) -> int:
     from node.metrics import node_registry
     from node.storage.sqlite import SqliteStorage
 
+    accept_errors = install_loop_guard(asyncio.get_running_loop())
     datadir = DataDir(config.data_dir)
     if not datadir.is_initialised():
         datadir.open()  # raises the "run spacepanda init" error
@@ -612,6 +614,7 @@ async def _serve(config: NodeConfig) -> int:
             await storage.close()
     finally:
         datadir.unlock()
+        accept_errors.flush()
     log.info("node_stopped")
     return 0
 
