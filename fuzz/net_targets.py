@@ -11,6 +11,7 @@ Sessions never raise at all: every problem comes back as a ``Closed`` event.
 
 from __future__ import annotations
 
+import json
 import random
 import tempfile
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from api.parse import MAX_JSON_DEPTH, decode_json, json_depth
+from api.problems import Problem
 from dht import protocol as dht_protocol
 from dht.errors import RecordError
 from dht.records import PeerRecord
@@ -340,6 +343,21 @@ def fuzz_config(data: bytes) -> None:
         assert "\n" not in str(exc)  # the promised one-line error
 
 
+# -- the admin API's JSON bodies ------------------------------------------------------------------
+
+
+def fuzz_api_json(data: bytes) -> None:
+    """``api.parse.decode_json``: only a 400 Problem may escape; whatever decodes is JSON
+    nested at most MAX_JSON_DEPTH deep (the depth scan agrees with the parser)."""
+    try:
+        value = decode_json(data)
+    except Problem as exc:
+        assert exc.status == 400
+        return
+    json.dumps(value)
+    assert json_depth(data) <= MAX_JSON_DEPTH
+
+
 # -- structured (CBOR) ---------------------------------------------------------------------------
 
 
@@ -462,6 +480,8 @@ def net_seeds() -> dict[str, list[bytes]]:
         "dht_datagram": _datagrams(),
         "dht_record": _records(),
         "config": _configs(),
+        "api_json": [b'{"addr": "/ip4/127.0.0.1/tcp/4001"}', b'{"text": "h\\u00e9llo \\"x\\""}',
+                     b"[[[[1, 2.5, -3e10, true, null]]]]", b'{"a": {"b": ["[{", "]}"]}}', b"{}"],
     }
 
 
@@ -478,6 +498,7 @@ NET_TARGETS: dict[str, Callable[[bytes], None]] = {
     "dht_datagram": fuzz_dht_datagram,
     "dht_record": fuzz_dht_record,
     "config": fuzz_config,
+    "api_json": fuzz_api_json,
     "structured_transport_message": _structured(fuzz_transport_message, _messages, 1),
     "structured_handshake_payload": _structured(fuzz_handshake_payload, _payloads, 2),
     "structured_dht_record": fuzz_structured_dht_record,
