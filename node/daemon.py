@@ -400,6 +400,8 @@ class Node:
             self._dialer.connected(link.peer_id)
 
     async def _on_disconnected(self, link: Link, closed: Closed) -> None:
+        if self._dialer is not None:
+            self._dialer.link_closed(link.peer_id, closed)
         await self.storage.mark_seen(link.peer_id, self._wall())
 
     async def _link_events(self, conns: ConnectionManager) -> None:

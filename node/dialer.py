@@ -24,6 +24,7 @@ from node.storage.addrbook import AddressBookLimits, to_forget
 from node.storage.base import PeerEntry, Storage
 from node.transport.connections import ConnectionManager
 from node.transport.messages import CloseCode
+from node.transport.session import Closed
 
 __all__ = ["MeshDialer"]
 
@@ -32,6 +33,9 @@ log = structlog.get_logger("node.dialer")
 _RECONNECT_TICK_S = 1.0
 _MESH_TICK_S = 0.5
 _RANDOM_WALK_EVERY_S = 30.0
+# Close codes after which redialling at once is fine: the peer is done with this link but not
+# with us (an idle link, a duplicate whose twin is kept, or an ordinary close).
+_NO_BACKOFF = frozenset({CloseCode.NORMAL, CloseCode.IDLE_TIMEOUT, CloseCode.DUPLICATE_CONNECTION})
 
 
 class MeshDialer:
@@ -88,6 +92,21 @@ class MeshDialer:
     def connected(self, peer: PeerId) -> None:
         """A link to ``peer`` is up: its redial backoff starts over."""
         self._next_attempt.pop(peer, None)
+
+    def link_closed(self, peer: PeerId, closed: Closed) -> None:
+        """The peer closed our link. After LIMIT_REACHED, SHUTDOWN or an error it does not
+        want us back at once: neither loop redials it before its backoff (PROTOCOL.md 6.3)."""
+        if not closed.by_peer or closed.code in _NO_BACKOFF:
+            return
+        failures = self._mesh_backoff.get(peer, (0, 0.0))[0] + 1
+        until = self._clock() + backoff_delay(failures, uniform=self._random.random)
+        self._mesh_backoff[peer] = (failures, until)
+        self._next_attempt[peer] = max(self._next_attempt.get(peer, 0.0), until)
+
+    def backing_off(self, peer: PeerId) -> bool:
+        now = self._clock()
+        mesh = self._mesh_backoff.get(peer, (0, 0.0))[1]
+        return self._next_attempt.get(peer, 0.0) > now or mesh > now
 
     def forget(self, peer: PeerId) -> None:
         self._next_attempt.pop(peer, None)

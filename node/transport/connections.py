@@ -47,7 +47,7 @@ from node.core.lograte import AggregateLog
 from node.core.multiaddr import Multiaddr
 from node.transport.budget import PendingBudget, PendingSlot, choose_victim, source_prefix
 from node.transport.link import DataHandler, Link
-from node.transport.messages import CloseCode
+from node.transport.messages import CloseCode, usable_listen_addrs
 from node.transport.session import Closed, Session, SessionTimeouts
 
 __all__ = ["ConnectionManager", "LinkDown", "LinkEvent", "LinkUp", "TransportSettings"]
@@ -202,7 +202,9 @@ class ConnectionManager:
         return self.announce_addrs or self.listen_addrs
 
     def _advertised(self) -> tuple[str, ...]:
-        return tuple(str(a) for a in self.advertised())
+        """What our handshake payload lists: only addresses a receiver can use (no
+        unspecified host such as a 0.0.0.0 bind without ``announce``, no duplicates)."""
+        return usable_listen_addrs((str(a) for a in self.advertised()), self.local_peer_id)
 
     def _prefix(self, ip: str) -> str:
         return source_prefix(ip, self._settings.prefix_v4, self._settings.prefix_v6)

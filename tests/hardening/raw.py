@@ -7,7 +7,10 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.core import cbor
 from node.core.identity import Identity, PeerId
@@ -54,14 +57,19 @@ class RawLink:
 async def forged_handshake(
     host: str,
     port: int,
-    payload: dict[str, Any],
+    payload: dict[str, Any] | Callable[[bytes], dict[str, Any]],
     *,
     source: str = "127.0.0.1",
 ) -> RawLink:
-    """Run Noise XX as the initiator, sending ``payload`` (any CBOR map) in message 3."""
+    """Run Noise XX as the initiator, sending ``payload`` (any CBOR map, or a function of our
+    Noise static public key returning one) in message 3."""
+    static = os.urandom(32)
     hs = HandshakeState(
-        NOISE_PROTOCOL, initiator=True, prologue=PROLOGUE, s=os.urandom(32), rng=os.urandom
+        NOISE_PROTOCOL, initiator=True, prologue=PROLOGUE, s=static, rng=os.urandom
     )
+    if callable(payload):
+        payload = payload(X25519PrivateKey.from_private_bytes(static).public_key()
+                          .public_bytes_raw())
     reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
     writer.write(encode_frame(hs.write_message(b"")))
     decoder = FrameDecoder()
