@@ -30,8 +30,10 @@ from fuzz.mls_targets import MLS_TARGETS, mls_corpus
 from fuzz.net_targets import NET_TARGETS, net_corpus
 from fuzz.structure import Stream, perturb
 from node.channels import envelope
+from node.channels.check import decode_check
 from node.channels.content import AppHeader, ChannelInfo, CommitHeader, decode_content
 from node.channels.errors import EnvelopeError, PayloadError
+from node.channels.manager import Invite
 from node.channels.state import ChannelMeta, EpochNode, SentMessage
 from node.channels.wire import decode_payload
 from node.core import cbor
@@ -138,6 +140,8 @@ _DECODERS: dict[str, Callable[[bytes], None]] = {
     "channel_meta": _decoder(ChannelMeta.decode, PayloadError),
     "sent_message": _decoder(_decode_sent, PayloadError),
     "decode_net": _decoder(decode_net, NetworkError),
+    "check_message": _decoder(decode_check, PayloadError),
+    "stored_invite": _decoder(Invite.decode, PayloadError),
 }
 
 
@@ -146,7 +150,7 @@ _DECODERS: dict[str, Callable[[bytes], None]] = {
 # The decoders of CBOR structures (AppHeader and the NetworkLayer messages are binary: the
 # byte-level targets cover them).
 _STRUCTURED = ("decode_payload", "decode_content", "commit_header", "channel_info",
-               "epoch_node", "channel_meta", "sent_message")
+               "epoch_node", "channel_meta", "sent_message", "check_message", "stored_invite")
 
 
 def _structured(name: str) -> Callable[[bytes], None]:
