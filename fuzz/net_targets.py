@@ -32,6 +32,28 @@ from node.core.errors import ConfigError, DecodeError, HandshakeError, IdentityE
 from node.core.identity import Identity, PeerId
 from node.core.keys import NodeKeys
 from node.core.multiaddr import Multiaddr
+from node.network.gossip_wire import (
+    GossipError,
+    Graft,
+    IHave,
+    IWant,
+    Prune,
+    Publish,
+    Stem,
+    Subscribe,
+    Unsubscribe,
+    decode_frame,
+    encode_frame,
+)
+from node.network.mailbox_wire import (
+    Batch,
+    Fetch,
+    MailboxWireError,
+    Status,
+    Store,
+    Stored,
+    decode_mailbox,
+)
 from node.transport.frames import MAX_FRAME, FrameDecoder, encode_frames
 from node.transport.messages import (
     Chunk,
@@ -343,6 +365,25 @@ def fuzz_config(data: bytes) -> None:
         assert "\n" not in str(exc)  # the promised one-line error
 
 
+# -- network layer: mailboxes (sp/mbx/1) and gossip relay frames (sp/gossip/1) --------------------
+
+
+def fuzz_mailbox_wire(data: bytes) -> None:
+    try:
+        message = decode_mailbox(data)
+    except MailboxWireError:
+        return
+    assert message.encode() == data
+
+
+def fuzz_gossip_frame(data: bytes) -> None:
+    try:
+        items = decode_frame(data)
+    except GossipError:
+        return
+    assert encode_frame(items) == data
+
+
 # -- the admin API's JSON bodies ------------------------------------------------------------------
 
 
@@ -480,6 +521,17 @@ def net_seeds() -> dict[str, list[bytes]]:
         "dht_datagram": _datagrams(),
         "dht_record": _records(),
         "config": _configs(),
+        "mailbox_wire": [
+            Store(1, bytes(20), 19000, bytes(512)).encode(), Stored(2, Status.OK, 5).encode(),
+            Fetch(3, bytes(20), 0, 10).encode(),
+            Batch(4, Status.OK, ((1, bytes(512)), (2, bytes(512))), 2, True).encode(),
+        ],
+        "gossip_frame": [
+            encode_frame([Publish(3, bytes(512)), IHave(3, (bytes(20), b"\x01" * 20)),
+                          IWant((bytes(20),)), Graft(1), Prune(1, 60), Subscribe((1, 2, 3)),
+                          Unsubscribe((4,))]),
+            encode_frame([Stem(2, bytes(2048))]),
+        ],
         "api_json": [b'{"addr": "/ip4/127.0.0.1/tcp/4001"}', b'{"text": "h\\u00e9llo \\"x\\""}',
                      b"[[[[1, 2.5, -3e10, true, null]]]]", b'{"a": {"b": ["[{", "]}"]}}', b"{}"],
     }
@@ -499,6 +551,8 @@ NET_TARGETS: dict[str, Callable[[bytes], None]] = {
     "dht_record": fuzz_dht_record,
     "config": fuzz_config,
     "api_json": fuzz_api_json,
+    "mailbox_wire": fuzz_mailbox_wire,
+    "gossip_frame": fuzz_gossip_frame,
     "structured_transport_message": _structured(fuzz_transport_message, _messages, 1),
     "structured_handshake_payload": _structured(fuzz_handshake_payload, _payloads, 2),
     "structured_dht_record": fuzz_structured_dht_record,
