@@ -116,8 +116,9 @@ def _parse_identify(body: Any) -> tuple[bytes, bytes]:
     ):
         raise _Drop("bad_response")
     if not is_strict_public_key(body[0]):
-        # Small-order or non-canonical: a key anyone can sign for (PROTOCOL.md 2.3).
-        raise _Drop("weak_identify_key")
+        # Small-order or non-canonical: a key anyone can sign for, so no signature by it
+        # proves anything (PROTOCOL.md 2.3). Counted as a bad identify signature.
+        raise _Drop("bad_identify_signature")
     return body[0], body[1]
 
 

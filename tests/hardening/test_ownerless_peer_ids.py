@@ -102,7 +102,7 @@ async def test_dht_identify_with_an_ownerless_key_is_refused(name: str) -> None:
         evil.request("ping", [evil.node_id], victim.address)
         proto = victim.protocol
         await wait_for(
-            lambda: proto.drops["weak_identify_key"] + proto.counters["identified"] >= 1, 5.0
+            lambda: proto.drops["bad_identify_signature"] + proto.counters["identified"] >= 1, 5.0
         )
         assert proto.counters["identified"] == 0
         assert evil.node_id not in {c.id for c in proto.router.contacts()}
