@@ -164,6 +164,10 @@ class ConnectionManager:
             "{n} inbound handshakes from {m} sources failed in the last {w} s",
             level="info", window_s=window, clock=clock,
         )
+        self.inbound_log = AggregateLog(
+            log, "inbound_links", "{n} inbound links opened or closed, from {m} addresses, "
+            "in the last {w} s", level="info", window_s=window, clock=clock,
+        )
         self.eviction_log = AggregateLog(
             log, "links_evicted",
             "evicted {n} idle inbound links of {m} sources to make room in the last {w} s",
@@ -191,11 +195,14 @@ class ConnectionManager:
         self._tg.create_task(self._flush_logs(), name="transport-log-flush")
         return bound
 
+    def _aggregates(self) -> tuple[AggregateLog, ...]:
+        return (self.refusal_log, self.failure_log, self.eviction_log, self.inbound_log)
+
     async def _flush_logs(self) -> None:
         """Write each aggregated line when its window ends, even if nothing else happens."""
         while self._server is not None:
             await asyncio.sleep(self._settings.log_window_s / 2)
-            for agg in (self.refusal_log, self.failure_log, self.eviction_log):
+            for agg in self._aggregates():
                 agg.tick()
 
     def advertised(self) -> tuple[Multiaddr, ...]:
@@ -422,20 +429,29 @@ class ConnectionManager:
             self._links[peer] = link
             await existing.close(CloseCode.DUPLICATE_CONNECTION, "replaced by a newer connection")
         self._links[peer] = link
-        log.info("peer_connected", peer=str(peer), direction=link.direction,
-                 remote=f"{link.remote[0]}:{link.remote[1]}")
+        self._log_link("peer_connected", link, "opened", peer=str(peer),
+                       direction=link.direction, remote=f"{link.remote[0]}:{link.remote[1]}")
         # Queued before the link runs, so a consumer always sees LinkUp before its LinkDown.
         await self.events.put(LinkUp(link))
         self._tg.create_task(self._run_link(link), name=f"link-{peer.short()}")
         return link
+
+    def _log_link(self, event: str, link: Link, what: str, **fields: object) -> None:
+        """Links we dialled get a line each; inbound ones come at a peer's will, so they are
+        summed up once per window (a line each at debug)."""
+        if link.direction == "outbound":
+            log.info(event, **fields)
+            return
+        log.debug(event, **fields)
+        self.inbound_log.record(what, link.remote[0])
 
     async def _run_link(self, link: Link) -> None:
         closed = await link.run(self._deliver)
         peer = link.peer_id
         if self._links.get(peer) is link:
             del self._links[peer]
-            log.info("peer_disconnected", peer=str(peer), code=closed.code.name,
-                     reason=closed.reason, by_peer=closed.by_peer)
+            self._log_link("peer_disconnected", link, "closed", peer=str(peer),
+                           code=closed.code.name, reason=closed.reason, by_peer=closed.by_peer)
             await self.events.put(LinkDown(link, closed))
 
     def get(self, peer_id: PeerId) -> Link | None:
@@ -457,7 +473,7 @@ class ConnectionManager:
 
     async def close(self, code: CloseCode = CloseCode.SHUTDOWN, reason: str = "shutdown") -> None:
         """Stop listening and close every link with a reason."""
-        for agg in (self.refusal_log, self.failure_log, self.eviction_log):
+        for agg in self._aggregates():
             agg.flush()
         if self._server is not None:
             self._server.close()

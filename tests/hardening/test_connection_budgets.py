@@ -179,3 +179,25 @@ async def test_active_inbound_links_are_not_displaced_by_newcomers(
     assert len(victim.peers()) == 4
     vip.close()
     await asyncio.gather(task, task2, return_exceptions=True)
+
+
+async def test_identities_coming_and_going_are_summed_up_not_logged_each(
+    start_node: StartNode,
+) -> None:
+    victim = await start_node(host="127.0.0.24")
+    host, port = victim.addr.host_port()
+    with structlog.testing.capture_logs() as logs:
+        for i in range(200):
+            sybil = Sybil()
+            task = asyncio.create_task(sybil.run(host, port, f"127.0.{90 + i % 4}.1"))
+            await wait_for(lambda s=sybil: s.peer_id in victim.peers(), 10.0)
+            sybil.close()
+            await task
+            await wait_for(lambda s=sybil: s.peer_id not in victim.peers(), 10.0)
+        victim.node.connections.inbound_log.flush()
+    loud = [e for e in logs if e["log_level"] in ("info", "warning", "error")]
+    assert len(loud) < 20, sorted({e["event"] for e in loud})
+    # One summary per 10 s window (however long this took), adding up to every link.
+    summaries = [e for e in loud if e["event"] == "inbound_links"]
+    assert sum(e["count"] for e in summaries) == 400
+    assert sum(e["reasons"].get("opened", 0) for e in summaries) == 200
