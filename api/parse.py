@@ -6,25 +6,35 @@ aiohttp's own 413. Handlers get typed values only.
 
 from __future__ import annotations
 
+import array
+import asyncio
+import itertools
 import json
 import re
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import PayloadEncodingError
 
+from api.appkeys import LIMITS
+from api.limits import ApiLimits
 from api.problems import Problem
 from node.core.errors import IdentityError
 from node.core.identity import PeerId
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "bad_request",
     "channel_id_param",
+    "decode_json",
     "invite_id_param",
+    "json_depth",
     "json_fields",
     "only_query",
     "peer_id_param",
     "peer_id_value",
     "query_int",
+    "read_body",
     "read_json",
     "utf8_text",
 ]
@@ -37,18 +47,65 @@ def bad_request(detail: str) -> Problem:
     return Problem(400, "Bad Request", detail)
 
 
-async def read_json(request: web.Request, limit: int) -> Any:
-    """The body as JSON; aiohttp's 413 when it is larger than ``limit`` bytes."""
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{]}")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply ``raw`` nests arrays and objects (strings skipped), without parsing it:
+    ``json.loads`` recurses, and a RecursionError must never be what stops a deep body."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(_BRACKETS, _NOT_BRACKETS)
+    return max(itertools.accumulate(array.array("b", brackets)), default=0)
+
+
+def decode_json(raw: bytes) -> Any:
+    """A request body as JSON: 400 for anything that is not (deeper than MAX_JSON_DEPTH,
+    not UTF-8, not JSON, integers beyond Python's digit limit)."""
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise bad_request(f"request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise bad_request("request body is not valid UTF-8") from None
+    except RecursionError:  # unreachable after the depth check; keep the contract anyway
+        raise bad_request("request body nests JSON too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and int() past sys.get_int_max_str_digits
+        raise bad_request(f"request body is not valid JSON: {str(exc)[:200]}") from None
+
+
+def _body_timeout(request: web.Request) -> float:
+    limits = request.app.get(LIMITS)
+    return limits.body_timeout_s if limits is not None else ApiLimits().body_timeout_s
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body: 413 above ``limit``, 408 when it does not arrive within the body
+    timeout (the connection is closed after the answer), 400 when the client hangs up."""
     size = request.content_length
     if size is not None and size > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
-    raw = await request.read()  # raises 413 past the app's client_max_size
+    timeout = _body_timeout(request)
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await request.read()  # raises 413 past the app's client_max_size
+    except TimeoutError:
+        request.protocol.close()  # no keep-alive for a client this slow
+        raise Problem(408, "Request Timeout",
+                      f"request body not received within {timeout:g} s") from None
+    except (ConnectionError, ClientPayloadError, PayloadEncodingError):
+        # Cut short: the client is gone or lied about the length. Its fault, not ours.
+        request.protocol.close()
+        raise bad_request("request body incomplete") from None
     if len(raw) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_request(f"request body is not valid JSON: {exc}") from None
+    return raw
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    """The body as JSON; aiohttp's 413 when it is larger than ``limit`` bytes."""
+    return decode_json(await read_body(request, limit))
 
 
 async def json_fields(request: web.Request, fields: dict[str, type], limit: int) -> dict[str, Any]:
@@ -56,9 +113,10 @@ async def json_fields(request: web.Request, fields: dict[str, type], limit: int)
 
     An empty body counts as ``{}`` when no fields are expected (``POST .../leave``).
     """
-    if not fields and not await request.read():
+    raw = await read_body(request, limit)
+    if not fields and not raw:
         return {}
-    body = await read_json(request, limit)
+    body = decode_json(raw)
     shape = ", ".join(f'"{k}": {_JSON_TYPES[t].split()[-1]}' for k, t in fields.items())
     if not isinstance(body, dict):
         raise bad_request(f"body must be a JSON object {{{shape}}}")

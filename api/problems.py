@@ -40,6 +40,7 @@ from node.core.errors import (
     PeerBlocked,
     PeerIdMismatch,
     StorageError,
+    StorageFull,
     TransportError,
 )
 
@@ -106,6 +107,7 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (IdentityError, 400, "bad-peer-id", "Invalid peer id"),
     (RecordError, 502, "bad-record", "Invalid peer record"),
     (DhtError, 503, "dht-unavailable", "DHT unavailable"),
+    (StorageFull, 507, "storage-full", "Storage full"),
     (StorageError, 500, "storage-error", "Storage error"),
     # Channels. The API's own errors first: they refine what the service reports.
     (ChannelsUnavailable, 503, "channels-unavailable", "Channels not running"),
@@ -143,6 +145,9 @@ def problem_for(exc: BaseException) -> Problem:
             # Our own errors' messages are written for operators; storage/config ones may
             # name local paths, so those stay server-side.
             detail = "" if status >= 500 and status not in (502, 503, 504) else str(exc)
+            if isinstance(exc, StorageFull):
+                # The path stays server-side; the client learns what happened and what to do.
+                detail = "the node's disk is full: nothing was stored; retry once there is space"
             return _typed(slug, status, title, detail)
     return _plain(500, "unexpected server error (see node log)")
 

@@ -18,15 +18,17 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api import channels, dashboard, events
-from api.appkeys import CLOSING, CONTROL, KEEPALIVE, REGISTRY, RESOLVE_TIMEOUT_KEY, SPEC
+from api.appkeys import CLOSING, CONTROL, KEEPALIVE, LIMITS, REGISTRY, RESOLVE_TIMEOUT_KEY, SPEC
 from api.auth import auth_middleware
 from api.control import NodeControl, PeerInfo
+from api.limits import ApiLimits, ConnectionGuard
 from api.openapi import build_spec
 from api.parse import bad_request, only_query, peer_id_param, read_json
 from api.problems import RECORD_NOT_FOUND, Problem, problem_for, problem_response
 from node.core.errors import ConfigError
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
+from node.logs import register_secret
 
 __all__ = ["MAX_BODY_BYTES", "RESOLVE_TIMEOUT", "AccessLog", "ApiServer", "create_app"]
 
@@ -178,6 +180,7 @@ def create_app(
     *,
     resolve_timeout: float = RESOLVE_TIMEOUT,
     sse_keepalive: float = events.KEEPALIVE_S,
+    limits: ApiLimits | None = None,
 ) -> web.Application:
     """The admin API application for one node (its own metrics registry, its own token)."""
     app = web.Application(
@@ -191,7 +194,10 @@ def create_app(
     app[KEEPALIVE] = float(sse_keepalive)
     app[CLOSING] = asyncio.Event()
     app[dashboard.TOKEN_KEY] = token
+    app[LIMITS] = limits or ApiLimits.for_this_process()
     app.on_shutdown.append(_closing)
+    # The token never reaches a log line, traceback text included (node.logs).
+    register_secret(token)
     # allow_head=False: serve exactly what openapi.json documents.
     r = app.router
     r.add_get("/healthz", health, allow_head=False)
@@ -236,7 +242,9 @@ class ApiServer:
     """Serve an app on a multiaddr; :meth:`start` returns the address actually bound.
 
     Port 0 picks a free port. The daemon writes the returned address to ``D/api``. Access
-    logging is off unless ``access_log`` (then :class:`AccessLog`).
+    logging is off unless ``access_log`` (then :class:`AccessLog`). The connection cap, header
+    deadline and problem+json for aiohttp's own errors come from ``api.limits`` (the app's
+    ``LIMITS``).
     """
 
     def __init__(
@@ -254,7 +262,13 @@ class ApiServer:
         self._shutdown_timeout = shutdown_timeout
         self._access_log = access_log
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self.guard: ConnectionGuard | None = None
         self.address: Multiaddr | None = None
+
+    @property
+    def limits(self) -> ApiLimits:
+        return self._app.get(LIMITS) or ApiLimits.for_this_process()
 
     async def start(self) -> Multiaddr:
         if self._runner is not None:
@@ -262,17 +276,26 @@ class ApiServer:
         host, port = self._addr.host_port()
         if self._addr.is_ip and not ipaddress.ip_address(host).is_loopback:
             _log.warning("api.non_loopback_bind", addr=str(self._addr))
+        limits = self.limits
         runner = web.AppRunner(
             self._app,
             handle_signals=False,
             shutdown_timeout=self._shutdown_timeout,
             access_log_class=AccessLog,
             access_log=logging.getLogger("api.access") if self._access_log else None,
+            keepalive_timeout=limits.keepalive_timeout_s,
+            lingering_time=limits.lingering_time_s,
+            max_line_size=limits.max_line_size,
+            max_field_size=limits.max_field_size,
+            max_headers=limits.max_headers,
         )
         await runner.setup()
+        assert runner.server is not None
+        guard = ConnectionGuard(runner.server, limits)
         try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
+            self._server = await asyncio.get_running_loop().create_server(
+                guard, host, port, reuse_address=True, backlog=128
+            )
         except OSError as exc:
             await runner.cleanup()
             raise ConfigError(
@@ -281,14 +304,20 @@ class ApiServer:
         except BaseException:
             await runner.cleanup()
             raise
-        self._runner = runner
-        bound = runner.addresses[0]
+        self._runner, self.guard = runner, guard
+        bound = self._server.sockets[0].getsockname()
         self.address = Multiaddr.from_host_port(str(bound[0]), int(bound[1]))
-        _log.info("api.listening", addr=str(self.address))
+        _log.info("api.listening", addr=str(self.address),
+                  max_connections=limits.max_connections)
         return self.address
 
     async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        if self.guard is not None:
+            self.guard.log.flush()
         self.address = None

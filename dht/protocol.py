@@ -39,6 +39,7 @@ from dht.records import VerifiedPeerRecord
 from dht.routing import Contact, RoutingTable
 from dht.storage import RecordStorage, StoreResult
 from dht.wire import REQUEST, Datagram, WireError, encode_request, encode_response, parse_datagram
+from node.core.ed25519 import is_strict_public_key
 from node.core.identity import Identity, PeerId, node_id_for
 
 __all__ = ["IDENTIFY_DOMAIN", "DhtProtocol", "Proof"]
@@ -114,6 +115,10 @@ def _parse_identify(body: Any) -> tuple[bytes, bytes]:
         or len(body[1]) != 64
     ):
         raise _Drop("bad_response")
+    if not is_strict_public_key(body[0]):
+        # Small-order or non-canonical: a key anyone can sign for, so no signature by it
+        # proves anything (PROTOCOL.md 2.3). Counted as a bad identify signature.
+        raise _Drop("bad_identify_signature")
     return body[0], body[1]
 
 

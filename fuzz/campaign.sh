@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run every fuzz target for a fixed number of inputs, one after the other, and print one
 # summary line per target. Usage: fuzz/campaign.sh [RUNS] [WORKDIR]   (default 100000, a temp dir)
+# TARGETS="a b c" runs only those; NICE=10 runs them niced (shared machines).
 # Known findings are tolerated (SPACEPANDA_FUZZ_SKIP_KNOWN=1) so that each target runs to the
 # end; new crashes stop that target and leave a crash-* file in WORKDIR.
 set -u
@@ -11,13 +12,14 @@ PY=${PYTHON:-python}
 mkdir -p "$WORK"
 cd "$WORK" || exit 1
 PYTHONPATH="$ROOT" "$PY" -m fuzz.seeds "$WORK/corpus" >/dev/null
-TARGETS=$(PYTHONPATH="$ROOT" "$PY" -c 'from fuzz.targets import NAMES; print(" ".join(NAMES))')
+TARGETS=${TARGETS:-$(PYTHONPATH="$ROOT" "$PY" -c 'from fuzz.targets import NAMES; print(" ".join(NAMES))')}
 for t in $TARGETS; do
-    SPACEPANDA_FUZZ_SKIP_KNOWN=1 PYTHONPATH="$ROOT" "$PY" -m fuzz.run "$t" -runs="$RUNS" \
+    start=$(date +%s)
+    SPACEPANDA_FUZZ_SKIP_KNOWN=1 PYTHONPATH="$ROOT" nice -n "${NICE:-0}" "$PY" -m fuzz.run "$t" -runs="$RUNS" \
         -artifact_prefix="$WORK/$t-" "$WORK/corpus/$t" >"$WORK/$t.log" 2>&1
     rc=$?
     done_line=$(grep -E '^Done [0-9]+ runs' "$WORK/$t.log" | tail -1)
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$WORK/$t.log" | tail -1)
-    echo "$t: rc=$rc ${done_line:-no Done line} ($cov) corpus=$(ls "$WORK/corpus/$t" | wc -l)"
+    echo "$t: rc=$rc ${done_line:-no Done line} ($cov) corpus=$(ls "$WORK/corpus/$t" | wc -l) $(( $(date +%s) - start )) s"
 done
 echo "logs and artifacts in $WORK"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import atheris
 
-with atheris.instrument_imports(include=["node", "mls", "fuzz"]):
+with atheris.instrument_imports(include=["node", "mls", "dht", "api", "fuzz"]):
     from fuzz import targets
 
 # Not instrumented: only builds the seed files.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fuzz.keys import ENVELOPE_KEY, INVITE_PUBLIC_KEY
 from node.channels import envelope
+from node.channels.check import EpochCheck, Readd, ReaddKey
 from node.channels.content import (
     AppHeader,
     ChannelInfo,
@@ -23,6 +24,7 @@ from node.channels.content import (
     Profile,
     Text,
 )
+from node.channels.manager import Invite, InviteState
 from node.channels.state import (
     ChannelMeta,
     ChannelStatus,
@@ -126,6 +128,13 @@ def valid_encodings() -> dict[str, list[bytes]]:
         "envelope_open_invite": invite,
         "envelope_unpad": [b"\x00\x00\x00\x05hello", b"\x00\x00\x00\x00", b"\x00\x00\x01\xbb",
                            b"\x00\x00\x00\x01x\x00\x01"],
+        "check_message": [EpochCheck(bytes(32), 7, bytes(8)).encode(), Readd(ID * 2).encode(),
+                          ReaddKey(bytes(32), ID, b"key package", bytes(32)).encode()],
+        "stored_invite": [
+            Invite(ID, bytes(32), "garden", A, bytes(32), InviteState.PENDING, T).encode(),
+            Invite(ID, bytes(32), "g", B, bytes(32), InviteState.JOINED, T, bytes(32),
+                   b"bundle", T + 1, readd=True).encode(),
+        ],
     }
     return out
 

@@ -26,9 +26,14 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from fuzz.keys import ENVELOPE_KEY, INVITE_PRIVATE_KEY, INVITE_PUBLIC_KEY
+from fuzz.mls_targets import MLS_TARGETS, mls_corpus
+from fuzz.net_targets import NET_TARGETS, net_corpus
+from fuzz.structure import Stream, perturb
 from node.channels import envelope
+from node.channels.check import decode_check
 from node.channels.content import AppHeader, ChannelInfo, CommitHeader, decode_content
 from node.channels.errors import EnvelopeError, PayloadError
+from node.channels.manager import Invite
 from node.channels.state import ChannelMeta, EpochNode, SentMessage
 from node.channels.wire import decode_payload
 from node.core import cbor
@@ -135,6 +140,8 @@ _DECODERS: dict[str, Callable[[bytes], None]] = {
     "channel_meta": _decoder(ChannelMeta.decode, PayloadError),
     "sent_message": _decoder(_decode_sent, PayloadError),
     "decode_net": _decoder(decode_net, NetworkError),
+    "check_message": _decoder(decode_check, PayloadError),
+    "stored_invite": _decoder(Invite.decode, PayloadError),
 }
 
 
@@ -143,81 +150,17 @@ _DECODERS: dict[str, Callable[[bytes], None]] = {
 # The decoders of CBOR structures (AppHeader and the NetworkLayer messages are binary: the
 # byte-level targets cover them).
 _STRUCTURED = ("decode_payload", "decode_content", "commit_header", "channel_info",
-               "epoch_node", "channel_meta", "sent_message")
-
-
-class _Stream:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def byte(self) -> int:
-        self.pos += 1
-        return self.data[self.pos - 1] if self.pos <= len(self.data) else 0
-
-    def take(self, n: int) -> bytes:
-        self.pos += n
-        return self.data[self.pos - n : self.pos]
-
-
-_KEYS = ("v", "t", "mls", "invite", "from", "to", "sig", "name", "admins", "seq", "done",
-         "id", "op", "env", "ids", "x")
-_SIZES = (0, 1, 15, 16, 17, 19, 20, 21, 31, 32, 33, 34, 35, 63, 64, 65)
-
-
-def _value(s: _Stream, depth: int = 0) -> Any:
-    """An arbitrary value of the canonical CBOR subset, driven by the stream."""
-    kind, arg = s.byte(), s.byte()
-    choice = kind % (9 if depth < 2 else 6)
-    if choice == 0:
-        return (None, True, False)[arg % 3]
-    if choice == 1:
-        return arg - 24  # small ints around 0
-    if choice == 2:
-        raw = int.from_bytes(s.take(8).ljust(8, b"\0"), "big")
-        return raw if arg & 1 else -1 - raw  # the full 64-bit range, both signs
-    if choice == 3:
-        size = _SIZES[arg % len(_SIZES)]
-        if kind & 0x80 and size == 34:
-            return b"\x01\xed" + s.take(32).ljust(32, b"\0")  # a well-formed PeerId
-        return s.take(size).ljust(size, b"\0")
-    if choice == 4:
-        return s.take(arg % 24).decode("utf-8", "replace")
-    if choice == 5:
-        return _KEYS[arg % len(_KEYS)]
-    if choice in (6, 7):
-        return [_value(s, depth + 1) for _ in range(arg % 5)]
-    return {_KEYS[s.byte() % len(_KEYS)]: _value(s, depth + 1) for _ in range(arg % 3)}
-
-
-def _perturb(obj: Any, s: _Stream) -> Any:
-    """A changed copy of ``obj`` (containers are rebuilt, never modified in place)."""
-    if isinstance(obj, dict):
-        obj = dict(obj)
-    for _ in range(1 + s.byte() % 3):
-        if isinstance(obj, dict) and obj:
-            key = sorted(obj, key=str)[s.byte() % len(obj)]
-            inner = obj[key]
-            if isinstance(inner, list) and inner and s.byte() & 1:
-                i = s.byte() % len(inner)
-                obj[key] = [*inner[:i], _value(s), *inner[i + 1 :]]
-            else:
-                obj[key] = _value(s)
-        elif isinstance(obj, list) and obj:
-            i = s.byte() % len(obj)
-            obj = [*obj[:i], _value(s), *obj[i + 1 :]]
-        else:
-            obj = _value(s)
-    return obj
+               "epoch_node", "channel_meta", "sent_message", "check_message", "stored_invite")
 
 
 def _structured(name: str) -> Callable[[bytes], None]:
     decode_target = _DECODERS[name]
 
     def target(data: bytes) -> None:
-        s = _Stream(data)
+        s = Stream(data)
         maps = _cbor_seeds()[name]
         obj = maps[s.byte() % len(maps)]
-        decode_target(cbor.encode(_perturb(obj, s)))
+        decode_target(cbor.encode(perturb(obj, s)))
 
     target.__name__ = f"fuzz_structured_{name}"
     return target
@@ -253,6 +196,10 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "envelope_open_channel": fuzz_open_channel,
     "envelope_open_invite": fuzz_open_invite,
     "envelope_unpad": fuzz_unpad,
+    # Issue 11: transport, core, DHT, config, API (fuzz/net_targets.py) and MLS
+    # (fuzz/mls_targets.py).
+    **NET_TARGETS,
+    **MLS_TARGETS,
 }
 NAMES = sorted(TARGETS)
 
@@ -266,6 +213,8 @@ def all_targets(data: bytes) -> None:
 def corpus() -> dict[str, list[bytes]]:
     """Seed inputs for every target, and for ``all`` (prefixed with the target's index)."""
     out = dict(_valid())
+    out.update(net_corpus())
+    out.update(mls_corpus())
     for name in _STRUCTURED:
         count = len(_cbor_seeds()[name])
         # Stream seeds: each valid seed, perturbed a little in a few different ways.

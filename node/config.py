@@ -281,6 +281,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return {}
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ConfigError(f"config file {path} is not valid TOML: nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8; say where the first bad byte is, in one line (no traceback).
+        raise ConfigError(
+            f"config file {path} is not valid UTF-8 (byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start}); TOML files must be UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
 

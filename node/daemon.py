@@ -35,11 +35,12 @@ from node.core.keys import NodeKeys
 from node.core.multiaddr import Multiaddr
 from node.dialer import MeshDialer
 from node.joinwatch import JoinWatcher
+from node.loopguard import install_loop_guard
 from node.mailbox_service import MailboxService
 from node.metrics import Telemetry, TimedDhtService
 from node.netif import IPAddress, expand_listen, interface_addresses
 from node.relay_service import RelayService
-from node.storage.base import Storage
+from node.storage.base import MAX_PEER_ADDRS, Storage
 from node.transport.connections import (
     ConnectionManager,
     LinkEvent,
@@ -142,6 +143,9 @@ class Node:
         self.telemetry = Telemetry()
         self.observe_links(self.telemetry.links.observe)
         self._stopping = False
+        self._protectors: list[Callable[[PeerId], bool]] = []
+        self._routing_peers: frozenset[PeerId] = frozenset()
+        self._routing_peers_at = float("-inf")
 
     # -- identity --------------------------------------------------------------------------
 
@@ -326,6 +330,22 @@ class Node:
         """Data for ``name`` is no longer handed to anyone (its service stopped)."""
         self.dispatcher.unregister(name)
 
+    def protect(self, is_protected: Callable[[PeerId], bool]) -> None:
+        """Links to peers for which ``is_protected`` is true are never trimmed to make room
+        (e.g. channel co-members). It is called often: it must be cheap and not block."""
+        self._protectors.append(is_protected)
+
+    def is_protected(self, peer: PeerId) -> bool:
+        """Routing-table peers and whatever :meth:`protect` registered."""
+        now = self._clock()
+        if self._dht is not None and now - self._routing_peers_at >= 1.0:
+            # A snapshot a second old is fine for choosing whom to trim.
+            self._routing_peers = frozenset(self._dht.known_peers())
+            self._routing_peers_at = now
+        if peer in self._routing_peers:
+            return True
+        return any(check(peer) for check in self._protectors)
+
     def observe_links(self, observer: LinkObserver) -> None:
         """``observer`` sees every LinkUp/LinkDown; it must not block (enqueue, return)."""
         self._link_observers.append(observer)
@@ -342,7 +362,8 @@ class Node:
     # -- address book ----------------------------------------------------------------------
 
     def _addrs_for(self, link: Link, *, quiet: bool = False) -> list[Multiaddr]:
-        """Where to reach this peer again: what we dialled, then what it says it listens on."""
+        """Where this peer says it can be reached (for display only, never stored: see
+        :meth:`_worked_addrs`): what we dialled, then its usable ``listen_addrs``."""
         found: list[Multiaddr] = []
         texts = ([link.dialed_addr] if link.dialed_addr else []) + list(
             link.session.peer_listen_addrs
@@ -365,20 +386,40 @@ class Node:
                 found.append(addr)
         return found[:8]
 
+    def _worked_addrs(self, link: Link) -> list[Multiaddr]:
+        """Where to reach this peer again: only an address that worked.
+
+        That is the address we dialled, now that the peer proved the PeerId we expected.
+        What a peer claims in its handshake (``listen_addrs``) is never stored or redialled
+        (PROTOCOL.md 5.3): anyone can claim anything there, and its signed DHT record says
+        where it listens.
+        """
+        if link.direction != "outbound" or not link.dialed_addr:
+            return []
+        try:
+            addr = Multiaddr.parse(link.dialed_addr)
+        except MultiaddrError:
+            return []
+        return [addr.without_peer_id()]
+
     async def _on_connected(self, link: Link) -> None:
         if self.is_blocked(link.peer_id):
             # Admitted just before it was blocked: the deny list wins.
             await link.close(CloseCode.NORMAL, "connection refused")
             return
         now = self._wall()
-        addrs = self._addrs_for(link)
+        addrs = self._worked_addrs(link)
         if addrs:
-            await self.storage.upsert_peer(link.peer_id, addrs, now)
+            known = await self.storage.get_peer(link.peer_id)
+            old = [a for a in (known.addrs if known is not None else ()) if a not in addrs]
+            await self.storage.upsert_peer(link.peer_id, (addrs + old)[:MAX_PEER_ADDRS], now)
         await self.storage.mark_seen(link.peer_id, now)
         if self._dialer is not None:
             self._dialer.connected(link.peer_id)
 
     async def _on_disconnected(self, link: Link, closed: Closed) -> None:
+        if self._dialer is not None:
+            self._dialer.link_closed(link.peer_id, closed)
         await self.storage.mark_seen(link.peer_id, self._wall())
 
     async def _link_events(self, conns: ConnectionManager) -> None:
@@ -411,6 +452,7 @@ class Node:
                     deliver=self._deliver,
                     clock=self._clock,
                     rng=self._rng,
+                    protected=self.is_protected,
                 )
                 self._blocked = {b.peer_id for b in await self.storage.list_blocked()}
                 self._conns.refuse = self.is_blocked
@@ -563,6 +605,7 @@ async def _serve(config: NodeConfig) -> int:
     from node.metrics import node_registry
     from node.storage.sqlite import SqliteStorage
 
+    accept_errors = install_loop_guard(asyncio.get_running_loop())
     datadir = DataDir(config.data_dir)
     if not datadir.is_initialised():
         datadir.open()  # raises the "run spacepanda init" error
@@ -602,6 +645,7 @@ async def _serve(config: NodeConfig) -> int:
             await storage.close()
     finally:
         datadir.unlock()
+        accept_errors.flush()
     log.info("node_stopped")
     return 0
 

@@ -2,6 +2,8 @@
 
 The decisions (how many links, which peers) are :mod:`node.mesh`'s; this adapter runs them on
 a timer, resolves records, dials with the expected PeerId, and backs off per peer with jitter.
+Each reconnect pass also keeps the address book within its bounds
+(:mod:`node.storage.addrbook`): by age, per source network and in total.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from node.core.backoff import backoff_delay
 from node.core.errors import SpacePandaError, TransportError
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
-from node.storage.base import Storage
+from node.storage.addrbook import AddressBookLimits, to_forget
+from node.storage.base import PeerEntry, Storage
 from node.transport.connections import ConnectionManager
 from node.transport.messages import CloseCode
+from node.transport.session import Closed
 
 __all__ = ["MeshDialer"]
 
@@ -29,6 +33,9 @@ log = structlog.get_logger("node.dialer")
 _RECONNECT_TICK_S = 1.0
 _MESH_TICK_S = 0.5
 _RANDOM_WALK_EVERY_S = 30.0
+# Close codes after which redialling at once is fine: the peer is done with this link but not
+# with us (an idle link, a duplicate whose twin is kept, or an ordinary close).
+_NO_BACKOFF = frozenset({CloseCode.NORMAL, CloseCode.IDLE_TIMEOUT, CloseCode.DUPLICATE_CONNECTION})
 
 
 class MeshDialer:
@@ -47,9 +54,11 @@ class MeshDialer:
         wall: Callable[[], float],
         rand: random.Random,
         blocked: Callable[[PeerId], bool] = lambda peer: False,
+        limits: AddressBookLimits | None = None,
     ) -> None:
         self._local = local
         self._blocked = blocked
+        self.limits = limits or AddressBookLimits()
         self._conns = connections
         self._dht = dht
         self.storage = storage
@@ -64,6 +73,9 @@ class MeshDialer:
         self._last_walk = -_RANDOM_WALK_EVERY_S
         self.mesh_dials = 0
         self.mesh_dial_failures = 0
+        self.reconnect_passes = 0
+        self.redials = 0
+        self.forgotten = 0
 
     @property
     def connections(self) -> ConnectionManager:
@@ -81,6 +93,21 @@ class MeshDialer:
         """A link to ``peer`` is up: its redial backoff starts over."""
         self._next_attempt.pop(peer, None)
 
+    def link_closed(self, peer: PeerId, closed: Closed) -> None:
+        """The peer closed our link. After LIMIT_REACHED, SHUTDOWN or an error it does not
+        want us back at once: neither loop redials it before its backoff (PROTOCOL.md 6.3)."""
+        if not closed.by_peer or closed.code in _NO_BACKOFF:
+            return
+        failures = self._mesh_backoff.get(peer, (0, 0.0))[0] + 1
+        until = self._clock() + backoff_delay(failures, uniform=self._random.random)
+        self._mesh_backoff[peer] = (failures, until)
+        self._next_attempt[peer] = max(self._next_attempt.get(peer, 0.0), until)
+
+    def backing_off(self, peer: PeerId) -> bool:
+        now = self._clock()
+        mesh = self._mesh_backoff.get(peer, (0, 0.0))[1]
+        return self._next_attempt.get(peer, 0.0) > now or mesh > now
+
     def forget(self, peer: PeerId) -> None:
         self._next_attempt.pop(peer, None)
         self._mesh_backoff.pop(peer, None)
@@ -90,6 +117,9 @@ class MeshDialer:
             "dials": self.mesh_dials,
             "dial_failures": self.mesh_dial_failures,
             "backing_off": len(self._mesh_backoff),
+            "reconnect_passes": self.reconnect_passes,
+            "redials": self.redials,
+            "address_book_forgotten": self.forgotten,
         }
 
     async def _reconnect_loop(self) -> None:
@@ -107,9 +137,28 @@ class MeshDialer:
         return len(known) + 1
 
     async def _reconnect_once(self) -> None:
+        try:
+            await self._reconnect_pass()
+        finally:
+            self.reconnect_passes += 1
+
+    async def _prune(self, entries: list[PeerEntry]) -> list[PeerEntry]:
+        """Forget what the address book's bounds leave out; returns the rest."""
+        linked = frozenset(self.connections.connected_peers())
+        victims = set(to_forget(entries, self._wall(), self.limits, keep=linked))
+        if not victims:
+            return entries
+        for peer in victims:
+            await self.storage.remove_peer(peer)
+            self.forget(peer)
+        self.forgotten += len(victims)
+        log.info("address_book_pruned", forgotten=len(victims), kept=len(entries) - len(victims))
+        return [e for e in entries if e.peer_id not in victims]
+
+    async def _reconnect_pass(self) -> None:
         conns = self.connections
         now = self._clock()
-        entries = await self.storage.list_peers()
+        entries = await self._prune(await self.storage.list_peers())
         # Address-book peers count towards the network size too: after a restart the DHT
         # may not know anyone yet, and the address book is how we rejoin.
         wanted = self._policy.wanted_links(max(self.network_size(), len(entries) + 1))
@@ -130,6 +179,7 @@ class MeshDialer:
         try:
             for addr in addrs:
                 try:
+                    self.redials += 1
                     await self.connections.dial(addr.with_peer_id(peer))
                     log.info("reconnected", peer=str(peer), addr=str(addr))
                     return

@@ -22,6 +22,7 @@ __all__ = [
     "REDACTED",
     "configure_logging",
     "redact_secrets",
+    "register_secret",
     "structured_foreign",
 ]
 
@@ -44,6 +45,16 @@ _WORD_SPLIT = re.compile(r"[_\-.\s]+")
 # Credentials that slip into free text (an exception message, a logged header line).
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 _MAX_DEPTH = 8
+# Exact secret values (the API token) scrubbed from every string, traceback text included.
+_SECRETS: set[str] = set()
+_MIN_SECRET = 8
+
+
+def register_secret(value: str) -> None:
+    """Scrub ``value`` wherever it appears in a log line from now on (tracebacks too)."""
+    if len(value) < _MIN_SECRET:
+        raise ValueError(f"a secret to scrub must be at least {_MIN_SECRET} characters")
+    _SECRETS.add(value)
 
 
 def _is_secret_key(name: object) -> bool:
@@ -56,7 +67,11 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     if depth > _MAX_DEPTH:
         return value
     if isinstance(value, str):
-        return _BEARER.sub(r"\1 " + REDACTED, value)
+        value = _BEARER.sub(r"\1 " + REDACTED, value)
+        for secret in _SECRETS:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
     if isinstance(value, Mapping):
         return {
             k: (REDACTED if _is_secret_key(k) else _scrub(v, depth + 1)) for k, v in value.items()
@@ -149,12 +164,17 @@ def configure_logging(
     ]
     foreign: list[Processor] = [structured_foreign, *shared]
     renderer: Processor
+    # Tracebacks are rendered before the last redaction pass, so what they show is scrubbed
+    # too; and without frame locals, which hold requests, headers and keys.
     if format == "json":
         renderer = structlog.processors.JSONRenderer()
-        final: list[Processor] = [structlog.processors.dict_tracebacks, renderer]
+        tracebacks: Processor = structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
-        final = [renderer]
+        tracebacks = structlog.processors.format_exc_info
+    final: list[Processor] = [tracebacks, redact_secrets, renderer]
 
     structlog.configure(
         processors=[

@@ -8,6 +8,7 @@
   drawn inside a signature; verification accepts any valid DER signature.
 
 ``verify`` never raises on hostile input: a malformed key or signature is just ``False``.
+Ed25519 verification is strict (canonical encodings, no small-order keys, S < L).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from mls.crypto.ed25519_strict import is_strict_public_key, is_strict_signature
 from mls.crypto.hpke import Rng
 from mls.crypto.kems import (
     P256_ORDER,
@@ -113,7 +115,10 @@ class Ed25519Scheme(SignatureScheme):
         return self._priv(priv).sign(message)
 
     def verify(self, pub: bytes, message: bytes, signature: bytes) -> bool:
-        if len(pub) != 32 or len(signature) != 64:
+        # Strict: small-order or non-canonical keys, non-canonical R and S >= L are refused
+        # before OpenSSL, which accepts some of them (see mls.crypto.ed25519_strict).
+        pub, signature = bytes(pub), bytes(signature)
+        if not is_strict_public_key(pub) or not is_strict_signature(signature):
             return False
         try:
             self._pub(pub).verify(signature, message)

@@ -29,6 +29,11 @@ class StorageError(SpacePandaError):
     """The node database failed or holds data we cannot read."""
 
 
+class StorageFull(StorageError):
+    """The disk holding the node database is full: nothing was written; retry once there is
+    space again."""
+
+
 class TransportError(SpacePandaError):
     """Anything that goes wrong on a peer link.
 

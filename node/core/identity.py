@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from node.core.ed25519 import is_strict_public_key, is_strict_signature
 from node.core.errors import IdentityError
 
 __all__ = ["NODE_ID_DOMAIN", "Identity", "PeerId", "node_id_for"]
@@ -64,6 +65,9 @@ class PeerId:
             raise IdentityError(f"unsupported PeerId version {b[0]}")
         if b[1] != _KEY_ED25519:
             raise IdentityError(f"unsupported PeerId key type {b[1]:#x}")
+        # A small-order or non-canonically encoded key has no owner: anyone can sign for it.
+        if not is_strict_public_key(b[2:]):
+            raise IdentityError("PeerId holds a weak or non-canonical Ed25519 key")
 
     @classmethod
     def from_public_key(cls, key: Ed25519PublicKey | bytes) -> PeerId:
@@ -111,7 +115,12 @@ class PeerId:
             raise IdentityError(f"PeerId holds an invalid Ed25519 key: {exc}") from None
 
     def verify(self, signature: bytes, data: bytes) -> bool:
-        """True when ``signature`` is this peer's Ed25519 signature over ``data``."""
+        """True when ``signature`` is this peer's Ed25519 signature over ``data``.
+
+        Strict: a non-canonical R or an S >= L is refused before OpenSSL sees it.
+        """
+        if not is_strict_signature(signature):
+            return False
         try:
             self.public_key().verify(signature, data)
         except (InvalidSignature, IdentityError, ValueError):

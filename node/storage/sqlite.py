@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from node.core.errors import IdentityError, MultiaddrError, StorageError
+from node.core.errors import IdentityError, MultiaddrError, StorageError, StorageFull
 from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
 from node.storage.base import (
@@ -62,6 +62,18 @@ def _private_file(name: str) -> None:
         os.close(fd)
 
 Synchronous = Literal["FULL", "NORMAL"]
+_SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
+_SQLITE_IOERR = 10
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and (code & 0xFF == _SQLITE_FULL):
+        return True
+    # An ENOSPC while writing the WAL can surface as an I/O error; the text still says so.
+    return "full" in str(exc).lower() or (
+        isinstance(code, int) and code & 0xFF == _SQLITE_IOERR and "space" in str(exc).lower()
+    )
 
 
 class SqliteStorage:
@@ -156,37 +168,59 @@ class SqliteStorage:
             raise StorageError(f"database {self._path} has a corrupt schema version {version!r}")
         return version
 
+    def _error(self, exc: sqlite3.Error, what: str = "") -> StorageError:
+        """The typed error for a failed statement; a full disk is :class:`StorageFull`."""
+        text = f"database {self._path}: {what}{exc}"
+        if _is_full(exc):
+            return StorageFull(text)
+        return StorageError(text)
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
-        """``BEGIN IMMEDIATE`` .. ``COMMIT`` (``ROLLBACK`` on any error), one at a time."""
+        """``BEGIN IMMEDIATE`` .. ``COMMIT`` (``ROLLBACK`` on any error), one at a time.
+
+        Every failure, COMMIT's included (a full disk shows up there first), is a
+        StorageError and leaves no transaction open: the next one starts clean.
+        """
         if self._closed:
             raise StorageError("storage is closed")
         async with self._lock:
-            if self._db.in_transaction:
-                # A task cancelled while awaiting BEGIN left one open (the statement still ran
-                # on aiosqlite's thread): undo it rather than fail every later transaction.
-                await self._db.execute("ROLLBACK")
-            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._db.in_transaction:
+                    # A task cancelled while awaiting BEGIN left one open (the statement still
+                    # ran on aiosqlite's thread): undo it rather than fail every later one.
+                    await self._db.execute("ROLLBACK")
+                await self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._error(exc, "cannot begin a transaction: ") from None
             try:
                 yield
             except BaseException:
-                if self._db.in_transaction:
-                    await asyncio.shield(self._db.execute("ROLLBACK"))
+                await self._rollback()
                 raise
-            await self._db.execute("COMMIT")
+            try:
+                await self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._rollback()
+                raise self._error(exc, "cannot commit: ") from None
+
+    async def _rollback(self) -> None:
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                await asyncio.shield(self._db.execute("ROLLBACK"))
 
     async def _run(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         try:
             cur = await self._db.execute(sql, tuple(params))
             return list(await cur.fetchall())
         except sqlite3.Error as exc:
-            raise StorageError(f"database {self._path}: {exc}") from None
+            raise self._error(exc) from None
 
     async def _run_many(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         try:
             await self._db.executemany(sql, [tuple(r) for r in rows])
         except sqlite3.Error as exc:
-            raise StorageError(f"database {self._path}: {exc}") from None
+            raise self._error(exc) from None
 
     def dht_store(self, clock: Callable[[], float] | None = None) -> SqliteDhtStore:
         """The DHT snapshot tables, on this connection (see ``node.storage.dhtstore``)."""

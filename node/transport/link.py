@@ -74,6 +74,10 @@ class Link:
         self.closed = asyncio.Event()
         self.close_event: Closed | None = None
         self.connected_since = time.time()
+        self.opened_at = clock()
+        # When the peer last sent application Data (Ping/Pong do not count): idle,
+        # never-active inbound links are the first to go when the node is full.
+        self.last_data_at: float | None = None
         self.dialed_addr: str | None = None
         self._deliver: DataHandler | None = None
         # Events that arrived in the same read as the last handshake message (a peer may send
@@ -213,6 +217,7 @@ class Link:
         await self._flush()
         for event in events:
             if isinstance(event, DataReceived) and self._deliver is not None:
+                self.last_data_at = self._clock()
                 result = self._deliver(self, event.protocol, event.payload)
                 if result is not None:
                     await result

@@ -13,6 +13,7 @@ is a bug, not a wire error.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from node.core.errors import (
     ConnectionClosed,
     DecodeError,
     HandshakeError,
+    IdentityError,
     LimitExceeded,
     MultiaddrError,
     PeerIdMismatch,
@@ -54,6 +56,7 @@ __all__ = [
     "chunks_of",
     "close_code_for",
     "decode_message",
+    "usable_listen_addrs",
 ]
 
 PROTOCOL_VERSION = 1
@@ -439,6 +442,27 @@ def _decode_strict(data: bytes) -> Message:
 _HANDSHAKE_FIELDS = frozenset({"v", "identity_key", "signature", "listen_addrs"})
 
 
+def usable_listen_addrs(entries: Iterable[str], peer: PeerId) -> tuple[str, ...]:
+    """The entries of a peer's ``listen_addrs`` a receiver may use (PROTOCOL.md 5.3), as bare
+    multiaddrs (no ``/p2p``), in order: each must parse (section 3: canonical, dialable, port
+    not 0), name no other PeerId, have no unspecified host (``0.0.0.0``, ``::``) and not
+    repeat an earlier one. The rest are ignored; none of them fails a handshake."""
+    out: list[str] = []
+    for text in entries:
+        try:
+            addr = Multiaddr.parse(text)
+        except MultiaddrError:
+            continue
+        if addr.peer_id not in (None, peer):
+            continue
+        if addr.is_ip and ipaddress.ip_address(addr.host).is_unspecified:
+            continue
+        bare = str(addr.without_peer_id())
+        if bare not in out:
+            out.append(bare)
+    return tuple(out)
+
+
 def _signed_data(noise_static_pub: bytes) -> bytes:
     if not isinstance(noise_static_pub, bytes) or len(noise_static_pub) != 32:
         raise ValueError("Noise static public key must be 32 bytes")
@@ -465,11 +489,9 @@ class HandshakePayload:
         if len(self.listen_addrs) > MAX_LISTEN_ADDRS:
             raise ValueError(f"more than {MAX_LISTEN_ADDRS} listen addresses")
         for a in self.listen_addrs:
+            # Only the shape is checked here: an entry a receiver cannot use is ignored, not
+            # an error (PROTOCOL.md 5.3; see usable_listen_addrs).
             _check_str("listen address", a, MAX_MULTIADDR_LEN)
-            try:
-                Multiaddr.parse(a)
-            except MultiaddrError as exc:
-                raise ValueError(f"bad listen address: {exc}") from None
 
     @classmethod
     def create(
@@ -481,6 +503,11 @@ class HandshakePayload:
         """Sign ``noise_static_pub`` with ``identity`` and advertise ``listen_addrs``."""
         sig = identity.sign(_signed_data(noise_static_pub))
         addrs = tuple(str(a) for a in listen_addrs)
+        if len(usable_listen_addrs(addrs, identity.peer_id)) != len(addrs):
+            raise ValueError(
+                "listen addresses must be usable by a receiver (parse, name no other PeerId, "
+                f"no unspecified host, no repeats): {list(addrs)!r:.300}"
+            )
         return cls(identity.public_key_bytes, sig, addrs)
 
     @property
@@ -498,7 +525,10 @@ class HandshakePayload:
             signed = _signed_data(noise_static_pub)
         except ValueError as exc:
             raise HandshakeError(str(exc)) from None
-        peer = self.peer_id
+        try:
+            peer = self.peer_id
+        except IdentityError as exc:  # a weak or non-canonical key (PROTOCOL.md 2.3)
+            raise HandshakeError(f"identity key refused: {exc}") from None
         if not peer.verify(self.signature, signed):
             raise HandshakeError("identity signature over the Noise static key does not verify")
         return peer

@@ -34,6 +34,7 @@ from node.transport.frames import FrameDecoder, frame_header
 from node.transport.messages import (
     MAX_CHUNKED_PAYLOAD,
     MAX_DATA_PAYLOAD,
+    MAX_HANDSHAKE_PAYLOAD,
     Chunk,
     Close,
     CloseCode,
@@ -44,6 +45,7 @@ from node.transport.messages import (
     chunks_of,
     close_code_for,
     decode_message,
+    usable_listen_addrs,
 )
 from node.transport.noise import CipherState, HandshakeState
 
@@ -66,9 +68,10 @@ PROLOGUE = b"spacepanda/1"
 # Both directions rekey after this many transport messages (Noise spec section 11.3); the
 # count is implicit on both sides, so no rekey message is needed.
 REKEY_INTERVAL = 1 << 20
-# Handshake messages are small (keys, tags and a payload of at most a few hundred bytes); a
-# larger declared length during the handshake is garbage, refused without waiting for it.
-MAX_HANDSHAKE_FRAME = 4096
+# The largest valid handshake message: XX message 2 is e (32) + encrypted s (48) + the
+# encrypted payload (at most MAX_HANDSHAKE_PAYLOAD + 16). A larger declared length during the
+# handshake is garbage, refused as soon as its 2 length bytes arrive (PROTOCOL.md 4).
+MAX_HANDSHAKE_FRAME = 32 + 48 + MAX_HANDSHAKE_PAYLOAD + 16
 
 
 class SessionState(enum.Enum):
@@ -346,7 +349,8 @@ class Session:
         if peer_id == self._keys.identity.peer_id:
             raise HandshakeError("peer presented our own identity")
         self.peer_id = peer_id
-        self.peer_listen_addrs = payload.listen_addrs
+        # Hints only (never stored or dialled as such); entries we cannot use are dropped.
+        self.peer_listen_addrs = usable_listen_addrs(payload.listen_addrs, peer_id)
 
     def _finish_handshake(self, hs: HandshakeState) -> list[Event]:
         if not hs.complete:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from dht.persistence import ContactSnapshot, DhtStore
 from dht.records import MAX_RECORD_SIZE, PeerRecord, record_key
 from dht.service import DhtService
+from node.core.ed25519 import is_strict_public_key
 from node.core.errors import StorageError
 from node.core.identity import Identity, PeerId
 from node.storage import MemoryStorage, SqliteStorage, Storage, dhtstore
@@ -359,7 +360,8 @@ _hosts = st.one_of(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(
-        st.tuples(st.binary(min_size=32, max_size=32), _hosts, st.integers(1, 65535)),
+        st.tuples(st.binary(min_size=32, max_size=32).filter(is_strict_public_key), _hosts,
+                  st.integers(1, 65535)),
         max_size=8,
         unique_by=lambda r: r[0],
     )

@@ -36,6 +36,7 @@ from node.channels.wire import (
     WelcomeMessage,
     Withdrawal,
 )
+from node.core.ed25519 import is_strict_public_key
 from node.core.identity import Identity, PeerId
 
 UINT63 = (1 << 63) - 1
@@ -62,7 +63,8 @@ CAROL = Identity.from_seed(bytes(range(2, 34)))
 
 # -- primitives -----------------------------------------------------------------------------
 
-peers = st.binary(min_size=32, max_size=32).map(PeerId.from_public_key)
+# Strict keys only: a small-order or non-canonical key makes no PeerId (PROTOCOL.md 2.3).
+peers = st.binary(min_size=32, max_size=32).filter(is_strict_public_key).map(PeerId.from_public_key)
 id16 = st.binary(min_size=16, max_size=16)
 id32 = st.binary(min_size=32, max_size=32)
 sig64 = st.binary(min_size=64, max_size=64)

@@ -43,7 +43,9 @@ from node.transport.messages import (
     _decode_strict,
     close_code_for,
     decode_message,
+    usable_listen_addrs,
 )
+from node.transport.session import MAX_HANDSHAKE_FRAME
 
 ALICE = Identity.from_seed(bytes(range(32)))
 BOB = Identity.from_seed(bytes(range(1, 33)))
@@ -66,8 +68,9 @@ def test_other_messages_known_bytes() -> None:
     assert Close(CloseCode.IDLE_TIMEOUT, "idle").encode().hex() == (
         "a4617403617601646" + "36f646503" + "66726561736f6e6469646c65"
     )
-    assert Data("dht", b"\x01\x02").encode().hex() == (
-        "a4617404617601677061796c6f616442" + "0102" + "6870726f746f636f6c63646874"
+    assert Data("sp/env/1", b"\x01\x02").encode().hex() == (
+        "a4617404617601677061796c6f616442" + "0102" + "6870726f746f636f6c"
+        + "6873702f656e762f31"
     )
 
 
@@ -345,7 +348,7 @@ def _hp_raw(**overrides: Any) -> bytes:
         (_hp_raw(listen_addrs=...), "missing field"),
         (_hp_raw(listen_addrs="/ip4/1.2.3.4/tcp/5"), "array"),
         (_hp_raw(listen_addrs=[b"/ip4/1.2.3.4/tcp/5"]), "listen address"),
-        (_hp_raw(listen_addrs=["/ip4/1.2.3.4/udp/5"]), "bad listen address"),
+        (_hp_raw(listen_addrs=["x" * 513]), "listen address longer"),
         (_hp_raw(listen_addrs=["/ip4/1.2.3.4/tcp/5"] * (MAX_LISTEN_ADDRS + 1)), "items"),
         (_hp_raw(extra=1), "unexpected field"),
         (_hp_raw(t=1), "unexpected field"),
@@ -362,9 +365,34 @@ def test_handshake_decode_rejects(data: bytes, fragment: str) -> None:
 
 
 def test_handshake_max_addrs_fit() -> None:
-    longest = "/dns/" + ".".join(["a" * 63] * 3) + "/tcp/65535/p2p/" + str(ALICE.peer_id)
-    hp = HandshakePayload.create(ALICE, STATIC, [longest] * MAX_LISTEN_ADDRS)
+    longest = [f"/dns/{chr(97 + i)}" + "a" * 62 + "." + ".".join(["a" * 63] * 2)
+               + "/tcp/65535/p2p/" + str(ALICE.peer_id) for i in range(MAX_LISTEN_ADDRS)]
+    hp = HandshakePayload.create(ALICE, STATIC, longest)
     assert HandshakePayload.decode(hp.encode()) == hp
+    # And the whole handshake message carrying it is within the handshake frame limit.
+    assert 96 + len(hp.encode()) + 16 <= MAX_HANDSHAKE_FRAME
+
+
+def test_unusable_listen_addrs_are_ignored_not_fatal() -> None:
+    # PROTOCOL.md 5.3: the payload decodes and verifies; the receiver keeps what it can use.
+    other = Identity.from_seed(bytes(range(5, 37))).peer_id
+    entries = [
+        "/ip4/1.2.3.4/udp/5", "/ip4/1.2.3.4/tcp/0", "/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001",
+        f"/ip4/1.2.3.4/tcp/7/p2p/{other}", "/ip4/01.2.3.4/tcp/5", "/quic/1", "",
+        "/ip4/1.2.3.4/tcp/5", f"/ip4/1.2.3.4/tcp/5/p2p/{ALICE.peer_id}", "/dns4/a.b/tcp/9",
+    ]
+    sig = ALICE.sign(HANDSHAKE_SIGNATURE_DOMAIN + STATIC)
+    raw = _hp_raw(identity_key=ALICE.public_key_bytes, signature=sig, listen_addrs=entries)
+    hp = HandshakePayload.decode(raw)
+    assert hp.verify(STATIC) == ALICE.peer_id
+    assert usable_listen_addrs(hp.listen_addrs, ALICE.peer_id) == (
+        "/ip4/1.2.3.4/tcp/5", "/dns4/a.b/tcp/9")
+    # A sender never builds such a list.
+    for bad in entries[:8]:
+        with pytest.raises(ValueError):
+            HandshakePayload.create(ALICE, STATIC, [bad])
+    with pytest.raises(ValueError):
+        HandshakePayload.create(ALICE, STATIC, ["/ip4/1.2.3.4/tcp/5"] * 2)
 
 
 # -- properties -------------------------------------------------------------------------
@@ -492,7 +520,7 @@ def test_handshake_payload_matches_protocol_doc_appendix() -> None:
     [
         lambda: HandshakePayload(b"\x11" * 32, b"\x22" * 64, ("/ip4/1.2.3.4/tcp/5",) * 17),
         lambda: HandshakePayload(b"\x11" * 32, b"\x22" * 64, ["/ip4/1.2.3.4/tcp/5"]),
-        lambda: HandshakePayload(b"\x11" * 32, b"\x22" * 64, ("/ip4/1.2.3.4/tcp/0",)),
+        lambda: HandshakePayload.create(ALICE, STATIC, ["/ip4/1.2.3.4/tcp/0"]),
         lambda: HandshakePayload(b"\x11" * 31, b"\x22" * 64),
         lambda: HandshakePayload.create(ALICE, STATIC[:16]),
         lambda: HandshakePayload.create(ALICE, STATIC, ["nope"]),

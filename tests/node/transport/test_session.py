@@ -123,6 +123,24 @@ def test_garbage_closes_only_that_session() -> None:
         p.b.send_data("test", b"x", p.now)
 
 
+def test_a_decryption_failure_sends_close_then_ends(  # PROTOCOL.md 6.1 answers
+) -> None:
+    p = Pair()
+    p.connect()
+    events = p.b.receive_data(struct.pack(">H", 40) + b"\x00" * 40, p.now)
+    (closed,) = [e for e in events if isinstance(e, Closed)]
+    assert closed.code is CloseCode.PROTOCOL_ERROR
+    # b's sending CipherState is unaffected: its Close reaches a, which decrypts it.
+    out = p.b.data_to_send()
+    assert out
+    got = p.a.receive_data(out, p.now)
+    (closed_a,) = [e for e in got if isinstance(e, Closed)]
+    assert closed_a.by_peer and closed_a.code is CloseCode.PROTOCOL_ERROR
+    # After a Close the receiver sends nothing more, not even a Close of its own.
+    assert p.a.data_to_send() == b""
+    assert p.a.close(CloseCode.NORMAL, "late", p.now) == [] and p.a.data_to_send() == b""
+
+
 def test_garbage_handshake_is_refused() -> None:
     b = Session(make_keys(), initiator=False, now=0.0)
     events = b.receive_data(b"\x00\x20" + b"\xff" * 32 + b"\x00\x05hello", 0.0)
