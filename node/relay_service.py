@@ -89,7 +89,16 @@ class RelayService:
             self._apply(self.router.remove_peer(peer, now))
 
     async def _on_frame(self, peer: PeerId, payload: bytes) -> None:
-        self._apply(self.router.receive(peer, bytes(payload), self._wall()))
+        now = self._wall()
+        if not self.router.knows(peer):
+            # A new link's first frames (its SUBSCRIBE and GRAFT) can be read before its LinkUp
+            # reaches us: dropping them would leave the peer out of our meshes.
+            link = self._node.connections.get(peer)
+            if link is not None:
+                self.counters["peers_added_on_frame"] += 1
+                self._apply(self.router.add_peer(peer, now,
+                                                 outbound=link.direction == "outbound"))
+        self._apply(self.router.receive(peer, bytes(payload), now))
 
     async def _heartbeat(self) -> None:
         while True:

@@ -223,6 +223,10 @@ class GossipRouter:
             self._queue(peer, Subscribe(tuple(sorted(self._topics))))
         return self._flush()
 
+    def knows(self, peer: PeerId) -> bool:
+        """Whether ``peer`` was added (and not removed since)."""
+        return peer in self._peers
+
     def remove_peer(self, peer: PeerId, now: float) -> list[Effect]:
         """The link to ``peer`` is down. Its score is kept a while so that reconnecting does not
         wash a penalty away."""
