@@ -17,7 +17,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from node.core.errors import ConfigError, MultiaddrError
+from node.core.errors import ConfigError, IdentityError, MultiaddrError
+from node.core.identity import PeerId
 from node.core.multiaddr import Multiaddr
 from node.datadir import default_data_dir
 
@@ -66,6 +67,9 @@ class NodeConfig:
     dht_subnet_prefix: int = 24
     # Accept channel invites without asking (bots, tests); people decide by hand otherwise.
     auto_accept_invites: bool = False
+    # Peers never dialled and refused when they dial us, besides the API's deny list (which
+    # an operator can change at run time; these only by editing the config).
+    blocked_peers: tuple[PeerId, ...] = ()
 
     def __post_init__(self) -> None:
         if self.min_connections > self.max_connections:
@@ -121,6 +125,27 @@ def _multiaddr_list(value: object, from_text: bool) -> tuple[Multiaddr, ...]:
             out.append(_multiaddr(item, from_text))
         except ValueError as exc:
             raise ValueError(f"item {i} ({item!r}): {exc}") from None
+    return tuple(out)
+
+
+def _peer_id_list(value: object, from_text: bool) -> tuple[PeerId, ...]:
+    items: list[object]
+    if isinstance(value, str) and from_text:
+        items = [p for p in (s.strip() for s in value.split(",")) if p]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError("expected a list of PeerId strings")
+    out: list[PeerId] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise ValueError(f"item {i} ({item!r}): expected a PeerId string")
+        try:
+            peer = PeerId.from_string(item.strip())
+        except IdentityError as exc:
+            raise ValueError(f"item {i} ({item!r}): {exc}") from None
+        if peer not in out:
+            out.append(peer)
     return tuple(out)
 
 
@@ -243,6 +268,8 @@ _FIELDS: tuple[_Field, ...] = (
         "IPv4 prefix length grouping DHT contacts for per-subnet limits; 32 means per address",
     ),
     _Field("auto_accept_invites", _bool, False, "accept channel invites without asking"),
+    _Field("blocked_peers", _peer_id_list, [],
+           "PeerIds never dialled and refused when they dial (besides the API's deny list)"),
 )
 _BY_NAME = {f.name: f for f in _FIELDS}
 assert set(_BY_NAME) | {"data_dir"} == {f.name for f in fields(NodeConfig)}

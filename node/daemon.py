@@ -135,6 +135,7 @@ class Node:
         # The deny list, loaded from storage when the node starts; checked on every dial and
         # every inbound handshake (ConnectionManager.refuse) and by the mesh dialer.
         self._blocked: set[PeerId] = set()
+        self._blocked_by_config = frozenset(config.blocked_peers)
         self._join: JoinWatcher | None = None
         # What this node tells operators it listens on: the configured announce addresses,
         # or the bound ones with 0.0.0.0 / :: expanded to the interface addresses.
@@ -301,7 +302,7 @@ class Node:
         return closed or forgotten or block
 
     def is_blocked(self, peer_id: PeerId) -> bool:
-        return peer_id in self._blocked
+        return peer_id in self._blocked or peer_id in self._blocked_by_config
 
     async def unblock(self, peer_id: PeerId) -> bool:
         """Take ``peer_id`` off the deny list; False when it was not on it."""
@@ -578,7 +579,7 @@ class Node:
             "mesh_dial_failures": mesh_stats.get("dial_failures", 0),
             "mesh_backing_off": mesh_stats.get("backing_off", 0),
             "dht_ready": self._dht is not None and self._dht.is_ready,
-            "blocked_peers": len(self._blocked),
+            "blocked_peers": len(self._blocked | self._blocked_by_config),
             "handshakes": dict(self.telemetry.links.handshakes),
         }
         if self._conns is not None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from node.config import NodeConfig, default_config_toml, load_config
 from node.core.errors import ConfigError
+from node.core.identity import Identity
 from node.core.multiaddr import Multiaddr
 
 BOOT_A = "/ip4/10.0.0.1/tcp/4001"
@@ -169,6 +170,7 @@ _FIELD_NAMES = [
     "send_queue_frames",
     "jitter",
     "relay_shards",
+    "blocked_peers",
 ]
 _toml_values = st.recursive(
     st.booleans()
@@ -202,3 +204,15 @@ def test_any_toml_value_is_config_error_or_valid(name: str, value: object) -> No
             assert f"'{name}'" in str(exc) or "max_connections" in str(exc)
         else:
             assert isinstance(c, NodeConfig)
+
+
+def test_blocked_peers_from_toml_and_env() -> None:
+    a, b = Identity.generate().peer_id, Identity.generate().peer_id
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "config.toml").write_text(tomli_w.dumps({"blocked_peers": [str(a), str(a)]}))
+        assert load_config({}, {}, data_dir=Path(tmp)).blocked_peers == (a,)
+        env = {"SPACEPANDA_BLOCKED_PEERS": f" {a} , {b} "}
+        assert load_config({}, env, data_dir=Path(tmp)).blocked_peers == (a, b)
+        with pytest.raises(ConfigError, match="item 1"):
+            load_config({}, {"SPACEPANDA_BLOCKED_PEERS": f"{a},not-a-peer"},
+                        data_dir=Path(tmp))
