@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,21 +21,36 @@ from node.core.errors import ConfigError
 class Proc:
     """One node process with its own data dir."""
 
-    def __init__(self, data_dir: Path, host: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, host: str, env: dict[str, str] | None = None,
+                 module: str = "node") -> None:
         self.data_dir = data_dir
         self.host = host
         self.extra_env = dict(env or {})
+        # ``python -m <module> run ...``: "node", or a test wrapper that runs node.cli.main.
+        self.module = module
         self.proc: subprocess.Popen[bytes] | None = None
         self.client: ApiClient | None = None
 
+    def init(self) -> str:
+        """``spacepanda init`` before the first start; returns the PeerId (offline)."""
+        subprocess.run([sys.executable, "-m", "node", "init", "--data-dir", str(self.data_dir)],
+                       check=True, capture_output=True)
+        out = subprocess.run([sys.executable, "-m", "node", "id", "--data-dir",
+                              str(self.data_dir), "--json"],
+                             check=True, capture_output=True, text=True).stdout
+        return str(json.loads(out)["peer_id"])
+
     def start(self, *, port: int = 0, bootstrap: tuple[str, ...] = ()) -> Proc:
-        cmd = [sys.executable, "-m", "node", "run", "--init", "--data-dir", str(self.data_dir),
+        cmd = [sys.executable, "-m", self.module, "run", "--init", "--data-dir",
+               str(self.data_dir),
                "--listen", f"/ip4/{self.host}/tcp/{port}", "--api", "/ip4/127.0.0.1/tcp/0",
                "--log-format", "json"]
         for addr in bootstrap:
             cmd += ["--bootstrap", addr]
         # Tuned for speed on 127.0.0.x; a test's own env wins (test_lan_mesh puts defaults back).
-        env = {**os.environ, "SPACEPANDA_DHT_SUBNET_PREFIX": "32",
+        repo = str(Path(__file__).resolve().parents[1])  # for test wrappers (tests.*)
+        path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "PYTHONPATH": path, "SPACEPANDA_DHT_SUBNET_PREFIX": "32",
                "SPACEPANDA_KEEPALIVE_INTERVAL_S": "1", "SPACEPANDA_IDLE_TIMEOUT_S": "4",
                **self.extra_env}
         log = (self.data_dir.parent / f"{self.data_dir.name}.log").open("ab")
@@ -109,8 +125,8 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
 def procs(tmp_path: Path) -> Iterator[Callable[[str], Proc]]:
     made: list[Proc] = []
 
-    def make(host: str, **env: str) -> Proc:
-        p = Proc(tmp_path / f"node{len(made)}", host, env)
+    def make(host: str, module: str = "node", **env: str) -> Proc:
+        p = Proc(tmp_path / f"node{len(made)}", host, env, module)
         made.append(p)
         return p
 
