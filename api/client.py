@@ -147,6 +147,9 @@ class ApiClient:
         """``GET /v1/dht``: the node's DHT statistics."""
         return _object(self.request("GET", "/v1/dht")[1])
 
+    def network(self) -> dict[str, Any]:
+        return _object(self.request("GET", "/v1/network")[1])
+
     def resolve(self, peer_id: str) -> dict[str, Any] | None:
         """The verified peer record for ``peer_id``, or None when the DHT has no valid one."""
         path = "/v1/dht/peers/" + urllib.parse.quote(peer_id, safe="")

@@ -211,6 +211,11 @@ class NodeControl(Protocol):
         ``contacts``, ``records``, ``lookups``, ``drops``...)."""
         ...
 
+    async def network(self) -> dict[str, Any]:
+        """``GET /v1/network``: the relay, the mailboxes and delivery, shaped by
+        ``node.netview.network_view``; ``NetworkStopped`` (-> 503) while they do not run."""
+        ...
+
     async def resolve(self, peer_id: PeerId) -> dict[str, Any] | None:
         """``GET /v1/dht/peers/{peer_id}``: the verified record as :func:`record_json` gives
         it, or None when no valid record was found (-> 404)."""

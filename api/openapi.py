@@ -11,6 +11,7 @@ from importlib import metadata
 from typing import Any
 
 from api.openapi_channels import CHANNEL_PATHS, CHANNEL_SCHEMAS
+from api.openapi_network import NETWORK_PATHS, NETWORK_SCHEMAS
 from api.openapi_parts import PEER_ID_PARAM as _PEER_ID_PARAM
 from api.openapi_parts import PROBLEM_TYPE_PREFIX, RECORD_NOT_FOUND
 from api.openapi_parts import UNAUTHORIZED as _UNAUTHORIZED
@@ -494,9 +495,9 @@ def build_spec(version: str | None = None) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": copy.deepcopy({**_PATHS, **CHANNEL_PATHS}),
+        "paths": copy.deepcopy({**_PATHS, **NETWORK_PATHS, **CHANNEL_PATHS}),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": copy.deepcopy({**_SCHEMAS, **CHANNEL_SCHEMAS}),
+            "schemas": copy.deepcopy({**_SCHEMAS, **NETWORK_SCHEMAS, **CHANNEL_SCHEMAS}),
         },
     }

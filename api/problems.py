@@ -43,6 +43,7 @@ from node.core.errors import (
     StorageFull,
     TransportError,
 )
+from node.netview import NetworkStopped
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -111,6 +112,7 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (StorageError, 500, "storage-error", "Storage error"),
     # Channels. The API's own errors first: they refine what the service reports.
     (ChannelsUnavailable, 503, "channels-unavailable", "Channels not running"),
+    (NetworkStopped, 503, "network-unavailable", "Relay and mailboxes not running"),
     (AlreadyMember, 409, "already-member", "Already a member"),
     (LastAdmin, 409, "last-admin", "Last admin"),
     (InviteeNotFound, 404, "record-not-found", "No peer record"),

@@ -145,6 +145,10 @@ async def get_dht(request: web.Request) -> web.Response:
     return web.json_response(request.app[CONTROL].dht_statistics())
 
 
+async def get_network(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[CONTROL].network())
+
+
 async def resolve_peer(request: web.Request) -> web.Response:
     peer_id = peer_id_param(request)
     limit = request.app[RESOLVE_TIMEOUT_KEY]
@@ -211,6 +215,7 @@ def create_app(
     r.add_delete("/v1/blocks/{peer_id}", unblock_peer)
     r.add_get("/v1/dht", get_dht, allow_head=False)
     r.add_get("/v1/dht/peers/{peer_id}", resolve_peer, allow_head=False)
+    r.add_get("/v1/network", get_network, allow_head=False)
     channels.routes(r)
     r.add_get("/v1/events", events.events, allow_head=False)
     r.add_get("/openapi.json", openapi, allow_head=False)

@@ -896,6 +896,18 @@ class ChannelService:
         }
         return stats
 
+    def backlog(self) -> dict[str, int]:
+        """Read-only depths for GET /v1/network and the metrics: envelopes held for what
+        they depend on, relayed ones no key opens yet, jobs waiting for the actor."""
+        return {"held": len(self._held), "unrouted": len(self._unrouted),
+                "jobs": self._net.qsize(), "calls": self._calls.qsize(),
+                "mailbox_keys_followed": len(self._cursors)}
+
+    async def mailbox_synced_at(self) -> float | None:
+        """Up to when (Unix seconds) the mailboxes were read completely; None: never."""
+        raw = await self._node.storage.get_meta(_SYNCED_META)
+        return None if raw is None else float(raw.decode())
+
     def active_channels(self) -> int:
         return sum(1 for c in self.manager.channels.values()
                    if c.meta.status == ChannelStatus.ACTIVE)

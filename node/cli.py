@@ -523,9 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     resolve = add("resolve", cmd_resolve, "look up a peer's verified record in the DHT", with_json)
     resolve.add_argument("peer_id", metavar="PEER_ID", type=_peer_id)
 
-    # Imported here: node.cli_channels builds on this module's helpers.
-    from node import cli_channels
+    # Imported here: node.cli_network and node.cli_channels build on this module's helpers.
+    from node import cli_channels, cli_network
 
+    cli_network.add_commands(add, with_json)
     cli_channels.add_commands(add, with_json)
     return parser
 

@@ -39,6 +39,7 @@ from node.loopguard import install_loop_guard
 from node.mailbox_service import MailboxService
 from node.metrics import Telemetry, TimedDhtService
 from node.netif import IPAddress, expand_listen, interface_addresses
+from node.netview import NetworkStopped, network_view
 from node.relay_service import RelayService
 from node.storage.base import MAX_PEER_ADDRS, Storage
 from node.transport.connections import (
@@ -274,6 +275,23 @@ class Node:
         if self._join is not None:
             stats["bootstrap"] = self._join.state().to_json()
         return stats
+
+    def _network_parts(self) -> tuple[RelayService, MailboxService, ChannelService]:
+        relay, mailboxes, channels = self._relay, self._mailboxes, self._channels
+        if (relay is None or mailboxes is None or channels is None
+                or not channels.ready.is_set() or not self.started.is_set()):
+            raise NetworkStopped("the relay and mailboxes are not running (the node is "
+                                 "starting or stopping)")
+        return relay, mailboxes, channels
+
+    async def network(self) -> dict[str, Any]:
+        """``GET /v1/network`` (``node.netview``); NetworkStopped until everything runs."""
+        relay, mailboxes, channels = self._network_parts()
+        usage = await mailboxes.usage()
+        self.telemetry.mailbox_usage = usage
+        synced_at = await channels.mailbox_synced_at()
+        return network_view(relay, mailboxes, channels, self.dispatcher, now=self._wall(),
+                            usage=usage, synced_at=synced_at)
 
     async def resolve(self, peer_id: PeerId) -> dict[str, Any] | None:
         record = await self.dht.resolve(peer_id)
@@ -539,6 +557,8 @@ class Node:
                 self._channels = channels
                 tg.create_task(self.telemetry.count_messages(channels, self.peer_id),
                                name="message-metrics")
+                tg.create_task(self.telemetry.sample_mailbox_usage(self._mailboxes),
+                               name="mailbox-usage-metrics")
                 self.started.set()
                 await stop.wait()
                 self._stopping = True
@@ -592,6 +612,13 @@ class Node:
             dht["protocol_drops"] = dict(self._dht.protocol.drops)
             dht["store"] = self._dht.storage.statistics()
             stats["dht"] = dht
+        stats["relay_shards"] = self.config.relay_shards
+        with contextlib.suppress(NetworkStopped):
+            relay, mailboxes, channels = self._network_parts()
+            stats["network"] = network_view(relay, mailboxes, channels, self.dispatcher,
+                                            now=self._wall(),
+                                            usage=self.telemetry.mailbox_usage,
+                                            synced_at=None)
         if self._channels is not None:
             stats["channels"] = self._channels.statistics()
             views = self._channels.views()

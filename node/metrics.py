@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import structlog
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -34,12 +35,16 @@ from prometheus_client.registry import Collector
 from dht.service import DhtService
 from dht.storage import StoreResult
 from node.buildinfo import build_info
+from node.core.errors import StorageError
 from node.core.identity import PeerId
+from node.metrics_network import network_families
+from node.storage.mailboxstore import MailboxTotals
 from node.transport.connections import LinkDown, LinkEvent, LinkUp
 from node.transport.link import Link
 
 if TYPE_CHECKING:
     from node.channel_service import ChannelService
+    from node.mailbox_service import MailboxService
 
 __all__ = [
     "LOOKUP_BUCKETS",
@@ -50,6 +55,9 @@ __all__ = [
     "node_registry",
 ]
 
+log = structlog.get_logger("node.metrics")
+
+MAILBOX_SAMPLE_S = 10.0  # seconds between reads of the mailbox totals for the metrics
 # Seconds. A lookup on a LAN takes milliseconds; one through dead contacts up to the API's 30 s.
 LOOKUP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -152,6 +160,19 @@ class Telemetry:
     )
     messages: Counter[str] = field(default_factory=lambda: Counter({"sent": 0, "received": 0}))
     notices_lost: int = 0
+    # What this node holds for others, as last read from the database (a scrape cannot
+    # wait for a query): every MAILBOX_SAMPLE_S, and whenever GET /v1/network reads it.
+    mailbox_usage: MailboxTotals | None = None
+
+    async def sample_mailbox_usage(self, mailboxes: MailboxService,
+                                   every_s: float = MAILBOX_SAMPLE_S) -> None:
+        """Keep :attr:`mailbox_usage` fresh (runs in the node's TaskGroup)."""
+        while True:
+            try:
+                self.mailbox_usage = await mailboxes.usage()
+            except StorageError as exc:
+                log.warning("mailbox_usage_unreadable", error=str(exc))
+            await asyncio.sleep(every_s)
 
     async def count_messages(self, channels: ChannelService, me: PeerId) -> None:
         """Count the channel service's ``message`` notices as sent (ours) or received.
@@ -253,6 +274,7 @@ class _NodeCollector(Collector):
         yield from self._mesh(stats)
         yield from self._dht(_dict_any(stats.get("dht")), t)
         yield from self._channels(_dict_any(stats.get("channels")), stats, t)
+        yield from network_families(stats)
 
     def _build(self) -> Iterator[Metric]:
         info = build_info()

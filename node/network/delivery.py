@@ -174,6 +174,10 @@ class Delivery:
                                                        for p in item.pending))
         ]
 
+    def jittered(self, now: float) -> int:
+        """Items send jitter still holds back at ``now`` (read-only, for visibility)."""
+        return sum(1 for item in self._items.values() if item.not_before > now)
+
     def items(self) -> list[tuple[bytes, object, frozenset[PeerId]]]:
         return [(i.item_id, i.tag, frozenset(i.pending)) for i in self._items.values()]
 

@@ -791,6 +791,11 @@ class GossipRouter:
     def peers(self) -> tuple[PeerId, ...]:
         return tuple(self._peers)
 
+    def subscribers(self, topic: int) -> tuple[PeerId, ...]:
+        """Peers that told us they relay ``topic`` (flood-publishing reaches those of them
+        at or above the publish threshold)."""
+        return tuple(self._topic_peers.get(topic, ()))
+
     @property
     def topics(self) -> tuple[int, ...]:
         return tuple(self._topics)

@@ -28,6 +28,7 @@ from node.core.errors import (
 )
 from node.core.identity import Identity, PeerId
 from node.core.multiaddr import Multiaddr
+from node.netview import NetworkStopped
 from tests.api.channel_harness import ApiFor, api_clients
 
 Client = TestClient[web.Request, web.Application]
@@ -142,6 +143,10 @@ class FakeNode:
         if self.dht_error is not None:
             raise self.dht_error
         return dht_stats(self.identity.peer_id)
+
+    async def network(self) -> dict[str, Any]:
+        # The relay and mailboxes run only in a real node (tests/api/test_network.py).
+        raise NetworkStopped("the relay and mailboxes are not running")
 
     async def resolve(self, peer_id: PeerId) -> dict[str, Any] | None:
         self.resolved.append(peer_id)

@@ -65,6 +65,7 @@ async def test_readyz_503_until_ready(client: Client, fake: FakeNode) -> None:
         ("DELETE", "/v1/peers/x"),
         ("GET", "/v1/dht"),
         ("GET", "/v1/dht/peers/x"),
+        ("GET", "/v1/network"),
         ("GET", "/openapi.json"),
         ("GET", "/metrics"),
         ("GET", "/nope"),

@@ -4,6 +4,7 @@ start, values that follow real traffic (links, DHT, channels), counters that nev
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from node.buildinfo import commit, version
+from node.core.padding import BUCKETS
 from node.metrics import (
     CHANNEL_STATUSES,
     DHT_DROP_REASONS,
@@ -29,6 +31,15 @@ from node.metrics import (
     LinkTotals,
     node_registry,
 )
+from node.metrics_network import (
+    MAILBOX_STORE_OUTCOMES,
+    PROTOCOLS,
+    RELAY_MESSAGE_OUTCOMES,
+    SCORE_BANDS,
+    network_families,
+)
+from node.netview import STORE_REFUSALS
+from node.network.mailbox_wire import KEY_LEN, Status
 from node.transport.connections import LinkDown, LinkUp
 from tests.harness import Running, StartNode, wait_for
 
@@ -88,9 +99,38 @@ async def test_naming_conventions_and_everything_present_at_start(
                                           ("processed", "held", "duplicate", "rate_limited")),
         "spacepanda_envelopes_sent": ("kind", ("envelope", "ack")),
     }
+    expected |= {
+        "spacepanda_relay_messages": ("outcome", tuple(RELAY_MESSAGE_OUTCOMES)),
+        "spacepanda_relay_stem_messages": ("outcome", ("sent", "received", "relayed",
+                                                       "fluffed", "loop")),
+        "spacepanda_relay_iwant_ids": ("outcome", ("served", "missing", "repeated")),
+        "spacepanda_relay_misbehaviour": ("kind", ("bad_frame", "ihave_flood", "iwant_flood",
+                                                   "broken_promise", "graft_in_backoff")),
+        "spacepanda_relay_frames": ("outcome", ("sent", "dropped", "no_link")),
+        "spacepanda_relay_delivered": ("outcome", ("queued", "dropped")),
+        "spacepanda_relay_mesh_peers": ("shard", ("0",)),
+        "spacepanda_relay_shard_peers": ("shard", ("0",)),
+        "spacepanda_relay_peers": ("score_band", SCORE_BANDS),
+        "spacepanda_relay_peer_score": ("stat", ("min", "median", "max")),
+        "spacepanda_mailbox_stores": ("outcome", MAILBOX_STORE_OUTCOMES),
+        "spacepanda_mailbox_fetches_refused": ("reason", ("rate_limited", "unavailable")),
+        "spacepanda_mailbox_client_stores": ("outcome", ("ok", "duplicate", "key_full",
+                                                         "holder_full", "unavailable")),
+        "spacepanda_mailbox_client_failures": ("reason", ("timeout", "dial_failed",
+                                                          "fetch_rate_limited")),
+        "spacepanda_queue_depth": ("queue", ("channel_jobs", "channel_calls",
+                                             "relay_delivered")),
+        "spacepanda_protocol_queue_depth": ("protocol", PROTOCOLS),
+    }
     for name, (label, values) in expected.items():
         seen = {s.labels[label] for s in families[name]}
         assert set(values) <= seen, (name, set(values) - seen)
+    assert {"refused_" + r for r in STORE_REFUSALS} >= {"refused_holder_full",
+                                                        "refused_key_full"}
+    # A fresh node: no relay peers, nothing held, the holder's budget as configured.
+    assert value(families, "spacepanda_relay_peers", score_band="ok") == 0
+    assert value(families, "spacepanda_mailbox_quota_bytes") == 1024 * 1024 * 1024
+    assert value(families, "spacepanda_mailbox_envelopes") == 0
     assert "quota" in RECORD_REFUSALS and "stored" not in RECORD_REFUSALS
     rpcs = {(s.labels["type"], s.labels["direction"]) for s in families["spacepanda_dht_rpcs"]}
     assert {(t, d) for t in DHT_RPCS for d in ("in", "out")} <= rpcs
@@ -102,6 +142,38 @@ async def test_naming_conventions_and_everything_present_at_start(
     assert build[0].labels == {"version": version(), "commit": commit(),
                                "python": build[0].labels["python"]}
     assert value(families, "spacepanda_dht_ready") == 1.0  # a bootstrap node
+
+
+def test_network_families_present_before_the_services_run() -> None:
+    """A node still starting has no relay, mailboxes or channels: the families are there
+    anyway, at 0, with their preset labels (shards from the configuration)."""
+    families = {f.name: f for f in network_families({"relay_shards": 3})}
+    assert len(families) >= 35
+    for name, family in families.items():
+        assert name.startswith("spacepanda_") and family.samples, name
+        assert all(s.value == 0 for s in family.samples), name
+    shards = {s.labels["shard"] for s in families["spacepanda_relay_mesh_peers"].samples}
+    assert shards == {"0", "1", "2"}
+
+
+async def test_relay_shards_and_mailbox_usage_follow_the_node(start_node: StartNode) -> None:
+    a = await start_node(relay_shards=3)
+    families = scrape(a)
+    assert {s.labels["shard"] for s in families["spacepanda_relay_mesh_peers"]} \
+        == {"0", "1", "2"}
+    # The usage sampler's first read happens as the node starts.
+    await wait_for(lambda: a.node.telemetry.mailbox_usage is not None, timeout=10)
+    mailboxes = a.node.mailboxes
+    assert mailboxes is not None
+    envelope = os.urandom(BUCKETS[0])
+    assert await mailboxes.store(a.node.peer_id, os.urandom(KEY_LEN), envelope) == Status.OK
+    body = await a.node.network()  # reads the usage afresh (and for the metrics)
+    assert body["mailboxes"]["holder"]["envelopes"] == 1
+    families = scrape(a)
+    assert value(families, "spacepanda_mailbox_envelopes") == 1
+    assert value(families, "spacepanda_mailbox_bytes") == len(envelope)
+    assert value(families, "spacepanda_mailbox_stores_total", outcome="stored") == 1
+    assert value(families, "spacepanda_mailbox_client_stores_total", outcome="ok") == 1
 
 
 def test_preset_reasons_cover_the_code() -> None:

@@ -117,6 +117,17 @@ def test_duplicate_item_or_no_recipients_is_ignored() -> None:
     assert d.statistics()["outbox_items"] == 1
 
 
+def test_jittered_counts_items_held_back_until_their_release() -> None:
+    d = make()
+    d.link_up(P1, 0.0)
+    d.add(item(1), env(1), [P1], 0.0)
+    d.add(item(2), env(2), [P1], 0.0, not_before=2.0)
+    d.add(item(3), env(3), [P1, P2], 0.0, not_before=5.0)
+    assert d.jittered(0.0) == 2 and d.jittered(2.0) == 1 and d.jittered(5.0) == 0
+    d.cancel(item(3))
+    assert d.jittered(0.0) == 1
+
+
 def test_statistics() -> None:
     d = make(window=1)
     d.link_up(P1, 0.0)

@@ -199,6 +199,18 @@ def test_peer_unsubscribing_leaves_the_mesh() -> None:
     assert p not in r.mesh(0)
 
 
+def test_subscribers_are_the_peers_that_relay_the_topic() -> None:
+    r = make(shards=2)
+    connect(r, [P1, P2], topics=(0, 1))
+    connect(r, [P3], topics=(1,))
+    assert sorted(r.subscribers(0)) == sorted([P1, P2])
+    assert sorted(r.subscribers(1)) == sorted([P1, P2, P3])
+    r.receive(P1, frame(Unsubscribe((0,))), 0.5)
+    r.remove_peer(P3, 0.5)
+    assert r.subscribers(0) == (P2,) and sorted(r.subscribers(1)) == sorted([P1, P2])
+    assert r.subscribers(7) == ()
+
+
 def test_subscriptions_are_repeated_now_and_then() -> None:
     r, _ = meshed(3, resubscribe_every=5)
     hellos = [t for t in range(2, 12) if of(r.heartbeat(float(t)), Subscribe)]
