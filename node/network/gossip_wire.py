@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from node.core.errors import SpacePandaError
+from node.core.padding import BUCKETS, MAX_ENVELOPE, is_envelope_size
 
 __all__ = [
     "BUCKETS",
@@ -65,11 +66,8 @@ MAX_IDS = 1024
 MAX_TOPICS = 256
 MAX_ITEMS = 256
 MAX_FRAME = 1 << 20  # one chunked transport payload (PROTOCOL.md section 6.3)
-# Sealed envelopes (PROTOCOL.md section 11): repeated here because node.network may not import
-# node.channels; tests check both agree.
+# Sealed envelopes (PROTOCOL.md section 11); the size rule lives in node.core.padding.
 ENVELOPE_VERSION = 1
-BUCKETS = (512, 2048, 8192, 32768)
-MAX_ENVELOPE = (1 << 20) - 4096
 
 _PUBLISH, _STEM, _IHAVE, _IWANT, _GRAFT, _PRUNE, _SUB, _UNSUB = range(1, 9)
 _U16 = struct.Struct(">H")
@@ -86,21 +84,10 @@ def message_id(envelope: bytes) -> bytes:
     return hashlib.sha256(envelope).digest()[:MSG_ID_LEN]
 
 
-def _padme(length: int) -> int:
-    e = length.bit_length() - 1
-    s = e.bit_length()
-    mask = (1 << (e - s)) - 1
-    return (length + mask) & ~mask
-
-
 def is_envelope(envelope: bytes) -> bool:
     """Well formed for a relay: version 1 and one of the sizes a sealed envelope can have."""
-    n = len(envelope)
-    if n == 0 or envelope[0] != ENVELOPE_VERSION:
-        return False
-    if n in BUCKETS:
-        return True
-    return BUCKETS[-1] < n <= MAX_ENVELOPE and _padme(n) == n
+    return (len(envelope) > 0 and envelope[0] == ENVELOPE_VERSION
+            and is_envelope_size(len(envelope)))
 
 
 def _check_topic(topic: int) -> None:
