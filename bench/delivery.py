@@ -182,6 +182,7 @@ def run_offline(args: argparse.Namespace, nodes: int) -> dict[str, Any]:
         "store_kib": c["request_bytes"] / 1024, "reply_kib": c["reply_bytes"] / 1024,
         "owed_at_quiet": c["owed_at_quiet"], "lookups": c["lookups"],
         "failed": c["fetch_failed"], "cpu_s": cpu,
+        "holders_read": " ".join(f"{n}:{k}" for n, k in sorted(sim.holders_read.items())),
     }
 
 
@@ -197,7 +198,8 @@ def print_offline(args: argparse.Namespace) -> None:
               f"theirs: {r['routes'] or 'nothing'}; {r['lookups']} "
               f"lookups, {r['failed']} fetches failed, mailbox requests "
               f"{r['store_kib']:.0f} KiB, replies {r['reply_kib']:.0f} KiB, "
-              f"{r['cpu_s']:.0f} s CPU", flush=True)
+              f"{r['cpu_s']:.0f} s CPU; keys read with envelopes, by nodes read that held "
+              f"them: {r['holders_read']}", flush=True)
         rows.append([
             str(r["nodes"]),
             f"{r['away_got'] / r['away_pairs']:.2%} ({r['away_got']}/{r['away_pairs']})",

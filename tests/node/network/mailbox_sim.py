@@ -194,6 +194,7 @@ class OfflineSimulation:
         self._request = 0
         self.counters: Counter[str] = Counter()
         self.stored_copies: dict[bytes, int] = {}  # envelope id -> holders that acknowledged
+        self.holders_read: Counter[int] = Counter()  # keys read, by nodes read that held them
         self.held_at_quiet: list[tuple[int, int]] = []  # per node: (envelopes, bytes) held
         self.quiet_at = 0.0
         self._schedule()
@@ -530,6 +531,11 @@ class OfflineSimulation:
                 process(holders)
 
         def process(holders: list[int]) -> None:
+            # How many of the nodes read held this key (3 when the holders a sender chose are
+            # all among them); 0 while some node holds it would be a key missed.
+            holding = sum(1 for h in holders if found[h])
+            if holding or self._held_anywhere(key):
+                self.holders_read[holding] += 1
             seen: set[bytes] = set()
             for h in holders:
                 for env in found[h]:
@@ -544,6 +550,11 @@ class OfflineSimulation:
 
         finished: set[int] = set()
         self._closest(i, key, self.config.collect_k, from_holders)
+
+    def _held_anywhere(self, key: bytes) -> bool:
+        now = self.wall()
+        return any(run_now(n.store.fetch(key, 0, 1, MAX_LIMIT * 1024, now)).items
+                   for n in self.nodes)
 
     # -- figures ------------------------------------------------------------------------------
 
