@@ -54,7 +54,7 @@ def test_mailbox_key_known_answer() -> None:
 
 
 def test_mailbox_key_vector_in_the_docs() -> None:
-    # docs/mailboxes.md section 14.1
+    # docs/PROTOCOL.md section 15.1
     key = mailbox_key(bytes(range(32)), 20000)
     assert key.hex() == "f7aadfba5ebba683ded048e6952ac6ea3dd68f76"
 
