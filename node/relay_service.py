@@ -59,7 +59,7 @@ class RelayService:
         self._node = node
         self._wall = wall
         # Every node relays every shard for now: with few shards that is what keeps the
-        # meshes full (docs/relay.md 14.1 foresees partial relaying above ~1,000 nodes).
+        # meshes full (PROTOCOL.md 14.1 foresees partial relaying above ~1,000 nodes).
         self.router = GossipRouter(self.settings, rng=rand or random.Random())
         self.delivered: asyncio.Queue[bytes] = asyncio.Queue(_DELIVER_QUEUE)
         self.counters: Counter[str] = Counter()

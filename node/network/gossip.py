@@ -1,5 +1,5 @@
 """Relay through the mesh, sans-I/O: gossipsub v1.1 in spirit over shard topics, with a
-Dandelion++-style stem phase for our own envelopes (docs/relay.md is the specification).
+Dandelion++-style stem phase for our own envelopes (specified in docs/PROTOCOL.md section 14).
 
 Feed a :class:`GossipRouter` with what happens and apply what it returns:
 

@@ -1,4 +1,4 @@
-"""Peer scores for the relay (gossipsub v1.1 in spirit, simplified; docs/relay.md).
+"""Peer scores for the relay (gossipsub v1.1 in spirit, simplified; PROTOCOL.md 14.8).
 
 A score is computed locally from what a peer did, never shared::
 

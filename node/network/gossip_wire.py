@@ -1,4 +1,4 @@
-"""Relay frames (Data protocol ``sp/gossip/1``; docs/relay.md): a strict binary codec.
+"""Relay frames (``sp/gossip/1``; docs/PROTOCOL.md 14): a strict binary codec.
 
 A frame is ``version(1) = 1`` followed by 1..256 items, back to back; each item starts with
 its type byte and carries its own lengths, so an item is never ambiguous::
