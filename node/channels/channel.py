@@ -196,6 +196,9 @@ class Step:
     # Our messages whose "seen by" count grew: (message id, members that have it).
     seen: list[tuple[bytes, int]] = field(default_factory=list)
     message_id: bytes | None = None  # for send_text: the new message's id
+    # Members whose application message (any content) we read in this step: they hold the
+    # epoch's secrets, so a Welcome we sent them arrived.
+    heard_from: list[PeerId] = field(default_factory=list)
 
     def extend(self, other: Step) -> None:
         self.outgoing += other.outgoing
@@ -209,6 +212,7 @@ class Step:
         self.sent_saved += other.sent_saved
         self.sent_deleted += other.sent_deleted
         self.seen += other.seen
+        self.heard_from += other.heard_from
 
 
 class Hold(Exception):
@@ -612,7 +616,7 @@ class Channel:
         sender, seq = seen["sender"], seen["seq"]
         assert isinstance(sender, PeerId) and isinstance(seq, int)
         self.meta.sender_seq[sender] = seq
-        step = Step(changed=True)
+        step = Step(changed=True, heard_from=[sender])
         try:
             content = decode_content(result.data)
         except PayloadError as exc:

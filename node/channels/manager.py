@@ -257,8 +257,9 @@ class ChannelManager:
         self._reports: dict[tuple[bytes, PeerId], tuple[int, bytes, float]] = {}
         self._readd_offered: dict[tuple[bytes, PeerId], float] = {}
         self._sealing_tags: dict[tuple[bytes, int], bytes] = {}
-        # Welcomes we sent, by (channel, joiner): settled once the joiner speaks in the
-        # channel (it may have got the Welcome through a relay, acknowledging nothing).
+        # Welcomes we sent, by (channel, joiner): settled once we read anything the joiner
+        # sent in the channel (its Profile, a Sync or a Text: it may have got the Welcome
+        # through a relay, acknowledging nothing).
         self._welcome_items: dict[tuple[bytes, PeerId], bytes] = {}
 
     # -- loading ----------------------------------------------------------------------------
@@ -417,6 +418,10 @@ class ChannelManager:
                 continue
         for ev in step.events:
             self._notice(channel, ev, result, now)
+        for peer in step.heard_from:
+            welcome = self._welcome_items.pop((cid, peer), None)
+            if welcome is not None:
+                result.cancelled.append(welcome)
         if step.welcomes or any(isinstance(e, MembersChanged) for e in step.events):
             self._finish_outgoing_invites(channel, result)
 
@@ -428,9 +433,6 @@ class ChannelManager:
                                    now, ev.seq)
             result.messages.append(stored)
             result.notices.append(_message_notice(stored))
-            welcome = self._welcome_items.pop((cid, ev.sender), None)
-            if welcome is not None:
-                result.cancelled.append(welcome)
         elif isinstance(ev, MembersChanged):
             for peer in ev.added:
                 result.notices.append(Notice("member_added", cid, {"peer_id": str(peer)}))
