@@ -9,8 +9,7 @@ so a holder (any node among the k = 3 closest to the key) learns nothing about t
 without its ``tag_key``. Per key the holder keeps an append-only log; each envelope gets the
 next sequence number of its key (the *cursor* a fetcher pages with). The holder's rules:
 
-* only sealed-envelope lengths (``node.core.padding``: the size rule is copied there because
-  ``node.network`` must not import ``node.channels``; a test holds the copies equal);
+* only sealed-envelope lengths (``node.core.padding``, the rule the channel layer pads by);
 * only days within ``day_skew`` of the holder's today (else EXPIRED): retention is counted
   from the day, ``expires_at = (day + 1 + retention_days) * 86400``;
 * a token bucket per uploader PeerId, in envelopes and in bytes, and one per fetcher (in
