@@ -1,4 +1,5 @@
-"""Per-source rate limits, RTT-based timeouts and subnet keys (pure; time is passed in)."""
+"""RTT-based timeouts, subnet keys and address checks (pure; time is passed in). Per-source
+rate limits are ``node.core.ratelimit.RateLimiter``, shared with the rest of the node."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from dataclasses import dataclass
 
 __all__ = [
     "LOCAL_NETWORKS",
-    "RateLimiter",
     "RttEstimator",
     "is_local_address",
     "subnet_key",
@@ -84,38 +84,6 @@ def _ip_version(ip: str) -> int:
     if addr.version == 4 and ip == "255.255.255.255":
         return 0
     return addr.version
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
-class RateLimiter:
-    """A token bucket per source key, LRU-bounded so a spoofed-address flood cannot grow it."""
-
-    def __init__(self, rate: float, burst: float, max_sources: int = 4096) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.max_sources = max_sources
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-
-    def allow(self, key: str, now: float, cost: float = 1.0) -> bool:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = _Bucket(self.burst, now)
-            self._buckets[key] = bucket
-            if len(self._buckets) > self.max_sources:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
-            bucket.updated = now
-        if bucket.tokens < cost:
-            return False
-        bucket.tokens -= cost
-        return True
 
 
 @dataclass

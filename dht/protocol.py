@@ -34,13 +34,14 @@ from kademlia.protocol import KademliaProtocol
 
 from dht.config import DhtConfig
 from dht.errors import DhtError
-from dht.limits import RateLimiter, RttEstimator, valid_contact_address
+from dht.limits import RttEstimator, valid_contact_address
 from dht.records import VerifiedPeerRecord
 from dht.routing import Contact, RoutingTable
 from dht.storage import RecordStorage, StoreResult
 from dht.wire import REQUEST, Datagram, WireError, encode_request, encode_response, parse_datagram
 from node.core.ed25519 import is_strict_public_key
 from node.core.identity import Identity, PeerId, node_id_for
+from node.core.ratelimit import RateLimiter
 
 __all__ = ["IDENTIFY_DOMAIN", "DhtProtocol", "Proof"]
 

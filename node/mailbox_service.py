@@ -38,6 +38,7 @@ from node.core.errors import ConnectionClosed, SpacePandaError, StorageError, Tr
 from node.core.identity import PeerId
 from node.network.mailbox import (
     COLLECT_K,
+    HOLDER_SECRET_LEN,
     PLACEMENT_K,
     Append,
     Mailbox,
@@ -45,6 +46,7 @@ from node.network.mailbox import (
     check_batch,
     day_of,
     envelope_digest,
+    uploader_pseudonym,
 )
 from node.network.mailbox_wire import (
     ACCEPTED,
@@ -146,7 +148,9 @@ class MailboxService:
         self._timeout = request_timeout_s
         self._sweep_s = sweep_interval_s
         self._wall = wall
+        self._rng = rng
         self._next_id = int.from_bytes(rng(8), "big")
+        self._holder_secret: bytes | None = None  # read from the store on the first STORE
         self._pending: dict[tuple[PeerId, int], tuple[type, asyncio.Future[Stored | Batch]]] = {}
         self._dials = asyncio.Semaphore(_MAX_DIALS)
         self._dialing: dict[PeerId, asyncio.Future[Link]] = {}  # one dial per peer at a time
@@ -254,7 +258,15 @@ class MailboxService:
         """Answer STOREs (uploader, request), appending the admitted ones in one
         transaction; the replies in the same order."""
         now = self._wall()
-        decided = [self.mailbox.on_store(peer, request, now) for peer, request in requests]
+        try:
+            if self._holder_secret is None:
+                self._holder_secret = await self._store.holder_secret(self._rng(HOLDER_SECRET_LEN))
+        except StorageError as exc:
+            log.warning("mailbox_store_failed", error=str(exc), requests=len(requests))
+            return [self.mailbox.refuse(r, Status.UNAVAILABLE) for _, r in requests]
+        secret = self._holder_secret
+        decided = [self.mailbox.on_store(peer, uploader_pseudonym(secret, peer), request, now)
+                   for peer, request in requests]
         appends = [d for d in decided if isinstance(d, Append)]
         results = None
         try:

@@ -15,7 +15,8 @@ Two kinds share the layout and the sizes, so an observer cannot tell them apart:
   recipient's envelope key from its signed peer record.
 
 ``plaintext = uint32(len(payload)) || payload || zeros`` sized so the envelope is 512, 2048,
-8192 or 32768 bytes, or above that a Padmé length. Pure functions; randomness is injected.
+8192 or 32768 bytes, or above that a Padmé length (the rule is ``node.core.padding``'s; its
+names are re-exported here). Pure functions; randomness is injected.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from mls.crypto.hpke import (
 )
 from mls.errors import MlsError
 from node.channels.errors import EnvelopeError
+from node.core.padding import BUCKETS, MAX_ENVELOPE, envelope_size, is_envelope_size, padme
 
 __all__ = [
     "BUCKETS",
@@ -62,9 +64,6 @@ NONCE_LEN = 24
 ENC_LEN = 32
 AEAD_TAG_LEN = 16
 _LEN_PREFIX = 4
-BUCKETS = (512, 2048, 8192, 32768)
-# Fits one chunked transport payload (1 MiB) with room for the NetworkLayer's framing.
-MAX_ENVELOPE = (1 << 20) - 4096
 _HEADER = 1 + TAG_LEN
 _CHANNEL_OVERHEAD = _HEADER + NONCE_LEN + AEAD_TAG_LEN + _LEN_PREFIX
 _INVITE_OVERHEAD = _HEADER + ENC_LEN + AEAD_TAG_LEN + _LEN_PREFIX
@@ -76,31 +75,6 @@ _TAG_LABEL = b"spacepanda/v1/tag"
 _INVITE_INFO = b"spacepanda/v1/invite"
 _ZERO_NONCE = bytes(12)
 _HPKE = HpkeSuite(KEM_X25519_HKDF_SHA256, KDF_HKDF_SHA256, AEAD_CHACHA20POLY1305)
-
-
-def padme(length: int) -> int:
-    """Padmé (Nikitin et al., PETS 2019): round up so at most O(log log L) bits leak."""
-    if length < 2:
-        return length
-    e = length.bit_length() - 1
-    s = e.bit_length()
-    mask = (1 << (e - s)) - 1
-    return (length + mask) & ~mask
-
-
-def envelope_size(minimal: int) -> int:
-    """The padded envelope length for an envelope that needs ``minimal`` bytes."""
-    for bucket in BUCKETS:
-        if minimal <= bucket:
-            return bucket
-    return padme(minimal)
-
-
-def is_envelope_size(length: int) -> bool:
-    """True for exactly the lengths :func:`envelope_size` produces (and within the cap)."""
-    if length in BUCKETS:
-        return True
-    return BUCKETS[-1] < length <= MAX_ENVELOPE and padme(length) == length
 
 
 def routing_tag(tag_key: bytes, hour: int) -> bytes:

@@ -1,18 +1,18 @@
-"""The sealed-envelope size rule (PROTOCOL.md section 11), for layers that must not import
-``node.channels``.
+"""The sealed-envelope size rule (PROTOCOL.md section 11): the fixed buckets 512, 2048, 8192,
+32768, then Padmé lengths up to :data:`MAX_ENVELOPE`.
 
-Relays and mailboxes (``node.network``) refuse any envelope whose length the channel layer
-could not have produced. This is the same rule as ``node.channels.envelope``: the fixed
-buckets 512, 2048, 8192, 32768, then Padmé lengths up to :data:`MAX_ENVELOPE`. A test holds
-both implementations to the same answer for every length.
+It lives in ``node.core`` so that both sides use the one rule: the channel layer
+(``node.channels.envelope``) pads to :func:`envelope_size`, and relays and mailboxes
+(``node.network``, which must not import ``node.channels``) refuse any length
+:func:`is_envelope_size` says the channel layer could not have produced.
 """
 
 from __future__ import annotations
 
-__all__ = ["BUCKETS", "MAX_ENVELOPE", "is_envelope_size", "padme"]
+__all__ = ["BUCKETS", "MAX_ENVELOPE", "envelope_size", "is_envelope_size", "padme"]
 
 BUCKETS = (512, 2048, 8192, 32768)
-# Fits one chunked transport payload (1 MiB) with room for a layer's own framing.
+# Fits one chunked transport payload (1 MiB) with room for the NetworkLayer's framing.
 MAX_ENVELOPE = (1 << 20) - 4096
 
 
@@ -26,8 +26,16 @@ def padme(length: int) -> int:
     return (length + mask) & ~mask
 
 
+def envelope_size(minimal: int) -> int:
+    """The padded envelope length for an envelope that needs ``minimal`` bytes."""
+    for bucket in BUCKETS:
+        if minimal <= bucket:
+            return bucket
+    return padme(minimal)
+
+
 def is_envelope_size(length: int) -> bool:
-    """True for exactly the lengths a sealed envelope can have."""
+    """True for exactly the lengths :func:`envelope_size` produces (and within the cap)."""
     if length in BUCKETS:
         return True
     return BUCKETS[-1] < length <= MAX_ENVELOPE and padme(length) == length

@@ -9,13 +9,15 @@ so a holder (any node among the k = 3 closest to the key) learns nothing about t
 without its ``tag_key``. Per key the holder keeps an append-only log; each envelope gets the
 next sequence number of its key (the *cursor* a fetcher pages with). The holder's rules:
 
-* only sealed-envelope lengths (``node.core.padding``: the size rule is copied there because
-  ``node.network`` must not import ``node.channels``; a test holds the copies equal);
+* only sealed-envelope lengths (``node.core.padding``, the rule the channel layer pads by);
 * only days within ``day_skew`` of the holder's today (else EXPIRED): retention is counted
   from the day, ``expires_at = (day + 1 + retention_days) * 86400``;
-* a token bucket per uploader PeerId, in envelopes and in bytes, and one per fetcher;
+* a token bucket per uploader PeerId, in envelopes and in bytes, and one per fetcher (in
+  memory only);
 * quotas per key, per uploader (across keys) and for the whole holder, checked by
-  :meth:`Mailbox.admit` against the store's indexed counters inside the store's transaction;
+  :meth:`Mailbox.admit` against the store's indexed counters inside the store's transaction.
+  The store knows an uploader only by its *pseudonym* (:func:`uploader_pseudonym`: a keyed
+  hash under the holder's own secret), so a holder's disk never ties an upload to a PeerId;
 * the same envelope (SHA-256) under the same key is stored once and acknowledged again.
 
 :class:`Mailbox` takes decoded requests and the time, and returns either a reply or an effect
@@ -52,7 +54,9 @@ from node.network.mailbox_wire import (
 __all__ = [
     "COLLECT_K",
     "DAY_S",
+    "HOLDER_SECRET_LEN",
     "PLACEMENT_K",
+    "PSEUDONYM_LEN",
     "RETENTION_DAYS",
     "Admit",
     "Append",
@@ -68,6 +72,7 @@ __all__ = [
     "envelope_digest",
     "fetch_days",
     "mailbox_key",
+    "uploader_pseudonym",
 ]
 
 DAY_S = 86400
@@ -79,6 +84,9 @@ COLLECT_K = PLACEMENT_K + 1
 MiB = 1 << 20
 _DAY_LABEL = b"spacepanda/v1/mailbox-day"
 _KEY_PREFIX = b"sp/mbx"
+HOLDER_SECRET_LEN = 32
+# 128 bits: collisions (two uploaders sharing a quota) need ~2^64 uploaders.
+PSEUDONYM_LEN = 16
 
 
 def day_of(unix: float) -> int:
@@ -105,6 +113,16 @@ def fetch_days(away_since: float, now: float, retention_days: int = RETENTION_DA
     return list(range(first, today + 1))
 
 
+def uploader_pseudonym(holder_secret: bytes, uploader: PeerId) -> bytes:
+    """What a holder stores instead of an uploader's PeerId:
+    ``HMAC-SHA256(holder_secret, peer_id.binary)[0:16]``. The same for every upload of one
+    uploader (so its quota holds across keys and restarts), unlinkable to the PeerId without
+    the secret, which never leaves the holder."""
+    if not isinstance(holder_secret, bytes) or len(holder_secret) != HOLDER_SECRET_LEN:
+        raise ValueError(f"holder_secret must be {HOLDER_SECRET_LEN} bytes")
+    return hmac.digest(holder_secret, uploader.binary, "sha256")[:PSEUDONYM_LEN]
+
+
 def envelope_digest(envelope: bytes) -> bytes:
     return hashlib.sha256(envelope).digest()
 
@@ -115,7 +133,7 @@ class MailboxSettings:
     day_skew: int = 1  # STORE days accepted: today - skew .. today + skew
     key_envelopes: int = 4096
     key_bytes: int = 16 * MiB
-    uploader_envelopes: int = 16384  # per uploader PeerId, across keys
+    uploader_envelopes: int = 16384  # per uploader (pseudonym), across keys
     uploader_bytes: int = 64 * MiB
     total_envelopes: int = 262_144  # the whole holder: bounds the disk it gives away
     total_bytes: int = 1024 * MiB
@@ -164,7 +182,7 @@ class Entry:
 
     key: bytes
     digest: bytes  # SHA-256 of the envelope: duplicates under one key are stored once
-    uploader: PeerId
+    uploader: bytes  # the uploader's pseudonym (uploader_pseudonym), never its PeerId
     envelope: bytes = field(repr=False)
     stored_at: float
     expires_at: float
@@ -219,8 +237,11 @@ class Mailbox:
 
     # -- STORE ----------------------------------------------------------------------------
 
-    def on_store(self, uploader: PeerId, request: Store, now: float) -> Stored | Append:
-        """A STORE from ``uploader``: a refusal to send back, or an entry to append."""
+    def on_store(self, uploader: PeerId, pseudonym: bytes, request: Store,
+                 now: float) -> Stored | Append:
+        """A STORE from ``uploader``: a refusal to send back, or an entry to append. Rate
+        limits are per PeerId (in memory); the entry, and so the quota, names ``pseudonym``
+        (:func:`uploader_pseudonym` of ``uploader``)."""
         self.counters["store_requests"] += 1
         source = uploader.binary.hex()
         size = len(request.envelope)
@@ -234,7 +255,7 @@ class Mailbox:
             return self.refuse(request, Status.EXPIRED)
         if not self._byte_rate.allow(source, now, float(size)):
             return self.refuse(request, Status.RATE_LIMITED)
-        entry = Entry(request.key, envelope_digest(request.envelope), uploader,
+        entry = Entry(request.key, envelope_digest(request.envelope), pseudonym,
                       request.envelope, now, self.expires_at(request.day))
         return Append(request, entry)
 

@@ -6,6 +6,11 @@ primary-key lookups, never a scan), and expiry by an index on ``expires_at``. Th
 rule itself is the mailbox core's (``node.network.mailbox.Mailbox.admit``), called inside
 the transaction that appends: two uploads can never both take the last room.
 
+Uploaders are rows of 16-byte pseudonyms (``node.network.mailbox.uploader_pseudonym``), never
+PeerIds: a seized disk does not say which node uploaded what. The secret behind them is made
+once and kept in the node's ``meta`` table (:meth:`MailboxStore.holder_secret`), so a restart
+charges an uploader's quota to the same row.
+
 :class:`SqliteMailboxStore` shares the node's aiosqlite connection; :class:`MemoryMailboxStore`
 is its twin for tests and simulations (tests/node/test_mailboxstore.py holds both to it).
 """
@@ -19,8 +24,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from node.core.errors import StorageError
-from node.core.identity import PeerId
-from node.network.mailbox import Admit, Appended, Entry, Page, Usage
+from node.network.mailbox import (
+    HOLDER_SECRET_LEN,
+    PSEUDONYM_LEN,
+    Admit,
+    Appended,
+    Entry,
+    Page,
+    Usage,
+)
 from node.network.mailbox_wire import KEY_LEN, Status
 from node.storage.base import check_time
 
@@ -31,6 +43,7 @@ __all__ = [
     "MAX_BATCH",
     "MAX_EXPIRE",
     "MAX_PAGE",
+    "SECRET_META_KEY",
     "MailboxStore",
     "MailboxTotals",
     "MemoryMailboxStore",
@@ -40,6 +53,7 @@ __all__ = [
 MAX_PAGE = 1000
 MAX_EXPIRE = 10_000
 MAX_BATCH = 1000  # entries per append_many
+SECRET_META_KEY = "mailbox_holder_secret"
 
 
 @dataclass(frozen=True)
@@ -74,9 +88,16 @@ class MailboxStore(Protocol):
         the counters of keys left empty past their expiry; returns envelopes deleted."""
         ...
 
-    async def usage(self, key: bytes, uploader: PeerId) -> Usage: ...
+    async def usage(self, key: bytes, uploader: bytes) -> Usage:
+        """The counters an entry of ``uploader`` (a pseudonym) under ``key`` is admitted by."""
+        ...
 
     async def totals(self) -> MailboxTotals: ...
+
+    async def holder_secret(self, fresh: bytes) -> bytes:
+        """The secret uploader pseudonyms are keyed with: the one in the ``meta`` table, or
+        ``fresh`` (32 random bytes from the caller), stored there first if there is none."""
+        ...
 
 
 # ---- argument checks shared by both backends, so they reject exactly the same inputs ----
@@ -87,6 +108,17 @@ def _check_key(key: bytes) -> None:
         raise StorageError(f"mailbox key must be {KEY_LEN} bytes")
 
 
+def _check_uploader(uploader: bytes) -> None:
+    if not isinstance(uploader, bytes) or len(uploader) != PSEUDONYM_LEN:
+        raise StorageError(f"a mailbox uploader is a {PSEUDONYM_LEN}-byte pseudonym")
+
+
+def _check_secret(secret: object) -> bytes:
+    if not isinstance(secret, bytes) or len(secret) != HOLDER_SECRET_LEN:
+        raise StorageError(f"the mailbox holder secret is {HOLDER_SECRET_LEN} bytes")
+    return secret
+
+
 def _check_entry(entry: Entry) -> None:
     if not isinstance(entry, Entry):
         raise StorageError("mailbox entries must be Entry")
@@ -95,8 +127,7 @@ def _check_entry(entry: Entry) -> None:
         raise StorageError("a mailbox envelope is non-empty bytes")
     if entry.digest != hashlib.sha256(entry.envelope).digest():
         raise StorageError("a mailbox entry's digest is the SHA-256 of its envelope")
-    if not isinstance(entry.uploader, PeerId):
-        raise StorageError("a mailbox entry's uploader is a PeerId")
+    _check_uploader(entry.uploader)
     check_time(entry.stored_at)
     check_time(entry.expires_at)
 
@@ -166,7 +197,7 @@ class SqliteMailboxStore:
             " LEFT JOIN mailbox_keys k ON k.key = ?"
             " LEFT JOIN mailbox_uploaders u ON u.uploader = ?"
             " WHERE t.id = 1",
-            (entry.key, entry.digest, entry.key, entry.uploader.binary),
+            (entry.key, entry.digest, entry.key, entry.uploader),
         )
         if not rows:
             raise StorageError("mailbox_totals has no row")
@@ -193,26 +224,27 @@ class SqliteMailboxStore:
         await s._run(
             "INSERT INTO mailbox_entries (key, seq, digest, uploader, envelope, size,"
             " stored_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.key, new_seq, entry.digest, entry.uploader.binary, entry.envelope,
+            (entry.key, new_seq, entry.digest, entry.uploader, entry.envelope,
              entry.size, entry.stored_at, entry.expires_at),
         )
         return Appended(Status.OK, new_seq)
 
-    async def _usage(self, key: bytes, uploader: PeerId) -> Usage:
+    async def _usage(self, key: bytes, uploader: bytes) -> Usage:
         rows = await self._s._run(
             "SELECT k.envelopes, k.bytes, u.envelopes, u.bytes, t.envelopes, t.bytes"
             " FROM mailbox_totals t"
             " LEFT JOIN mailbox_keys k ON k.key = ?"
             " LEFT JOIN mailbox_uploaders u ON u.uploader = ?"
             " WHERE t.id = 1",
-            (key, uploader.binary),
+            (key, uploader),
         )
         if not rows:
             raise StorageError("mailbox_totals has no row")
         return Usage(*(0 if v is None else int(v) for v in rows[0]))
 
-    async def usage(self, key: bytes, uploader: PeerId) -> Usage:
+    async def usage(self, key: bytes, uploader: bytes) -> Usage:
         _check_key(key)
+        _check_uploader(uploader)
         async with self._s._transaction():
             return await self._usage(key, uploader)
 
@@ -267,6 +299,16 @@ class SqliteMailboxStore:
             raise StorageError("mailbox_totals has no row")
         return MailboxTotals(int(t[0][0]), int(t[0][1]), int(keys[0][0]), int(uploaders[0][0]))
 
+    async def holder_secret(self, fresh: bytes) -> bytes:
+        _check_secret(fresh)
+        s = self._s
+        async with s._transaction():
+            # Whoever comes first sets it; every later call (and restart) reads that one.
+            await s._run("INSERT INTO meta (key, value) VALUES (?, ?)"
+                         " ON CONFLICT (key) DO NOTHING", (SECRET_META_KEY, fresh))
+            rows = await s._run("SELECT value FROM meta WHERE key = ?", (SECRET_META_KEY,))
+        return _check_secret(rows[0][0] if rows else None)
+
 
 @dataclass
 class _Key:
@@ -279,16 +321,18 @@ class _Key:
 class MemoryMailboxStore:
     """The in-memory twin: the same results, counters and checks as SQLite."""
 
-    def __init__(self, check_open: Callable[[], None] | None = None) -> None:
+    def __init__(self, check_open: Callable[[], None] | None = None,
+                 meta: dict[str, bytes] | None = None) -> None:
         self._check_open = check_open or (lambda: None)
+        self._meta = {} if meta is None else meta  # the storage's meta table (shared)
         self._entries: dict[bytes, dict[int, Entry]] = {}  # key -> seq -> entry (ascending)
         self._digests: dict[tuple[bytes, bytes], int] = {}
         self._keys: dict[bytes, _Key] = {}
-        self._uploaders: dict[PeerId, list[int]] = {}  # [envelopes, bytes]
+        self._uploaders: dict[bytes, list[int]] = {}  # pseudonym -> [envelopes, bytes]
         self._total = [0, 0]
         self._expiry: list[tuple[float, bytes, int]] = []  # heap; stale items skipped
 
-    def _usage(self, key: bytes, uploader: PeerId) -> Usage:
+    def _usage(self, key: bytes, uploader: bytes) -> Usage:
         k = self._keys.get(key)
         u = self._uploaders.get(uploader, [0, 0])
         return Usage(0 if k is None else k.envelopes, 0 if k is None else k.bytes,
@@ -374,9 +418,10 @@ class MemoryMailboxStore:
         undo.append(back)
         return Appended(Status.OK, new_seq)
 
-    async def usage(self, key: bytes, uploader: PeerId) -> Usage:
+    async def usage(self, key: bytes, uploader: bytes) -> Usage:
         self._check_open()
         _check_key(key)
+        _check_uploader(uploader)
         return self._usage(key, uploader)
 
     async def fetch(self, key: bytes, after: int, limit: int, max_bytes: int,
@@ -411,3 +456,8 @@ class MemoryMailboxStore:
         return MailboxTotals(self._total[0], self._total[1],
                              sum(1 for k in self._keys.values() if k.envelopes),
                              len(self._uploaders))
+
+    async def holder_secret(self, fresh: bytes) -> bytes:
+        self._check_open()
+        _check_secret(fresh)
+        return _check_secret(self._meta.setdefault(SECRET_META_KEY, fresh))

@@ -36,7 +36,7 @@ class MemoryStorage:
         self._blocked: dict[PeerId, BlockEntry] = {}
         self.dht_tables = DhtTables()
         self._channels = MemoryChannelStore(self._check_open)
-        self._mailboxes = MemoryMailboxStore(self._check_open)
+        self._mailboxes = MemoryMailboxStore(self._check_open, self._meta)
         self._closed = False
 
     def _check_open(self) -> None:

@@ -151,13 +151,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "mailboxes: envelopes held for others, per-key, per-uploader and total counters",
         (
             # One row per held envelope. seq: the key's log position (the fetch cursor);
-            # digest: SHA-256 of the envelope (stored once per key). A rowid table: envelopes
-            # are up to ~1 MiB, too large for WITHOUT ROWID.
+            # digest: SHA-256 of the envelope (stored once per key); uploader: a pseudonym
+            # keyed with the holder's secret, never a PeerId (docs/mailboxes.md 14.6). A rowid
+            # table: envelopes are up to ~1 MiB, too large for WITHOUT ROWID.
             """CREATE TABLE mailbox_entries (
                 key        BLOB NOT NULL CHECK (length(key) = 20),
                 seq        INTEGER NOT NULL CHECK (seq >= 1),
                 digest     BLOB NOT NULL CHECK (length(digest) = 32),
-                uploader   BLOB NOT NULL CHECK (length(uploader) = 34),
+                uploader   BLOB NOT NULL CHECK (length(uploader) = 16),
                 envelope   BLOB NOT NULL,
                 size       INTEGER NOT NULL CHECK (size = length(envelope) AND size >= 1),
                 stored_at  REAL NOT NULL,
@@ -180,7 +181,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
             "CREATE INDEX mailbox_keys_by_expiry ON mailbox_keys (expires_at)",
             """CREATE TABLE mailbox_uploaders (
-                uploader  BLOB PRIMARY KEY NOT NULL,
+                uploader  BLOB PRIMARY KEY NOT NULL CHECK (length(uploader) = 16),
                 envelopes INTEGER NOT NULL CHECK (envelopes >= 0),
                 bytes     INTEGER NOT NULL CHECK (bytes >= 0)
             ) WITHOUT ROWID""",

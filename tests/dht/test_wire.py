@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from dht.errors import DhtError
 from dht.limits import (
-    RateLimiter,
     RttEstimator,
     is_local_address,
     subnet_key,
@@ -156,17 +155,6 @@ def test_valid_contact_address() -> None:
     ]:
         assert not valid_contact_address(ip, port), (ip, port)
     assert not valid_contact_address("::1", 80, 4)
-
-
-def test_rate_limiter() -> None:
-    rl = RateLimiter(rate=10, burst=5, max_sources=2)
-    assert all(rl.allow("a", 0.0) for _ in range(5))
-    assert not rl.allow("a", 0.0)
-    assert rl.allow("a", 0.1)  # one token back after 0.1 s at 10/s
-    assert not rl.allow("a", 0.1)
-    assert rl.allow("b", 0.1)
-    rl.allow("c", 0.1)
-    assert len(rl._buckets) == 2  # bounded
 
 
 def test_rtt_estimator_adapts() -> None:

@@ -20,7 +20,7 @@ from node.mailbox_service import (
     MailboxTimeout,
     MailboxUnreachable,
 )
-from node.network.mailbox import MailboxSettings, day_of, mailbox_key
+from node.network.mailbox import MailboxSettings, day_of, mailbox_key, uploader_pseudonym
 from node.network.mailbox_wire import (
     PROTOCOL,
     Batch,
@@ -31,7 +31,7 @@ from node.network.mailbox_wire import (
     Stored,
     decode_mailbox,
 )
-from node.storage import SqliteStorage
+from node.storage import MemoryStorage, SqliteStorage
 from tests.harness import Running, StartNode, wait_for
 
 TODAY = day_of(time.time())
@@ -57,7 +57,8 @@ class Host:
         own = r.node.mailboxes
         if own is not None:
             own.stop()
-        svc = MailboxService(r.node, r.node.storage.mailbox_store(), **kw)
+        store = kw.pop("store", None) or r.node.storage.mailbox_store()
+        svc = MailboxService(r.node, store, **kw)
         up, down = asyncio.Event(), asyncio.Event()
 
         async def run() -> None:
@@ -279,6 +280,72 @@ async def test_a_holder_keeps_its_envelopes_across_a_restart(
         await storage.close()
 
 
+def peer_id_forms(peer: PeerId) -> list[bytes]:
+    """Every way a PeerId could sit in a file: binary, its key alone, text (UTF-8 and the
+    UTF-16 SQLite may use for text), hex."""
+    text = peer.to_string()
+    return [peer.binary, peer.public_key_bytes, text.encode(), text.encode("utf-16-le"),
+            peer.binary.hex().encode()]
+
+
+def file_bytes(db: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (db, Path(f"{db}-wal")) if p.exists()}
+
+
+async def test_a_holders_disk_names_no_uploader_and_its_quotas_survive_a_restart(
+    start_node: StartNode, host: Host, tmp_path: Path
+) -> None:
+    identity = Identity.generate()
+    db = tmp_path / "holder.db"
+    storage = await SqliteStorage.open(db)
+    settings = MailboxSettings(uploader_envelopes=3)
+    h = await start_node(identity=identity, storage=storage)
+    svc = await host.attach(h, settings=settings)
+    uploaders = [Identity.generate().peer_id for _ in range(4)]
+    keys = [key_of(b"seized a"), key_of(b"seized b")]
+    sent = [(p, Store(10 * i + j, keys[j % 2], TODAY, envelope()))
+            for i, p in enumerate(uploaders) for j in range(3)]
+    replies = await svc.serve_stores(sent)
+    assert [r.status for r in replies] == [Status.OK] * 12
+
+    def assert_no_uploader_in(files: dict[str, bytes]) -> None:
+        # What was stored is there (so the scan reads the right bytes)...
+        assert any(sent[0][1].envelope in data for data in files.values())
+        # ...and no uploader's PeerId, in any form, in any file.
+        found = [(name, str(peer)) for name, data in files.items() for peer in uploaders
+                 if any(form in data for form in peer_id_forms(peer))]
+        assert found == []
+
+    files = file_bytes(db)
+    assert len(files.get("holder.db-wal", b"")) > 0  # the stores are in the WAL for now
+    assert_no_uploader_in(files)
+    async with storage._lock:
+        busy, frames, done = (await storage._run("PRAGMA wal_checkpoint(FULL)"))[0]
+    assert busy == 0 and frames == done > 0
+    assert_no_uploader_in(file_bytes(db))
+    # The tables name each uploader by its pseudonym under the secret kept in meta.
+    secret = await storage.mailbox_store().holder_secret(bytes(32))
+    rows = await storage._run("SELECT DISTINCT uploader FROM mailbox_uploaders")
+    assert {bytes(r[0]) for r in rows} == {uploader_pseudonym(secret, p) for p in uploaders}
+
+    await host.detach(svc)
+    await h.shutdown()
+    await storage.close()
+    assert_no_uploader_in(file_bytes(db))
+    storage = await SqliteStorage.open(db)
+    try:
+        h2 = await start_node(identity=identity, storage=storage)
+        svc2 = await host.attach(h2, settings=settings)
+        # The same uploaders are the same rows after the restart: each one's quota is used.
+        late = [(p, Store(100 + i, keys[0], TODAY, envelope())) for i, p in enumerate(uploaders)]
+        newcomer = (Identity.generate().peer_id, Store(200, keys[0], TODAY, envelope()))
+        replies = await svc2.serve_stores([*late, newcomer])
+        assert [r.status for r in replies] == [Status.UPLOADER_FULL] * 4 + [Status.OK]
+        await h2.shutdown()
+    finally:
+        await storage.close()
+
+
 async def test_bad_payloads_and_stray_replies_are_counted(start_node: StartNode,
                                                           host: Host) -> None:
     a, b = await network(start_node, 2)
@@ -380,3 +447,17 @@ async def test_serve_stores_answers_in_order_with_one_append(start_node: StartNo
     assert replies == [Stored(1, Status.OK, 1), Stored(2, Status.DUPLICATE, 1),
                        Stored(3, Status.BAD_SIZE, 0), Stored(4, Status.OK, 2),
                        Stored(5, Status.KEY_FULL, 0)]
+
+
+async def test_stores_are_unavailable_while_the_holder_secret_cannot_be_read(
+    start_node: StartNode, host: Host
+) -> None:
+    (a,) = await network(start_node, 1)
+    broken = MemoryStorage()
+    await broken.close()  # every call on its tables now raises StorageError
+    svc = await host.attach(a, store=broken.mailbox_store())
+    key = key_of(b"no secret")
+    replies = await svc.serve_stores([(Identity.generate().peer_id, Store(1, key, TODAY,
+                                                                           envelope()))])
+    assert replies == [Stored(1, Status.UNAVAILABLE, 0)]
+    assert svc.statistics()["holder"] == {"refused_unavailable": 1}

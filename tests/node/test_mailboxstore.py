@@ -19,9 +19,11 @@ from node.core.identity import PeerId
 from node.network.mailbox import Appended, Entry, Mailbox, MailboxSettings, Page, Usage
 from node.network.mailbox_wire import Status
 from node.storage import MemoryStorage, SqliteStorage
-from node.storage.mailboxstore import MailboxStore, MailboxTotals
+from node.storage.mailboxstore import SECRET_META_KEY, MailboxStore, MailboxTotals
 
-P1, P2, P3 = (PeerId.from_public_key(bytes((i,)) * 32) for i in (1, 2, 3))
+# Uploaders as the store sees them: pseudonyms (node.network.mailbox.uploader_pseudonym).
+P1, P2, P3 = (bytes((i,)) * 16 for i in (1, 2, 3))
+PEER = PeerId.from_public_key(bytes((1,)) * 32)  # what the tables must never hold
 K1, K2 = b"\x01" * 20, b"\x02" * 20
 NOW = 1_700_000_000.0
 EXP = NOW + 14 * 86400
@@ -31,7 +33,7 @@ def env(i: int, size: int = 512) -> bytes:
     return b"\x01" + i.to_bytes(4, "big") + bytes(size - 5)
 
 
-def entry(key: bytes, i: int, uploader: PeerId = P1, size: int = 512,
+def entry(key: bytes, i: int, uploader: bytes = P1, size: int = 512,
           expires_at: float = EXP) -> Entry:
     e = env(i, size)
     return Entry(key, hashlib.sha256(e).digest(), uploader, e, NOW, expires_at)
@@ -255,6 +257,7 @@ async def test_counters_follow_appends_and_expiry(backend: Backend) -> None:
         lambda e: replace(e, digest=bytes(32)),
         lambda e: replace(e, envelope=b""),
         lambda e: replace(e, uploader=b"\x00" * 34),
+        lambda e: replace(e, uploader=PEER),
         lambda e: replace(e, expires_at=float("nan")),
         lambda e: replace(e, stored_at=True),
     ],
@@ -263,6 +266,29 @@ async def test_bad_entries_are_refused_the_same_way(backend: Backend, bad: Any) 
     with pytest.raises(StorageError):
         await backend.store.append(bad(entry(K1, 1)), admit_all, NOW)
     assert await backend.store.totals() == MailboxTotals(0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("uploader", [b"\x01" * 15, b"\x01" * 34, "x" * 16])
+async def test_usage_takes_a_pseudonym(backend: Backend, uploader: Any) -> None:
+    with pytest.raises(StorageError):
+        await backend.store.usage(K1, uploader)
+
+
+async def test_the_holder_secret_is_made_once_and_kept_in_meta(backend: Backend) -> None:
+    first, second = b"\x0a" * 32, b"\x0b" * 32
+    assert await backend.storage.get_meta(SECRET_META_KEY) is None
+    assert await backend.store.holder_secret(first) == first
+    assert await backend.store.holder_secret(second) == first
+    assert await backend.storage.get_meta(SECRET_META_KEY) == first
+
+
+@pytest.mark.parametrize("fresh", [b"", bytes(31), bytes(33), "x" * 32])
+async def test_the_holder_secret_is_32_bytes(backend: Backend, fresh: Any) -> None:
+    with pytest.raises(StorageError):
+        await backend.store.holder_secret(fresh)
+    await backend.storage.set_meta(SECRET_META_KEY, b"short")  # a damaged database
+    with pytest.raises(StorageError):
+        await backend.store.holder_secret(bytes(32))
 
 
 @pytest.mark.parametrize(
@@ -313,6 +339,12 @@ async def test_envelopes_and_sequences_survive_a_reopen(sqlite: Backend) -> None
     assert await sqlite.store.totals() == MailboxTotals(4, 2048, 1, 1)
 
 
+async def test_the_holder_secret_survives_a_reopen(sqlite: Backend) -> None:
+    secret = await sqlite.store.holder_secret(b"\x0c" * 32)
+    await sqlite.reopen()
+    assert await sqlite.store.holder_secret(b"\x0d" * 32) == secret
+
+
 async def _plan(b: Backend, sql: str, params: tuple[Any, ...]) -> str:
     rows = await b.storage._run("EXPLAIN QUERY PLAN " + sql, params)
     return " | ".join(str(r[3]) for r in rows)
@@ -322,17 +354,17 @@ async def _plan(b: Backend, sql: str, params: tuple[Any, ...]) -> str:
     ("sql", "params"),
     [
         ("SELECT envelopes, bytes FROM mailbox_keys WHERE key = ?", (K1,)),
-        ("SELECT envelopes, bytes FROM mailbox_uploaders WHERE uploader = ?", (P1.binary,)),
+        ("SELECT envelopes, bytes FROM mailbox_uploaders WHERE uploader = ?", (P1,)),
         ("SELECT envelopes, bytes FROM mailbox_totals WHERE id = 1", ()),
         ("SELECT k.envelopes, k.bytes, u.envelopes, u.bytes, t.envelopes, t.bytes"
          " FROM mailbox_totals t LEFT JOIN mailbox_keys k ON k.key = ?"
-         " LEFT JOIN mailbox_uploaders u ON u.uploader = ? WHERE t.id = 1", (K1, P1.binary)),
+         " LEFT JOIN mailbox_uploaders u ON u.uploader = ? WHERE t.id = 1", (K1, P1)),
         ("SELECT d.seq, d.expires_at, k.envelopes, k.bytes, u.envelopes, u.bytes,"
          " t.envelopes, t.bytes FROM mailbox_totals t"
          " LEFT JOIN mailbox_entries d ON d.key = ? AND d.digest = ?"
          " LEFT JOIN mailbox_keys k ON k.key = ?"
          " LEFT JOIN mailbox_uploaders u ON u.uploader = ? WHERE t.id = 1",
-         (K1, bytes(32), K1, P1.binary)),
+         (K1, bytes(32), K1, P1)),
         ("SELECT seq, size FROM mailbox_entries WHERE key = ? AND seq > ? AND expires_at > ?"
          " ORDER BY seq LIMIT ?", (K1, 0, NOW, 10)),
         ("SELECT rowid FROM mailbox_entries WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
@@ -368,11 +400,16 @@ async def test_trigger_counters_match_the_rows(sqlite: Backend) -> None:
         tuple(r) for r in await run("SELECT envelopes, bytes FROM mailbox_totals")]
 
 
-async def test_the_schema_refuses_what_the_checks_refuse(sqlite: Backend) -> None:
+@pytest.mark.parametrize(("uploader", "size"), [(P1, 3), (PEER, 2)])
+async def test_the_schema_refuses_what_the_checks_refuse(sqlite: Backend, uploader: Any,
+                                                         size: int) -> None:
+    # A wrong size, or a PeerId where a pseudonym belongs.
+    raw = uploader.binary if isinstance(uploader, PeerId) else uploader
     with pytest.raises(StorageError):
         async with sqlite.storage._transaction():
             await sqlite.storage._run(
                 "INSERT INTO mailbox_entries (key, seq, digest, uploader, envelope, size,"
-                " stored_at, expires_at) VALUES (?, 1, ?, ?, ?, 3, 0, 0)",
-                (K1, bytes(32), P1.binary, b"ab"),
+                " stored_at, expires_at) VALUES (?, 1, ?, ?, ?, ?, 0, 0)",
+                (K1, bytes(32), raw, b"ab", size),
             )
+    assert await sqlite.store.totals() == MailboxTotals(0, 0, 0, 0)

@@ -111,45 +111,6 @@ def test_constants_match_the_documented_layout() -> None:
     assert E._INVITE_OVERHEAD == INVITE_OVERHEAD
 
 
-@pytest.mark.parametrize(
-    ("length", "expected"),
-    [(0, 0), (1, 1), (2, 2), (3, 3), (8, 8), (9, 10), (32769, 34816), (40000, 40960),
-     (65536, 65536), (65537, 67584), (1_000_000, 1_015_808)],
-)
-def test_padme_known_values(length: int, expected: int) -> None:
-    assert E.padme(length) == expected
-
-
-@prop(300)
-@given(st.integers(2, 1 << 24))
-def test_padme_rounds_up_by_less_than_a_sixteenth_and_is_idempotent(length: int) -> None:
-    p = E.padme(length)
-    assert length <= p < length + max(2, length // 8)
-    assert E.padme(p) == p
-    # Padmé leaks O(log log L) bits: the kept mantissa has at most bit_length(e) + 1 bits.
-    e = length.bit_length() - 1
-    assert p >> (e - e.bit_length()) << (e - e.bit_length()) == p
-
-
-def test_envelope_size_is_the_smallest_bucket_then_padme() -> None:
-    assert E.envelope_size(0) == 512
-    for lo, hi in itertools.pairwise((0, *E.BUCKETS)):
-        assert E.envelope_size(hi) == hi
-        assert E.envelope_size(lo + 1) == hi
-    assert E.envelope_size(32769) == E.padme(32769) == 34816
-
-
-def test_is_envelope_size_is_exactly_the_image_of_envelope_size() -> None:
-    produced = {E.envelope_size(n) for n in range(0, 140_000)}
-    for length in range(0, 140_000):
-        assert E.is_envelope_size(length) == (length in produced), length
-    assert E.is_envelope_size(E.padme(E.MAX_ENVELOPE - 70_000))
-    assert not E.is_envelope_size(E.MAX_ENVELOPE + 1)
-    # The largest Padmé size above the cap is refused even though padme() maps it to itself.
-    above = E.padme(E.MAX_ENVELOPE + 1)
-    assert E.padme(above) == above and not E.is_envelope_size(above)
-
-
 def _boundary_payload_sizes(overhead: int) -> list[int]:
     sizes = [0, 1]
     for b in E.BUCKETS:

@@ -23,6 +23,7 @@ from node.network.mailbox import (
     envelope_digest,
     fetch_days,
     mailbox_key,
+    uploader_pseudonym,
 )
 from node.network.mailbox_wire import (
     BATCH_OVERHEAD,
@@ -41,6 +42,8 @@ KEY = bytes(range(20))
 DAY = 20_000
 NOW = DAY * DAY_S + 3600.0
 ENV = b"\x01" + bytes(511)
+SECRET = bytes(range(32))
+U1, U2 = (uploader_pseudonym(SECRET, p) for p in (P1, P2))
 
 
 def test_mailbox_key_known_answer() -> None:
@@ -91,45 +94,59 @@ def test_settings_are_checked(kw: dict[str, object]) -> None:
 
 def test_a_good_store_becomes_an_entry_that_expires_14_days_after_its_day() -> None:
     m = Mailbox()
-    out = m.on_store(P1, Store(1, KEY, DAY, ENV), NOW)
+    out = m.on_store(P1, U1, Store(1, KEY, DAY, ENV), NOW)
     assert isinstance(out, Append)
     e = out.entry
-    assert (e.key, e.uploader, e.envelope, e.stored_at) == (KEY, P1, ENV, NOW)
+    assert (e.key, e.uploader, e.envelope, e.stored_at) == (KEY, U1, ENV, NOW)
     assert e.digest == hashlib.sha256(ENV).digest() == envelope_digest(ENV)
     assert e.expires_at == (DAY + 15) * DAY_S and e.size == 512
     assert "envelope" not in repr(e)  # a held envelope is never logged whole
 
 
+def test_an_uploader_pseudonym_is_a_keyed_hash_of_its_peer_id() -> None:
+    assert hmac.digest(SECRET, P1.binary, "sha256")[:16] == U1
+    assert len(U1) == 16 and U1 != U2
+    # Another holder (another secret) gives the same uploader another name.
+    assert uploader_pseudonym(bytes(32), P1) != U1
+    assert uploader_pseudonym(bytes(range(32)), P1) == U1
+
+
+@pytest.mark.parametrize("secret", [b"", bytes(31), bytes(33), "x" * 32])
+def test_an_uploader_pseudonym_needs_a_32_byte_secret(secret: object) -> None:
+    with pytest.raises(ValueError):
+        uploader_pseudonym(secret, P1)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("size", [1, 511, 513, 1024, 32769])
 def test_only_envelope_sizes_are_stored(size: int) -> None:
-    out = Mailbox().on_store(P1, Store(1, KEY, DAY, b"\x01" * size), NOW)
+    out = Mailbox().on_store(P1, U1, Store(1, KEY, DAY, b"\x01" * size), NOW)
     assert out == Stored(1, Status.BAD_SIZE, 0)
 
 
 @pytest.mark.parametrize(("day", "ok"), [(DAY - 2, False), (DAY - 1, True), (DAY, True),
                                          (DAY + 1, True), (DAY + 2, False), (0, False)])
 def test_days_outside_the_window_are_expired(day: int, ok: bool) -> None:
-    out = Mailbox().on_store(P1, Store(1, KEY, day, ENV), NOW)
+    out = Mailbox().on_store(P1, U1, Store(1, KEY, day, ENV), NOW)
     assert isinstance(out, Append) if ok else out == Stored(1, Status.EXPIRED, 0)
 
 
 def test_rate_per_uploader_in_envelopes() -> None:
     m = Mailbox(MailboxSettings(store_rate=1.0, store_burst=3.0))
-    outs = [m.on_store(P1, Store(i, KEY, DAY, ENV), NOW) for i in range(4)]
+    outs = [m.on_store(P1, U1, Store(i, KEY, DAY, ENV), NOW) for i in range(4)]
     assert [isinstance(o, Append) for o in outs] == [True, True, True, False]
     assert outs[3] == Stored(3, Status.RATE_LIMITED, 0)
     # Another uploader has its own bucket; the first gets a token back after a second.
-    assert isinstance(m.on_store(P2, Store(9, KEY, DAY, ENV), NOW), Append)
-    assert isinstance(m.on_store(P1, Store(5, KEY, DAY, ENV), NOW + 1.0), Append)
+    assert isinstance(m.on_store(P2, U2, Store(9, KEY, DAY, ENV), NOW), Append)
+    assert isinstance(m.on_store(P1, U1, Store(5, KEY, DAY, ENV), NOW + 1.0), Append)
     assert m.statistics()["refused_rate_limited"] == 1
 
 
 def test_rate_per_uploader_in_bytes() -> None:
     m = Mailbox(MailboxSettings(store_byte_rate=512.0, store_byte_burst=2048.0))
     big = b"\x01" * 2048
-    assert isinstance(m.on_store(P1, Store(1, KEY, DAY, big), NOW), Append)
-    assert m.on_store(P1, Store(2, KEY, DAY, ENV), NOW) == Stored(2, Status.RATE_LIMITED, 0)
-    assert isinstance(m.on_store(P1, Store(3, KEY, DAY, ENV), NOW + 1.0), Append)
+    assert isinstance(m.on_store(P1, U1, Store(1, KEY, DAY, big), NOW), Append)
+    assert m.on_store(P1, U1, Store(2, KEY, DAY, ENV), NOW) == Stored(2, Status.RATE_LIMITED, 0)
+    assert isinstance(m.on_store(P1, U1, Store(3, KEY, DAY, ENV), NOW + 1.0), Append)
 
 
 def test_admit_checks_each_quota() -> None:
