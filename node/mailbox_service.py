@@ -1,4 +1,4 @@
-"""Mailboxes on a node (Data protocol ``sp/mbx/1``, docs/mailboxes.md): the holder every node
+"""Mailboxes on a node (Data protocol ``sp/mbx/1``, docs/PROTOCOL.md 15): the holder every node
 runs, the client members use, and placement at the k closest nodes of the DHT.
 
 * **Holder.** STORE and FETCH from a peer go through the sans-I/O core

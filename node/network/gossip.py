@@ -502,6 +502,7 @@ class GossipRouter:
         else:
             mesh[p.peer] = None
             p.stats.topic(topic).mesh_since = now
+            self._offer_recent(p.peer, topic)
 
     def _on_prune(self, p: _Peer, item: Prune, now: float) -> None:
         self._leave_mesh(p, item.topic)
@@ -630,10 +631,22 @@ class GossipRouter:
                 if q not in mesh and self._peers[q].score >= 0
                 and self._peers[q].backoff.get(topic, 0.0) + 1.0 <= now]
 
+    def _recent_ids(self, topic: int) -> list[bytes]:
+        return [mid for window in list(self._windows)[: self.settings.mcache_gossip]
+                for mid in window
+                if (e := self._mcache.get(mid)) is not None and e.topic == topic]
+
+    def _offer_recent(self, peer: PeerId, topic: int) -> None:
+        # A peer that just joined our mesh missed what we forwarded before: mesh peers get no
+        # IHAVE at heartbeats, so without this it would lose what was published just before.
+        ids = self._recent_ids(topic)[: self.settings.max_ihave_length]
+        if ids:
+            self._queue(peer, IHave(topic, tuple(ids)))
+            self.counters["ihave_sent_on_graft"] += 1
+
     def _gossip(self, topic: int) -> None:
         s = self.settings
-        ids = [mid for window in list(self._windows)[: s.mcache_gossip] for mid in window
-               if (e := self._mcache.get(mid)) is not None and e.topic == topic]
+        ids = self._recent_ids(topic)
         if not ids:
             return
         mesh = self._mesh[topic]
@@ -658,6 +671,7 @@ class GossipRouter:
         self._mesh[topic][peer] = None
         self._peers[peer].stats.topic(topic).mesh_since = now
         self._queue(peer, Graft(topic))
+        self._offer_recent(peer, topic)
 
     def _leave_mesh(self, p: _Peer, topic: int) -> None:
         mesh = self._mesh.get(topic)

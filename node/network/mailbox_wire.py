@@ -1,4 +1,4 @@
-"""Mailbox messages on a link (Data protocol ``sp/mbx/1``; docs/mailboxes.md).
+"""Mailbox messages on a link (Data protocol ``sp/mbx/1``; docs/PROTOCOL.md 15).
 
 Binary and strict: ``version(1) = 1 || kind(1) || body``, integers big-endian, one message
 per Data payload (at most :data:`MAX_MESSAGE` bytes, chunked by the transport).

@@ -65,6 +65,7 @@ from node.network.mailbox import (
     envelope_digest,
     fetch_days,
     mailbox_key,
+    uploader_pseudonym,
 )
 from node.network.mailbox_wire import (
     ACCEPTED,
@@ -138,6 +139,8 @@ class _Node:
     node_id: int
     channels: list[int]
     mailbox: Mailbox = field(default_factory=Mailbox)
+    # The holder's pseudonym secret; its value does not matter to the simulation.
+    secret: bytes = bytes(32)
     store: MemoryMailboxStore = field(default_factory=MemoryMailboxStore)
     fallback: Fallback = field(default_factory=Fallback)
     outbox: dict[bytes, _Item] = field(default_factory=dict)
@@ -436,7 +439,8 @@ class OfflineSimulation:
         request = decode_mailbox(payload)
         now = self.wall()
         if isinstance(request, Store):
-            decided = holder.mailbox.on_store(peer, request, now)
+            pseudonym = uploader_pseudonym(holder.secret, peer)
+            decided = holder.mailbox.on_store(peer, pseudonym, request, now)
             if isinstance(decided, Append):
                 appended = run_now(holder.store.append_many([decided.entry],
                                                             holder.mailbox.admit, now))[0]

@@ -137,6 +137,24 @@ def test_graft_accepted_and_pruned_when_oversubscribed() -> None:
     assert len(r3.mesh(0)) == 6 and len(to(effects, Prune)) == 7
 
 
+def test_a_peer_joining_the_mesh_is_offered_what_was_just_forwarded() -> None:
+    # Mesh peers get no IHAVE at heartbeats: a peer grafted just after a message went by
+    # would never hear of it without this offer.
+    r, peers = meshed(5)
+    assert r.receive(peers[0], frame(Publish(0, env(1))), 1.5)
+    late = PEERS[20]
+    connect(r, [late], 1.6)
+    assert of(r.receive(late, frame(Graft(0)), 1.7), IHave, late) == [
+        IHave(0, (message_id(env(1)),))]
+    other = PEERS[21]
+    connect(r, [other], 1.8)
+    assert of(r.heartbeat(2.0), IHave, other) == [IHave(0, (message_id(env(1)),))]
+    # Nothing recent: a GRAFT is answered with nothing.
+    quiet, _ = meshed(5, seed=2)
+    connect(quiet, [late], 1.6)
+    assert of(quiet.receive(late, frame(Graft(0)), 1.7), IHave) == []
+
+
 def test_oversubscribed_mesh_keeps_outbound_quota() -> None:
     r = make(4)
     connect(r, PEERS[:2], outbound=True)
