@@ -568,6 +568,7 @@ class ChannelService:
             mid = self.manager.message_of(item.channel_id, item_id)
             if mid is not None:
                 marks.append((item.channel_id, mid))
+                self.manager.message_safe(item.channel_id, mid)
         return marks
 
     # -- beyond direct links: relay and mailboxes ----------------------------------------------

@@ -644,6 +644,12 @@ class Channel:
             )
         return step
 
+    def stop_resending(self, message_id: bytes) -> None:
+        """Our message is safe without us (every member acknowledged its envelope, or mailbox
+        holders store it for those away): no more SDS resends, each of which would be stored
+        at the mailboxes again."""
+        self._resend.pop(message_id, None)
+
     def _note_seen(self, member: PeerId, seen: Bloom, step: Step) -> None:
         # Only our messages still in the sender's window can be in its filter: the newest.
         for mid in list(reversed(self.seen_by))[:RECENT_IDS]:
@@ -669,7 +675,8 @@ class Channel:
             mls = self._group.encrypt(sent.content, aad=AppHeader(sent.seq).encode())
             payload = GroupMessage(mls).encode()
             iid = inner_id(payload)
-            step.outgoing.append(Outgoing(self._head, payload, self.others(), iid))
+            lacking = tuple(p for p in self.others() if p not in self.seen_by.get(mid, ()))
+            step.outgoing.append(Outgoing(self._head, payload, lacking, iid))
             self._resend[mid] = (now + RESEND_AGAIN_S, attempts + 1)
         if 0 <= self.meta.sync_due <= now and self.meta.status == ChannelStatus.ACTIVE:
             step.extend(self._app(Sync(self._recent.last(2), self._recent.bloom())))

@@ -327,6 +327,12 @@ class ChannelManager:
                 return mid
         return None
 
+    def message_safe(self, channel_id: bytes, message_id: bytes) -> None:
+        """Our message reached every member or the mailboxes: stop resending it."""
+        channel = self.channels.get(channel_id)
+        if channel is not None:
+            channel.stop_resending(message_id)
+
     def _tag(self, tag_key: bytes, hour: int) -> bytes:
         key = (tag_key, hour)
         tag = self._sealing_tags.get(key)

@@ -73,3 +73,20 @@ def test_a_member_that_lacks_a_message_gets_it_again() -> None:
     w.run(RESEND_FIRST_S + 40)  # b's and c's Syncs tell alice; she resends to everyone
     assert "important" in [t for _, t in c.texts]
     assert [t for _, t in b.texts].count("important") == 1  # b did not get it twice
+
+
+def test_a_message_safe_without_us_is_not_resent() -> None:
+    # Once every member acknowledged it or mailbox holders store it (ChannelService says so),
+    # resending would only store it at the mailboxes again.
+    w, (a, _, c) = _quiet_world()
+    assert a.channel is not None
+    w.cut.add((a.peer, c.peer))
+    w.unacked.clear()
+    w.say(a, "stored elsewhere")
+    w.run(1)
+    w.unacked.clear()
+    w.cut.clear()
+    (mid,) = list(a.channel.seen_by)[-1:]
+    a.channel.stop_resending(mid)
+    w.run(RESEND_FIRST_S + 40)
+    assert "stored elsewhere" not in [t for _, t in c.texts]
