@@ -47,7 +47,7 @@ from node.transport.connections import LinkDown, LinkEvent, LinkUp
 
 if TYPE_CHECKING:
     from node.daemon import Node
-    from node.mailbox_service import MailboxService
+    from node.mailbox_service import Collection, MailboxService
     from node.relay_service import RelayService
 
 __all__ = ["ChannelService", "ChannelView", "ChannelsStopped", "MemberView"]
@@ -71,6 +71,7 @@ _UNROUTED_MAX = 1024  # relayed envelopes no key opens yet (perhaps a future epo
 _UNROUTED_TTL_S = 120.0
 _CATCH_UP_EVERY_S = 600.0  # mailboxes are read again this often while running...
 _CATCH_UP_ROUNDS = 8  # ...following new epochs found on the way, at most this many times
+_CATCH_UP_PARALLEL = 8  # mailbox keys read at once
 _SYNCED_META = "mailbox_synced_at"  # up to when this node has read its mailboxes
 _MAX_PLACING = 16  # mailbox placements under way at once
 
@@ -650,14 +651,29 @@ class ChannelService:
                               "admin re-adds this node if the channel moved on without it",
                 }))
         complete, read, found = True, set[bytes](), 0
+        limit = asyncio.Semaphore(_CATCH_UP_PARALLEL)
+
+        async def one(key: bytes) -> Collection | None:
+            async with limit:
+                try:
+                    return await mailboxes.collect(key, cursors=self._cursors.get(key))
+                except SpacePandaError as exc:
+                    log.debug("mailbox_collect_failed", error=str(exc))
+                    return None
+
         for _ in range(_CATCH_UP_ROUNDS):
             keys = [mailbox_key(t, d) for t in self.manager.tag_keys() for d in days]
             keys = [k for k in keys if k not in read]
             if not keys:
                 break
-            for key in keys:
-                read.add(key)
-                got = await mailboxes.collect(key, cursors=self._cursors.get(key))
+            read.update(keys)
+            # Keys are read in parallel (each is a DHT lookup and a few round trips), then
+            # processed in order: a channel's days oldest first.
+            collected = await asyncio.gather(*(one(key) for key in keys))
+            for key, got in zip(keys, collected, strict=True):
+                if got is None:
+                    complete = False
+                    continue
                 self._cursors[key] = {**self._cursors.get(key, {}), **got.cursors}
                 complete = complete and got.complete and not got.failed
                 for envelope in got.envelopes:
