@@ -166,13 +166,23 @@ class Delivery:
 
     def stragglers(self, now: float, grace_s: float) -> list[bytes]:
         """Items (released by jitter) still owed to a recipient that has no link, or owed
-        for longer than ``grace_s``: what direct delivery alone may not bring soon."""
-        return [
-            item.item_id for item in self._items.values()
-            if item.not_before <= now
-            and (now - item.added_at >= grace_s or any(p not in self._linked
-                                                       for p in item.pending))
-        ]
+        for longer than ``grace_s``: what direct delivery alone may not bring soon. Cheap
+        with a long outbox: items are kept in the order they were added (``added_at`` never
+        decreases), so the scan for old ones stops at the first young one."""
+        found: dict[bytes, None] = {}
+        for item in self._items.values():
+            if now - item.added_at < grace_s:
+                break
+            if item.not_before <= now:
+                found[item.item_id] = None
+        for peer, queue in self._queue.items():
+            if peer in self._linked:
+                continue
+            for item_id in queue:
+                owed = self._items.get(item_id)
+                if owed is not None and owed.not_before <= now:
+                    found[item_id] = None
+        return list(found)
 
     def jittered(self, now: float) -> int:
         """Items send jitter still holds back at ``now`` (read-only, for visibility)."""

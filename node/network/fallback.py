@@ -25,7 +25,10 @@ __all__ = ["Fallback", "FallbackSettings", "Place", "Relay", "Straggler"]
 
 @dataclass(frozen=True)
 class FallbackSettings:
-    grace_s: float = 2.0  # direct delivery alone for this long (LAN round trips are ~ms)
+    # An item owed to a member with a link gets this long from direct delivery alone: a busy
+    # receiver acknowledges late, and relaying and placing everything it owes would only add
+    # to its load (items owed to members without a link fall back at once).
+    grace_s: float = 30.0
     relay_again_s: float = 150.0  # > the relay's 120 s seen window, or a repeat is ignored
     max_relays: int = 4
     place_again_s: float = 60.0

@@ -128,6 +128,23 @@ def test_jittered_counts_items_held_back_until_their_release() -> None:
     assert d.jittered(0.0) == 1
 
 
+def test_stragglers_are_items_owed_to_the_unlinked_or_owed_too_long() -> None:
+    d = make()
+    d.link_up(P1, 0.0)
+    d.add(item(1), env(1), [P1], 0.0)  # linked: direct delivery gets the grace
+    d.add(item(2), env(2), [P2], 1.0)  # P2 has no link: falls back at once
+    d.add(item(3), env(3), [P2], 1.0, not_before=4.0)  # ...once jitter releases it
+    d.add(item(4), env(4), [P1], 6.0)
+    assert d.stragglers(1.0, 30.0) == [item(2)]
+    assert d.stragglers(4.0, 30.0) == [item(2), item(3)]
+    assert d.stragglers(30.0, 30.0) == [item(1), item(2), item(3)]
+    ack(d, P1, 1, now=31.0)
+    assert d.stragglers(36.0, 30.0) == [item(2), item(3), item(4)]
+    d.link_up(P2, 37.0)
+    assert d.stragglers(37.0, 30.0) == [item(2), item(3), item(4)]  # owed for 30 s and more
+    assert d.stragglers(37.0, 60.0) == []
+
+
 def test_statistics() -> None:
     d = make(window=1)
     d.link_up(P1, 0.0)
