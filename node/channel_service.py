@@ -562,11 +562,14 @@ class ChannelService:
         """Our text messages whose outbox items no longer need this node: every member
         acknowledged them, or enough mailbox holders did."""
         marks = []
+        texts: dict[bytes, dict[bytes, bytes]] = {}  # per channel, built once per batch
         for item_id in [*batch.finished, *batch.stored]:
             item = self._outbox.get(item_id)
             if item is None or item.channel_id is None:
                 continue
-            mid = self.manager.message_of(item.channel_id, item_id)
+            if item.channel_id not in texts:
+                texts[item.channel_id] = self.manager.texts_by_item(item.channel_id)
+            mid = texts[item.channel_id].get(item_id)
             if mid is not None:
                 marks.append((item.channel_id, mid))
                 self.manager.message_safe(item.channel_id, mid)

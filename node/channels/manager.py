@@ -316,16 +316,14 @@ class ChannelManager:
                     keys.append(tkey)
         return keys
 
-    def message_of(self, channel_id: bytes, inner_id: bytes) -> bytes | None:
-        """Which of our text messages an outbox item carried (None: not a text of ours, or
-        no longer tracked)."""
+    def texts_by_item(self, channel_id: bytes) -> dict[bytes, bytes]:
+        """Outbox item (inner id) -> message id, for our text messages still tracked in a
+        channel (empty when the channel is gone). Built per call: callers look up a batch's
+        items against one map."""
         channel = self.channels.get(channel_id)
         if channel is None:
-            return None
-        for mid, sent in channel.sent.items():
-            if sent.inner_id == inner_id and sent.is_text:
-                return mid
-        return None
+            return {}
+        return {sent.inner_id: mid for mid, sent in channel.sent.items() if sent.is_text}
 
     def message_safe(self, channel_id: bytes, message_id: bytes) -> None:
         """Our message reached every member or the mailboxes: stop resending it."""
