@@ -184,6 +184,12 @@ class Client:
         self._bundles[ref] = bundle
         return ref
 
+    def key_package_message(self, ref: bytes) -> bytes | None:
+        """The KeyPackage (MLSMessage bytes, public) of an unused KeyPackage, as
+        ``key_package()`` returned it; None when there is none with that ref."""
+        bundle = self._bundles.get(bytes(ref))
+        return None if bundle is None else bundle.to_message()
+
     def discard_key_package(self, ref: bytes) -> bool:
         """Forget an unused KeyPackage's private keys (e.g. its invite was withdrawn);
         False when there was none with that ref."""

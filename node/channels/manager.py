@@ -723,6 +723,14 @@ class ChannelManager:
         # The KeyPackage is used once per Welcome: put it back for each (a competing
         # commit's Welcome names the same one), and take it out again if unused.
         self.client.restore_key_package(invite.key_package)
+        if invite.state == InviteState.ACCEPTED:
+            # The Welcome shows our answer arrived (perhaps through a relay, acknowledging
+            # nothing): settle its outbox item. The answer is rebuilt byte for byte (Ed25519
+            # signatures are deterministic) to find the item's id.
+            kp = self.client.key_package_message(invite.key_package_ref)
+            if kp is not None:
+                answer = InviteAnswer(invite.invite_id, self.me, invite.peer, kp)
+                result.cancelled.append(inner_id(answer.signed(self.identity).encode()))
         try:
             if current is not None and current.active:
                 step = current.add_welcome(msg.welcome, origin, now)
