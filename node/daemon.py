@@ -40,6 +40,7 @@ from node.mailbox_service import MailboxService
 from node.metrics import Telemetry, TimedDhtService
 from node.netif import IPAddress, expand_listen, interface_addresses
 from node.netview import NetworkStopped, network_view
+from node.network.hopdelay import HopDelaySettings
 from node.relay_service import RelayService
 from node.storage.base import MAX_PEER_ADDRS, Storage
 from node.transport.connections import (
@@ -534,9 +535,10 @@ class Node:
                     blocked=self.is_blocked,
                 )
                 self._dialer.start()
-                self._relay = RelayService(self, shards=self.config.relay_shards,
-                                           rand=random.Random(self._random.getrandbits(64)),
-                                           wall=self._wall)
+                self._relay = RelayService(
+                    self, shards=self.config.relay_shards,
+                    rand=random.Random(self._random.getrandbits(64)), wall=self._wall,
+                    hop_delay=HopDelaySettings() if self.config.jitter == "high" else None)
                 self._relay.start(tg)
                 self._mailboxes = MailboxService(self, self.storage.mailbox_store(),
                                                  wall=self._wall, rng=self._rng)

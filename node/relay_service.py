@@ -10,6 +10,7 @@ consumer through a bounded queue that the consumer drains in the node's TaskGrou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ from node.core.errors import TransportError
 from node.core.identity import PeerId
 from node.network.gossip import Deliver, Effect, GossipRouter, GossipSettings, Send
 from node.network.gossip_wire import PROTOCOL
+from node.network.hopdelay import HopDelay, HopDelaySettings
 from node.transport.connections import LinkDown, LinkEvent, LinkUp
 
 if TYPE_CHECKING:
@@ -54,13 +56,19 @@ class RelayService:
         settings: GossipSettings | None = None,
         rand: random.Random | None = None,
         wall: Callable[[], float] = time.time,
+        hop_delay: HopDelaySettings | None = None,
     ) -> None:
         self.settings = replace(settings or GossipSettings(), shards=shards)
         self._node = node
         self._wall = wall
+        rand = rand or random.Random()
+        # `high` jitter: every frame leaves after a random per-hop delay (hopdelay.py).
+        self.hop_delay = (None if hop_delay is None
+                          else HopDelay(hop_delay, random.Random(rand.getrandbits(64))))
+        self._held = asyncio.Event()
         # Every node relays every shard for now: with few shards that is what keeps the
         # meshes full (PROTOCOL.md 14.1 foresees partial relaying above ~1,000 nodes).
-        self.router = GossipRouter(self.settings, rng=rand or random.Random())
+        self.router = GossipRouter(self.settings, rng=rand)
         self.delivered: asyncio.Queue[bytes] = asyncio.Queue(_DELIVER_QUEUE)
         self.counters: Counter[str] = Counter()
 
@@ -76,6 +84,8 @@ class RelayService:
             self._apply(self.router.add_peer(link.peer_id, now,
                                              outbound=link.direction == "outbound"))
         task_group.create_task(self._heartbeat(), name="relay-heartbeat")
+        if self.hop_delay is not None:
+            task_group.create_task(self._release_held(self.hop_delay), name="relay-hop-delay")
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -127,15 +137,12 @@ class RelayService:
     def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
-                link = self._node.connections.get(effect.peer)
-                if link is None:
-                    self.counters["frames_no_link"] += 1
+                delay = self.hop_delay
+                if delay is not None and delay.hold(effect.peer, effect.payload,
+                                                    asyncio.get_running_loop().time()):
+                    self._held.set()
                     continue
-                try:
-                    link.try_send(PROTOCOL, effect.payload)
-                    self.counters["frames_sent"] += 1
-                except TransportError:
-                    self.counters["frames_dropped"] += 1  # queue full: gossip repairs it
+                self._send_frame(effect.peer, effect.payload)
             elif isinstance(effect, Deliver):
                 try:
                     self.delivered.put_nowait(effect.envelope)
@@ -144,8 +151,40 @@ class RelayService:
                     self.counters["delivered_dropped"] += 1
 
     def statistics(self) -> dict[str, object]:
+        delayed = {} if self.hop_delay is None else {
+            "hop_delay_held_now": len(self.hop_delay),
+            **{f"hop_delay_{k}": v for k, v in self.hop_delay.counters.items()}}
         return {**self.router.statistics(), **{f"adapter_{k}": v for k, v in
-                                                self.counters.items()}}
+                                                self.counters.items()}, **delayed}
+
+    def _send_frame(self, peer: PeerId, frame: bytes) -> None:
+        link = self._node.connections.get(peer)
+        if link is None:
+            self.counters["frames_no_link"] += 1
+            return
+        try:
+            link.try_send(PROTOCOL, frame)
+            self.counters["frames_sent"] += 1
+        except TransportError:
+            self.counters["frames_dropped"] += 1  # queue full: gossip repairs it
+
+    async def _release_held(self, delay: HopDelay) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._held.clear()
+            at = delay.next_at()
+            if at is None:
+                await self._held.wait()
+                continue
+            wait = at - loop.time()
+            if wait > 0:
+                # Woken early when a frame is held: it may be due before the one awaited.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._held.wait()
+                continue
+            for peer, frame in delay.due(loop.time()):
+                self._send_frame(peer, frame)
 
     def view(self) -> dict[str, object]:
         """For GET /v1/network: shard meshes and peers' scores."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from node.core.identity import Identity
 from node.network.gossip_wire import Graft, Subscribe, encode_frame
 from tests.harness import StartNode, wait_for
 
@@ -33,3 +34,23 @@ async def test_frames_from_a_peer_without_a_link_stay_unknown(start_node: StartN
     await relay._on_frame(b.node.peer_id, encode_frame([Subscribe((0,))]))
     assert not relay.router.knows(b.node.peer_id)
     assert relay.router.statistics()["unknown_peer"] == 1
+
+
+async def test_high_jitter_relays_hold_each_frame_then_forward_it(start_node: StartNode) -> None:
+    ia, ib = Identity.generate(), Identity.generate()
+    relay_node = await start_node(host="127.0.0.1", jitter="high")
+    a = await start_node(host="127.0.0.2", identity=ia, bootstrap=(relay_node.addr,),
+                         blocked_peers=(ib.peer_id,))
+    b = await start_node(host="127.0.0.3", identity=ib, bootstrap=(relay_node.addr,),
+                         blocked_peers=(ia.peer_id,))
+    relay, ra, rb = relay_node.node.relay, a.node.relay, b.node.relay
+    assert relay is not None and ra is not None and rb is not None
+    assert relay.hop_delay is not None and ra.hop_delay is None
+    await wait_for(lambda: relay_node.node.peer_id in a.peers() & b.peers(), timeout=20)
+    await wait_for(lambda: relay_node.node.peer_id in ra.router.mesh(0)
+                   and relay_node.node.peer_id in rb.router.mesh(0), timeout=20)
+    envelope = b"\x01" + bytes(range(256)) + bytes(255)  # 512 bytes
+    assert ra.publish(envelope, stem=False)
+    await wait_for(lambda: rb.router.statistics().get("received", 0) >= 1, timeout=20)
+    stats = relay.statistics()
+    assert stats["hop_delay_held"] >= 1 and stats["hop_delay_held_now"] == 0
