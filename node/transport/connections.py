@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import socket
 import time
@@ -75,6 +76,15 @@ class LinkDown:
 
 
 LinkEvent = LinkUp | LinkDown
+
+def _loopback_source(host: str) -> str | None:
+    """``host`` when it is a loopback IP literal (not a name, not a wildcard), else None."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host if ip.is_loopback else None
+
 
 _FAMILIES = {"ip4": socket.AF_INET, "dns4": socket.AF_INET, "ip6": socket.AF_INET6,
              "dns6": socket.AF_INET6, "dns": socket.AF_UNSPEC}
@@ -146,6 +156,10 @@ class ConnectionManager:
         self.protected: Protected = protected or (lambda _peer: False)
         self._server: asyncio.Server | None = None
         self.listen_addrs: tuple[Multiaddr, ...] = ()
+        # Listening on one loopback address (several nodes on one host, 127.0.0.x): dials to
+        # loopback leave from it too, so that peers see one address per node (their per-address
+        # handshake budgets and address books), not all of them as 127.0.0.1.
+        self._dial_from: str | None = None
         # What peers are told to dial; the bound address unless the operator announces others.
         self.announce_addrs: tuple[Multiaddr, ...] = ()
         self.refused: Counter[str] = Counter()
@@ -191,6 +205,7 @@ class ConnectionManager:
         sock_host, sock_port = self._server.sockets[0].getsockname()[:2]
         bound = Multiaddr.from_host_port(sock_host, sock_port)
         self.listen_addrs = (bound,)
+        self._dial_from = _loopback_source(sock_host)
         log.info("listening", addr=str(bound.with_peer_id(self.local_peer_id)))
         self._tg.create_task(self._flush_logs(), name="transport-log-flush")
         return bound
@@ -355,8 +370,11 @@ class ConnectionManager:
         try:
             try:
                 async with asyncio.timeout(self._settings.dial_timeout_s):
+                    local = None
+                    if self._dial_from is not None and _loopback_source(host) is not None:
+                        local = (self._dial_from, 0)
                     reader, writer = await asyncio.open_connection(
-                        host, port, family=_FAMILIES[addr.family]
+                        host, port, family=_FAMILIES[addr.family], local_addr=local
                     )
             except TimeoutError:
                 raise DialTimeout(f"connecting to {addr} timed out") from None
