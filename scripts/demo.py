@@ -7,8 +7,10 @@
 3. Everyone picks a display name; every member sends a message; every member reads every
    message, decrypted, with sender names, each sender's messages in order.
 4. alice removes one member; the others go on talking; the removed member reads nothing more.
-5. The outsider's data dir is scanned: none of the plaintexts, not even the channel id.
-6. Every node is stopped with SIGTERM and must exit 0.
+5. bob stops; carol writes; the sealed envelope is stored at mailbox holders (any nodes, not
+   necessarily members); bob starts again and reads it from the mailboxes.
+6. The outsider's data dir is scanned: none of the plaintexts, not even the channel id.
+7. Every node is stopped with SIGTERM and must exit 0.
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ class Demo:
 
     def start(self, host: str, bootstrap: str | None, *, auto_accept: bool) -> ApiClient:
         d = self.root / f"node{len(self.dirs)}"
+        proc, client = self._spawn(d, host, bootstrap, auto_accept)
+        self.procs.append(proc)
+        self.dirs.append(d)
+        self.clients.append(client)
+        return client
+
+    def stop(self, i: int) -> int:
+        self.procs[i].send_signal(signal.SIGTERM)
+        return self.procs[i].wait(timeout=20)
+
+    def restart(self, i: int, host: str, *, auto_accept: bool) -> ApiClient:
+        """Start node ``i`` again from its data dir (it rejoins from its address book)."""
+        self.procs[i], self.clients[i] = self._spawn(self.dirs[i], host, None, auto_accept)
+        return self.clients[i]
+
+    def _spawn(self, d: Path, host: str, bootstrap: str | None,
+               auto_accept: bool) -> tuple[subprocess.Popen[bytes], ApiClient]:
         cmd = [sys.executable, "-m", "node", "run", "--init", "--data-dir", str(d),
                "--listen", f"/ip4/{host}/tcp/0", "--api", "/ip4/127.0.0.1/tcp/0",
                "--log-format", "json"]
@@ -49,10 +68,8 @@ class Demo:
             cmd += ["--bootstrap", bootstrap]
         env = dict(os.environ, SPACEPANDA_DHT_SUBNET_PREFIX="32",
                    SPACEPANDA_AUTO_ACCEPT_INVITES="true" if auto_accept else "false")
-        log = (self.root / f"{d.name}.log").open("wb")
+        log = (self.root / f"{d.name}.log").open("ab")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        self.procs.append(proc)
-        self.dirs.append(d)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -60,8 +77,7 @@ class Demo:
             try:
                 client = ApiClient.from_data_dir(d, timeout=10)
                 client.node()
-                self.clients.append(client)
-                return client
+                return proc, client
             except (ConfigError, NodeUnreachable, ApiError, OSError):
                 time.sleep(0.1)
         raise SystemExit(f"node in {d} did not start within {self.timeout} s")
@@ -134,11 +150,11 @@ def run(args: argparse.Namespace, demo: Demo) -> bool:
     for x, name in zip(c, names, strict=True):
         x.set_profile(name)
 
-    alice, bob, outsider = c[0], c[1], c[-1]
+    alice, bob = c[0], c[1]
     members = c[:-1]
     cid = alice.create_channel("general")["channel_id"]
     print(f"\n{names[0]} created channel 'general' ({cid[:16]}...)")
-    for x, pid in zip(members[1:], ids[1 : n - 1], strict=True):
+    for pid in ids[1 : n - 1]:
         alice.invite(cid, pid)
     print(f"{names[0]} invited {', '.join(names[1 : n - 1])}; {names[-1]} stays outside")
     demo.wait("bob's invite", lambda: len(bob.invites()) == 1)
@@ -188,9 +204,29 @@ def run(args: argparse.Namespace, demo: Demo) -> bool:
     print(f"{names[1]}: {secret!r} -> read by {', '.join(names[: n - 2])}; "
           f"{gone_name} still has only its {before} earlier messages")
 
+    # Offline delivery: bob stops; carol writes; once mailbox holders (nodes that are not
+    # necessarily members) store the sealed envelope, carol's outbox lets go of it; bob starts
+    # again and reads it from the mailboxes (no member forwards it to him).
+    assert demo.stop(1) == 0
+    away = "while you were away, bob"
+    carol = rest[2] if len(rest) > 2 else rest[0]
+    mid = carol.send(cid, away)
+    t = demo.wait("the message to be stored at mailboxes", lambda: any(
+        m["message_id"] == mid and m["status"]["stored"] for m in messages(carol, cid)))
+    holding = [name for x, name in zip(c, names, strict=True) if x is not bob
+               and x.network()["mailboxes"]["holder"]["envelopes"] > 0]
+    print(f"\nbob stopped; {names[c.index(carol)]} wrote {away!r}: stored at the mailboxes "
+          f"of {', '.join(holding)} after {t:.1f} s")
+    bob = demo.restart(1, addrs[1], auto_accept=False)
+    t = demo.wait("bob to read it", lambda: away in [m["text"] for m in messages(bob, cid)])
+    fetched = bob.network()["mailboxes"]["client"]["collected_envelopes"]
+    print(f"bob started again and read it {t:.1f} s after its API came up, from the mailboxes "
+          f"({fetched} envelope(s) collected)")
+    secret_texts = [*said.values(), secret, away]
+
     codes = demo.stop_all()
     print(f"\nstopped every node (SIGTERM): exit codes {codes}")
-    leak = _scan(demo.dirs[-1], [*said.values(), secret], cid)
+    leak = _scan(demo.dirs[-1], secret_texts, cid)
     print(f"outsider {names[-1]}'s data dir holds " + (
         "none of the plaintexts and not the channel id" if not leak else f"LEAKS {leak}"))
     return not leak and all(code == 0 for code in codes)
