@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run every fuzz target for a fixed number of inputs, one after the other, and print one
 # summary line per target. Usage: fuzz/campaign.sh [RUNS] [WORKDIR]   (default 100000, a temp dir)
-# TARGETS="a b c" runs only those; NICE=10 runs them niced (shared machines).
+# TARGETS="a b c" runs only those; NICE=10 runs them niced (shared machines); MAX_TIME=S stops
+# each target after S seconds if it has not reached RUNS (the summary line gives the real count).
 # Known findings are tolerated (SPACEPANDA_FUZZ_SKIP_KNOWN=1) so that each target runs to the
 # end; new crashes stop that target and leave a crash-* file in WORKDIR.
 set -u
@@ -16,7 +17,7 @@ TARGETS=${TARGETS:-$(PYTHONPATH="$ROOT" "$PY" -c 'from fuzz.targets import NAMES
 for t in $TARGETS; do
     start=$(date +%s)
     SPACEPANDA_FUZZ_SKIP_KNOWN=1 PYTHONPATH="$ROOT" nice -n "${NICE:-0}" "$PY" -m fuzz.run "$t" -runs="$RUNS" \
-        -artifact_prefix="$WORK/$t-" "$WORK/corpus/$t" >"$WORK/$t.log" 2>&1
+        ${MAX_TIME:+-max_total_time="$MAX_TIME"} -artifact_prefix="$WORK/$t-" "$WORK/corpus/$t" >"$WORK/$t.log" 2>&1
     rc=$?
     done_line=$(grep -E '^Done [0-9]+ runs' "$WORK/$t.log" | tail -1)
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$WORK/$t.log" | tail -1)

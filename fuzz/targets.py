@@ -45,10 +45,9 @@ __all__ = ["ENVELOPE_KEY", "INVITE_PRIVATE_KEY", "INVITE_PUBLIC_KEY", "NAMES", "
 
 # Findings already reported (see fuzz/README.md). With SPACEPANDA_FUZZ_SKIP_KNOWN=1 a
 # campaign tolerates them and keeps looking for new ones; CI and the smoke test never set it.
-KNOWN: tuple[tuple[type[BaseException], str], ...] = (
-    # ChannelInfo.decode sorts a mixed-type admin list before checking the element types.
-    (TypeError, "node/channels/content.py"),
-)
+# None open: the last (ChannelInfo.decode sorting a mixed-type admin list, a TypeError) is
+# fixed and pinned by tests/node/channels/test_content.py.
+KNOWN: tuple[tuple[type[BaseException], str], ...] = ()
 _SKIP_KNOWN = os.environ.get("SPACEPANDA_FUZZ_SKIP_KNOWN") == "1"
 
 

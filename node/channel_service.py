@@ -22,7 +22,7 @@ import os
 import random
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -201,6 +201,11 @@ class ChannelService:
         self._waiting: set[asyncio.Future[Any]] = set()
         self._timer_at = 0.0  # when the timer task next wakes up...
         self._timer_kick = asyncio.Event()  # ...unless this wakes it earlier
+        # Peers sharing an active channel with us, and how many channels each shares: the
+        # connection trim asks about every candidate, so it reads a set kept up to date as
+        # membership changes (per channel, only when its group state or status moved).
+        self._co_members: Counter[PeerId] = Counter()
+        self._roster: dict[bytes, tuple[tuple[int, bytes, bool], frozenset[PeerId]]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -224,6 +229,9 @@ class ChannelService:
             self._restore_outbox(item, now)
         for eid in await self._store.load_seen(now - _SEEN_RETENTION_S):
             self.delivery.remember(eid)
+        self._roster.clear()
+        self._co_members.clear()
+        self._track_members(m.channels)
         log.info("channels_loaded", channels=len(m.channels), invites=len(m.invites),
                  outbox=len(self._outbox))
 
@@ -497,6 +505,7 @@ class ChannelService:
                 await self._reload_after_failure()
                 return
         # Durable: now the world may see it.
+        self._track_members(r.channels)
         for iid in r.cancelled:
             self.delivery.cancel(iid)
             self._outbox.pop(iid, None)
@@ -543,6 +552,32 @@ class ChannelService:
         for fut, err in batch.failed:
             if not fut.done():
                 fut.set_exception(err)
+
+    def is_co_member(self, peer: PeerId) -> bool:
+        """Whether ``peer`` is a member of one of our active channels (cheap: a set lookup)."""
+        return peer in self._co_members
+
+    def _track_members(self, channel_ids: Iterable[bytes]) -> None:
+        for cid in channel_ids:
+            channel = self.manager.channels.get(cid)
+            old = self._roster.get(cid)
+            peers: frozenset[PeerId] = frozenset()
+            if channel is None:
+                self._roster.pop(cid, None)
+            else:
+                # A fork resolved to another state of the same epoch has another authenticator.
+                key = (channel.epoch, channel.fingerprint, channel.active)
+                if old is not None and old[0] == key:
+                    continue
+                if channel.active:
+                    peers = frozenset(channel.member_peers()) - {self.manager.me}
+                self._roster[cid] = (key, peers)
+            before = frozenset() if old is None else old[1]
+            self._co_members.update(peers - before)
+            self._co_members.subtract(before - peers)
+            for peer in before - peers:
+                if self._co_members[peer] <= 0:
+                    del self._co_members[peer]
 
     async def _reload_after_failure(self) -> None:
         """The database refused a batch: our in-memory state ran ahead of it. Start over

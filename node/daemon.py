@@ -557,6 +557,8 @@ class Node:
                 await channels.load()
                 channels.start(tg)
                 self._channels = channels
+                # Links to people we share a channel with carry our messages: never trim them.
+                self.protect(channels.is_co_member)
                 tg.create_task(self.telemetry.count_messages(channels, self.peer_id),
                                name="message-metrics")
                 tg.create_task(self.telemetry.sample_mailbox_usage(self._mailboxes),
@@ -574,6 +576,8 @@ class Node:
             self.dispatcher.stop()
             if self._channels is not None:
                 self._channels.stop()
+                with contextlib.suppress(ValueError):  # a later run registers its own
+                    self._protectors.remove(self._channels.is_co_member)
             if self._mailboxes is not None:
                 self._mailboxes.stop()
             if self._dht is not None:

@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-echo "== ruff"; .venv/bin/ruff check node dht mls api tests bench
+echo "== ruff"; .venv/bin/ruff check node dht mls api tests bench fuzz
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/python -m pytest "$@"

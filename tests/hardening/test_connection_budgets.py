@@ -14,7 +14,7 @@ import contextlib
 import pytest
 import structlog
 
-from node.core.errors import TransportError
+from node.core.errors import LimitExceeded, TransportError
 from node.core.identity import PeerId
 from node.transport.connections import ConnectionManager
 from node.transport.messages import CloseCode
@@ -201,3 +201,47 @@ async def test_identities_coming_and_going_are_summed_up_not_logged_each(
     summaries = [e for e in loud if e["event"] == "inbound_links"]
     assert sum(e["count"] for e in summaries) == 400
     assert sum(e["reasons"].get("opened", 0) for e in summaries) == 200
+
+
+async def test_channel_co_members_survive_the_trim(start_node: StartNode) -> None:
+    # Room for 4 links, 3 of them inbound. The victim has two inbound links: a channel
+    # co-member (active) and an idle stranger; then it dials four peers. Each dial past the
+    # limit trims one unprotected inbound link: the stranger goes, the co-member never does,
+    # so the last dial finds nothing it may evict.
+    victim = await start_node(host="127.0.0.25", max_connections=4, min_connections=0)
+    member = await start_node(host="127.0.0.26", auto_accept_invites=True)
+    await member.node.dial(victim.addr)
+    await wait_for(lambda: member.node.peer_id in victim.peers())
+    assert not victim.node.is_protected(member.node.peer_id)  # not a routing-table peer
+    channels = victim.node.channels
+    cid = bytes.fromhex((await channels.create("team")).channel_id)
+    # The invitee's envelope key as its DHT record would give it (no DHT contact here, so
+    # that only co-membership can protect the member).
+    key = member.node.keys.envelope_public
+    await channels.call(lambda now: channels.manager.invite(cid, member.node.peer_id, key, now))
+    await wait_for(lambda: len(channels.view(cid).members) == 2, 15.0)
+    assert channels.is_co_member(member.node.peer_id)
+    assert victim.node.is_protected(member.node.peer_id)
+
+    stranger = Sybil()
+    host, port = victim.addr.host_port()
+    stranger.task = asyncio.create_task(stranger.run(host, port, "127.0.60.1"))
+    await wait_for(lambda: stranger.peer_id in victim.peers())
+    dialled = [await start_node(host=f"127.0.0.{27 + i}") for i in range(4)]
+    try:
+        for node in dialled[:3]:
+            await victim.node.dial(node.addr)
+        await wait_for(lambda: stranger.closed.is_set())
+        assert stranger.close_code == CloseCode.LIMIT_REACHED
+        with pytest.raises(LimitExceeded):
+            await victim.node.dial(dialled[3].addr)
+        assert member.node.peer_id in victim.peers()
+        assert victim.node.connections.evicted["inbound_trimmed"] == 1
+        # Removed from the channel: no longer protected.
+        await channels.remove(cid, member.node.peer_id)
+        await wait_for(lambda: len(channels.view(cid).members) == 1, 15.0)
+        assert not channels.is_co_member(member.node.peer_id)
+        assert not victim.node.is_protected(member.node.peer_id)
+    finally:
+        stranger.close()
+        await stranger.task
