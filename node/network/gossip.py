@@ -368,22 +368,30 @@ class GossipRouter:
             self._rescore(p, now)
         return []
 
-    def _on_publish(self, p: _Peer, item: Publish, now: float) -> None:
+    def _admit(self, p: _Peer, item: Publish | Stem, now: float) -> bytes | None:
+        """The checks a PUBLISH and a STEM share: the peer's rate, our topics, the seen
+        cache and the envelope's form. The message id when the item goes on, else None."""
         if not self._msg_limit.allow(p.key, now):
             self.counters["messages_rate_limited"] += 1
             p.limited = True
-            return
-        topic = item.topic
-        if topic not in self._topics:
+            return None
+        if item.topic not in self._topics:
             self.counters["unsubscribed_topic"] += 1
-            return
+            return None
         mid = message_id(item.envelope)
         if mid in self._seen:
             self.counters["duplicates"] += 1
-            return
+            return None
         if not is_envelope(item.envelope):
-            self._invalid(p, topic, now)
+            self._invalid(p, item.topic, now)
+            return None
+        return mid
+
+    def _on_publish(self, p: _Peer, item: Publish, now: float) -> None:
+        mid = self._admit(p, item, now)
+        if mid is None:
             return
+        topic = item.topic
         embargo = self._stem.pop(mid, None)
         own = embargo is not None and embargo.own
         self.counters["received"] += 1
@@ -396,21 +404,10 @@ class GossipRouter:
                 self._queue(q, item)
 
     def _on_stem(self, p: _Peer, item: Stem, now: float) -> None:
-        if not self._msg_limit.allow(p.key, now):
-            self.counters["messages_rate_limited"] += 1
-            p.limited = True
+        mid = self._admit(p, item, now)
+        if mid is None:
             return
         topic = item.topic
-        if topic not in self._topics:
-            self.counters["unsubscribed_topic"] += 1
-            return
-        mid = message_id(item.envelope)
-        if mid in self._seen:
-            self.counters["duplicates"] += 1
-            return
-        if not is_envelope(item.envelope):
-            self._invalid(p, topic, now)
-            return
         looped = self._stem.pop(mid, None)
         if looped is not None:  # back on a node of its own stem: fluff it now
             self.counters["stem_loops"] += 1
