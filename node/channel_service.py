@@ -485,6 +485,8 @@ class ChannelService:
                                                frozenset(e.recipients), now))
         rows.outbox_removed = [*r.cancelled, *batch.stored]
         rows.stored = self._stored_messages(batch)
+        for cid, mid in rows.stored:
+            self.manager.message_safe(cid, mid)  # no more resends of what is safe
         rows.outbox_acked = list(batch.acked)
         rows.seen = [(eid, now) for eid in batch.seen]
         rows.invites_saved = [(i.invite_id, i.encode(), i.created_at) for i in r.invites_saved]
@@ -607,7 +609,6 @@ class ChannelService:
             mid = texts[item.channel_id].get(item_id)
             if mid is not None:
                 marks.append((item.channel_id, mid))
-                self.manager.message_safe(item.channel_id, mid)
         return marks
 
     # -- beyond direct links: relay and mailboxes ----------------------------------------------
