@@ -221,7 +221,7 @@ def run(args: argparse.Namespace, demo: Demo) -> bool:
     t = demo.wait("bob to read it", lambda: away in [m["text"] for m in messages(bob, cid)])
     fetched = bob.network()["mailboxes"]["client"]["collected_envelopes"]
     print(f"bob started again and read it {t:.1f} s after its API came up, from the mailboxes "
-          f"({fetched} envelope(s) collected)")
+          f"({fetched} copies fetched from the holders, shown once)")
     secret_texts = [*said.values(), secret, away]
 
     codes = demo.stop_all()
